@@ -1,0 +1,47 @@
+"""One progress bar style for every long loop (rich, on stderr)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Protocol
+
+
+class Advance(Protocol):
+    def __call__(self, n: int = 1) -> None: ...
+
+
+def _auto() -> bool:
+    return sys.stderr.isatty()
+
+
+@contextmanager
+def progress(description: str, total: int, enabled: bool | None = None) -> Iterator[Advance]:
+    """Yield ``advance(n)``; shows a rich bar on stderr when enabled (default: a TTY)."""
+    if enabled is None:
+        enabled = _auto()
+    if not enabled:
+        yield lambda n=1: None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)

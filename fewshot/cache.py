@@ -1,0 +1,214 @@
+"""On-disk embedding cache keyed by encoder id and item content.
+
+Layout: ``<root>/<encoder id>/shard-*.safetensors``, each shard holding ``keys``
+(``n x 16`` content digests) and ``vectors`` (``n x dim`` float32) plus a checksum
+in its metadata. Shards are written to a temporary file and renamed into place,
+so a killed run leaves no partial shard; a shard that fails to open or whose
+checksum does not match is deleted and its items are embedded again. Many small
+shards are merged into one once there are more than ``max_shards``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fewshot._io import atomic_file
+
+__all__ = ["EmbeddingCache", "default_cache_dir", "embed"]
+
+_FORMAT = "1"
+_KEY_BYTES = 16
+
+
+def default_cache_dir() -> Path:
+    """``$FEWSHOT_CACHE`` if set, else the user cache dir (``~/.cache/fewshot``)."""
+    env = os.environ.get("FEWSHOT_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("fewshot")) / "embeddings"
+
+
+def _checksum(keys: np.ndarray, vectors: np.ndarray) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    h.update(keys.tobytes())
+    h.update(vectors.tobytes())
+    return h.hexdigest()
+
+
+class EmbeddingCache:
+    """Embeddings on disk, looked up by ``(encoder_id, item key)``."""
+
+    def __init__(self, root: str | Path | None = None, *, max_shards: int = 16) -> None:
+        self.root = Path(root).expanduser() if root is not None else default_cache_dir()
+        self.max_shards = max_shards
+
+    def __repr__(self) -> str:
+        return f"EmbeddingCache({str(self.root)!r})"
+
+    def _folder(self, encoder_id: str) -> Path:
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in encoder_id)
+        return self.root / safe
+
+    def _shards(self, encoder_id: str) -> list[Path]:
+        folder = self._folder(encoder_id)
+        return sorted(folder.glob("shard-*.safetensors")) if folder.is_dir() else []
+
+    def _drop(self, shard: Path, why: str) -> None:
+        warnings.warn(f"embedding cache: {shard} is {why}; recomputing its entries", stacklevel=4)
+        shard.unlink(missing_ok=True)
+
+    def _read_keys(self, shard: Path) -> np.ndarray | None:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(shard), framework="numpy") as f:
+                meta = f.metadata() or {}
+                if meta.get("format") != _FORMAT:
+                    raise ValueError("format")
+                keys = f.get_tensor("keys")
+        except FileNotFoundError:
+            return None  # removed by a concurrent merge
+        except Exception:  # safetensors raises several types on truncated files
+            self._drop(shard, "unreadable")
+            return None
+        if keys.ndim != 2 or keys.shape[1] != _KEY_BYTES:
+            self._drop(shard, "malformed")
+            return None
+        return keys
+
+    def _read_vectors(self, shard: Path, dim: int) -> np.ndarray | None:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(shard), framework="numpy") as f:
+                meta = f.metadata() or {}
+                keys = f.get_tensor("keys")
+                vectors = f.get_tensor("vectors")
+        except FileNotFoundError:
+            return None
+        except Exception:
+            self._drop(shard, "unreadable")
+            return None
+        if vectors.shape != (len(keys), dim) or meta.get("checksum") != _checksum(keys, vectors):
+            self._drop(shard, "corrupt (checksum mismatch)")
+            return None
+        return vectors
+
+    def lookup(
+        self, encoder_id: str, keys: Sequence[bytes], dim: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors, found)``: rows for the keys found; ``found`` is a bool mask."""
+        out = np.zeros((len(keys), dim), dtype=np.float32)
+        found = np.zeros(len(keys), dtype=bool)
+        wanted: dict[bytes, list[int]] = {}
+        for i, k in enumerate(keys):
+            wanted.setdefault(k, []).append(i)
+        for shard in self._shards(encoder_id):
+            if found.all():
+                break
+            shard_keys = self._read_keys(shard)
+            if shard_keys is None:
+                continue
+            rows = [
+                (r, wanted[k]) for r, k in enumerate(map(bytes, shard_keys))
+                if k in wanted and not found[wanted[k][0]]
+            ]
+            if not rows:
+                continue
+            vectors = self._read_vectors(shard, dim)
+            if vectors is None:
+                continue
+            for r, positions in rows:
+                out[positions] = vectors[r]
+                found[positions] = True
+        return out, found
+
+    def store(self, encoder_id: str, keys: Sequence[bytes], vectors: np.ndarray) -> None:
+        """Add entries as one new shard (atomic), merging shards when there are many."""
+        if len(keys) == 0:
+            return
+        key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _KEY_BYTES)
+        self._write(encoder_id, key_arr, np.ascontiguousarray(vectors, dtype=np.float32))
+        if len(self._shards(encoder_id)) > self.max_shards:
+            self._merge(encoder_id, vectors.shape[1])
+
+    def _write(self, encoder_id: str, keys: np.ndarray, vectors: np.ndarray) -> Path:
+        from safetensors.numpy import save
+
+        meta = {"format": _FORMAT, "encoder_id": encoder_id, "checksum": _checksum(keys, vectors)}
+        blob = save({"keys": keys, "vectors": vectors}, metadata=meta)
+        name = f"shard-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}.safetensors"
+        path = self._folder(encoder_id) / name
+        with atomic_file(path) as f:
+            f.write(blob)
+        return path
+
+    def _merge(self, encoder_id: str, dim: int) -> None:
+        shards = self._shards(encoder_id)
+        all_keys, all_vecs = [], []
+        for shard in shards:
+            keys = self._read_keys(shard)
+            vecs = self._read_vectors(shard, dim) if keys is not None else None
+            if vecs is not None:
+                all_keys.append(keys)
+                all_vecs.append(vecs)
+        if not all_keys:
+            return
+        keys = np.concatenate(all_keys)
+        _, first = np.unique(keys, axis=0, return_index=True)
+        first.sort()
+        self._write(encoder_id, keys[first], np.concatenate(all_vecs)[first])
+        for shard in shards:
+            shard.unlink(missing_ok=True)
+
+    def clear(self, encoder_id: str | None = None) -> None:
+        """Delete cached embeddings for one encoder, or all of them."""
+        import shutil
+
+        target = self._folder(encoder_id) if encoder_id else self.root
+        shutil.rmtree(target, ignore_errors=True)
+
+
+def embed(
+    encoder: Any,
+    items: Sequence[Any],
+    cache: EmbeddingCache | None = None,
+    *,
+    batch_size: int | None = None,
+    show_progress: bool | None = None,
+    on_miss: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Embed ``items`` with ``encoder``, reading and filling ``cache`` when given."""
+    items = list(items)
+    if cache is None or not items:
+        return encoder.encode(items, batch_size=batch_size, show_progress=show_progress)
+    encoder_id = encoder.id
+    keys = [encoder.item_key(x) for x in items]
+    out, found = cache.lookup(encoder_id, keys, encoder.dim)
+    missing = np.flatnonzero(~found)
+    if on_miss is not None:
+        on_miss(len(missing))
+    if len(missing):
+        # Embed each distinct missing item once.
+        first: dict[bytes, int] = {}
+        for i in missing:
+            first.setdefault(keys[i], int(i))
+        uniq = list(first.values())
+        vecs = encoder.encode(
+            [items[i] for i in uniq], batch_size=batch_size, show_progress=show_progress
+        )
+        row = {keys[i]: r for r, i in enumerate(uniq)}
+        out[missing] = vecs[[row[keys[i]] for i in missing]]
+        cache.store(encoder_id, [keys[i] for i in uniq], vecs)
+    return out

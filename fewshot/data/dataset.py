@@ -1,0 +1,50 @@
+"""The in-memory dataset every loader returns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Modality = Literal["text", "image"]
+
+
+@dataclass
+class Dataset:
+    """Items (texts, or image paths), optional string labels and stable ids.
+
+    ``items[i]`` is what an encoder takes: a string for text, a :class:`Path` for
+    images. ``ids[i]`` names the row in outputs (the file's ``id`` field, the row
+    number, or the image path relative to the dataset folder).
+    """
+
+    items: list
+    labels: list[str] | None
+    ids: list[str]
+    modality: Modality
+    source: str = ""
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def classes(self) -> list[str]:
+        """Sorted distinct labels (byte-wise, as the protocol sorts them)."""
+        return sorted(set(self.labels or []))
+
+    def subset(self, indices: Sequence[int]) -> Dataset:
+        """The rows at ``indices``, in that order."""
+        return Dataset(
+            items=[self.items[i] for i in indices],
+            labels=None if self.labels is None else [self.labels[i] for i in indices],
+            ids=[self.ids[i] for i in indices],
+            modality=self.modality,
+            source=self.source,
+        )
+
+    def display(self, i: int) -> str:
+        """What to print for row ``i``: the text, or the image path."""
+        item = self.items[i]
+        return str(item) if isinstance(item, Path) else item

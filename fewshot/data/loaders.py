@@ -1,0 +1,279 @@
+"""Read labelled or unlabelled data from files and folders.
+
+Text: JSONL, CSV/TSV, Parquet (fields ``text``/``label`` by default) and plain text
+(one item per line, no labels). Images: ``<root>/<label>/<file>`` folders, a folder
+of unlabelled images, or a CSV/JSONL/Parquet of image paths (+ labels). A dataset
+folder with ``train``/``test`` splits (the layout of ../shared/data) is read one
+split at a time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+from fewshot.data.dataset import Dataset
+from fewshot.errors import DataError
+
+__all__ = ["IMAGE_SUFFIXES", "TEXT_SUFFIXES", "dataset_splits", "load_dataset"]
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
+TEXT_SUFFIXES = frozenset({".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt"})
+_IMAGE_FIELDS = ("image", "path", "file", "filename")
+
+
+def dataset_splits(folder: Path) -> list[str]:
+    """Names of the splits a dataset folder holds (``train.jsonl`` or ``train/``)."""
+    found = []
+    for split in ("train", "validation", "dev", "test"):
+        if (folder / f"{split}.jsonl").is_file() or _is_image_split(folder / split):
+            found.append(split)
+    return found
+
+
+def _is_image_split(folder: Path) -> bool:
+    return folder.is_dir() and any(p.is_dir() for p in folder.iterdir())
+
+
+def load_dataset(
+    path: str | Path,
+    split: str | None = None,
+    *,
+    text_field: str = "text",
+    label_field: str = "label",
+    id_field: str = "id",
+    image_field: str | None = None,
+    require_labels: bool = True,
+    skip_bad_images: bool = False,
+) -> Dataset:
+    """Load ``path`` as a :class:`Dataset`, guessing text or images from what it holds.
+
+    ``split`` picks ``<path>/<split>.jsonl`` or ``<path>/<split>/`` when ``path`` is a
+    dataset folder; it is ignored for a plain file or image folder. With
+    ``require_labels`` every row must carry a label; otherwise labels are kept
+    only when every row has one.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"no such file or folder: {path}; check the path")
+    if path.is_dir():
+        splits = dataset_splits(path)
+        if splits:
+            if split is None:
+                raise DataError(
+                    f"{path} is a dataset folder with splits {', '.join(splits)}; "
+                    "name one (for example --split train) or point at the split itself"
+                )
+            if split not in splits:
+                raise DataError(
+                    f"{path} has no '{split}' split (it has {', '.join(splits)}); "
+                    "pick one of those"
+                )
+            sub = path / f"{split}.jsonl"
+            path = sub if sub.is_file() else path / split
+    if path.is_dir():
+        return _load_image_folder(path, require_labels, skip_bad_images)
+    suffix = path.suffix.lower()
+    if suffix not in TEXT_SUFFIXES:
+        raise DataError(
+            f"cannot tell how to read {path} (suffix '{suffix}'); use .jsonl, .csv, .tsv, "
+            ".parquet, .txt or an image folder"
+        )
+    if suffix == ".txt":
+        if require_labels:
+            raise DataError(
+                f"{path} is plain text (one item per line, no labels); labelled data "
+                "must be .jsonl, .csv, .tsv or .parquet"
+            )
+        return _from_lines(path)
+    rows = _read_records(path)
+    if not rows:
+        raise DataError(f"{path} has no rows; give a file with at least one record")
+    return _from_records(
+        rows, path, text_field, label_field, id_field, image_field, require_labels,
+        skip_bad_images,
+    )
+
+
+def _from_lines(path: Path) -> Dataset:
+    texts = []
+    ids = []
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                texts.append(line)
+                ids.append(str(lineno - 1))
+    if not texts:
+        raise DataError(f"{path} has no non-empty lines; give one item per line")
+    return Dataset(texts, None, ids, "text", str(path))
+
+
+def _open_text(path: Path):
+    return open(path, encoding="utf-8", newline="")
+
+
+def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) pairs; line numbers are 1-based and count the header."""
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".jsonl", ".ndjson"):
+            return _read_jsonl(path)
+        if suffix in (".csv", ".tsv"):
+            with _open_text(path) as f:
+                reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+                return [(i + 2, dict(r)) for i, r in enumerate(reader)]
+        return _read_parquet(path)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from e
+
+
+def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DataError(
+                    f"{path}:{lineno}: malformed JSON ({e.msg}); fix that line so each line "
+                    "is one JSON object"
+                ) from e
+            if not isinstance(rec, dict):
+                raise DataError(
+                    f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}; "
+                    "write one object per line"
+                )
+            rows.append((lineno, rec))
+    return rows
+
+
+def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    try:
+        import pyarrow.parquet as pq
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError(
+            "reading Parquet needs pyarrow: pip install 'fewshot[parquet]'"
+        ) from e
+    try:
+        table = pq.read_table(path)
+    except Exception as e:  # pyarrow raises several unrelated types for bad files
+        raise DataError(f"cannot read Parquet file {path} ({e}); check the file") from e
+    return [(i + 1, r) for i, r in enumerate(table.to_pylist())]
+
+
+def _from_records(
+    rows: list[tuple[int, dict[str, Any]]],
+    path: Path,
+    text_field: str,
+    label_field: str,
+    id_field: str,
+    image_field: str | None,
+    require_labels: bool,
+    skip_bad_images: bool,
+) -> Dataset:
+    first = rows[0][1]
+    if image_field is None and text_field not in first:
+        image_field = next((f for f in _IMAGE_FIELDS if f in first), None)
+    field_name = image_field or text_field
+    items: list[Any] = []
+    labels: list[str] = []
+    ids: list[str] = []
+    has_label = True
+    for row_no, (lineno, rec) in enumerate(rows):
+        value = rec.get(field_name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise DataError(
+                f"{path}:{lineno}: no '{field_name}' field; name the right field with "
+                f"--{'image' if image_field else 'text'}-field (fields here: "
+                f"{', '.join(map(str, rec)) or 'none'})"
+            )
+        items.append(_image_path(path, value) if image_field else str(value))
+        label = rec.get(label_field)
+        if label is None or str(label) == "":
+            if require_labels:
+                raise DataError(
+                    f"{path}:{lineno}: no '{label_field}' field; every training/evaluation "
+                    f"row needs a label (name the field with --label-field)"
+                )
+            has_label = False
+        else:
+            labels.append(str(label))
+        rid = rec.get(id_field)
+        ids.append(str(rid) if rid is not None else str(row_no))
+    ds = Dataset(
+        items, labels if has_label else None, ids, "image" if image_field else "text", str(path)
+    )
+    if image_field:
+        _check_images(ds, skip_bad_images)
+    return ds
+
+
+def _image_path(table: Path, value: Any) -> Path:
+    p = Path(str(value)).expanduser()
+    return p if p.is_absolute() else table.parent / p
+
+
+def _load_image_folder(folder: Path, require_labels: bool, skip_bad_images: bool) -> Dataset:
+    entries = sorted(
+        (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.relative_to(folder).as_posix().encode("utf-8"),
+    )
+    class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    labelled = bool(class_dirs)
+    if labelled:
+        top_level = [p for p in entries if p.parent == folder]
+        if top_level:
+            raise DataError(
+                f"{folder} mixes class folders with loose images (e.g. {top_level[0].name}); "
+                "move every image into a <label>/ folder"
+            )
+        counts = {d.name: 0 for d in class_dirs}
+        for p in entries:
+            counts[p.relative_to(folder).parts[0]] += 1
+        empty = [c for c, n in counts.items() if n == 0]
+        if empty:
+            raise DataError(
+                f"class folder {folder / empty[0]} has no images; add images or remove the folder"
+            )
+    elif require_labels:
+        raise DataError(
+            f"{folder} has no class folders; labelled images go in <folder>/<label>/<file>"
+        )
+    if not entries:
+        raise DataError(f"{folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    rel = [p.relative_to(folder).as_posix() for p in entries]
+    labels = [r.split("/", 1)[0] for r in rel] if labelled else None
+    ds = Dataset(list(entries), labels, rel, "image", str(folder))
+    _check_images(ds, skip_bad_images)
+    return ds
+
+
+def _check_images(ds: Dataset, skip_bad_images: bool) -> None:
+    """Missing files always fail; undecodable ones are dropped only when asked to."""
+    for p in ds.items:
+        if not Path(p).is_file():
+            raise DataError(f"image file not found: {p}; fix the path in {ds.source}")
+    if not skip_bad_images:
+        return
+    from PIL import Image
+
+    keep = []
+    for i, p in enumerate(ds.items):
+        try:
+            with Image.open(p) as im:
+                im.verify()
+            keep.append(i)
+        except Exception as e:  # PIL raises many types for broken files
+            warnings.warn(f"skipping unreadable image {p} ({e})", stacklevel=3)
+            ds.skipped.append(str(p))
+    if len(keep) < len(ds.items):
+        sub = ds.subset(keep)
+        ds.items, ds.labels, ds.ids = sub.items, sub.labels, sub.ids
+        if not ds.items:
+            raise DataError(f"no readable images in {ds.source}")

@@ -1,0 +1,64 @@
+"""Encoders: frozen pretrained models that turn items into embeddings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fewshot.encoders.base import Encoder, resolve_device
+from fewshot.encoders.resolve import (
+    DEFAULT_IMAGE_ENCODER,
+    DEFAULT_TEXT_ENCODER,
+    ResolvedModel,
+    resolve_image_model,
+    resolve_text_model,
+)
+
+__all__ = [
+    "DEFAULT_IMAGE_ENCODER",
+    "DEFAULT_TEXT_ENCODER",
+    "Encoder",
+    "ImageEncoder",
+    "ResolvedModel",
+    "TextEncoder",
+    "get_encoder",
+    "resolve_device",
+    "resolve_image_model",
+    "resolve_text_model",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The concrete encoders import numpy/sklearn only; torch comes on first use.
+    if name == "TextEncoder":
+        from fewshot.encoders.text import TextEncoder
+
+        return TextEncoder
+    if name == "ImageEncoder":
+        from fewshot.encoders.image import ImageEncoder
+
+        return ImageEncoder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def get_encoder(
+    encoder: str | Encoder | None, modality: str, **kwargs: Any
+) -> Encoder:
+    """An encoder instance for ``modality`` from a name, an instance, or None (default)."""
+    if isinstance(encoder, Encoder):
+        if encoder.modality != modality:
+            from fewshot.errors import UsageError
+
+            raise UsageError(
+                f"the data is {modality} but the encoder is a {encoder.modality} encoder; "
+                f"pass a {modality} encoder"
+            )
+        return encoder
+    if modality == "text":
+        from fewshot.encoders.text import TextEncoder
+
+        return TextEncoder(encoder or DEFAULT_TEXT_ENCODER, **kwargs)
+    if modality == "image":
+        from fewshot.encoders.image import ImageEncoder
+
+        return ImageEncoder(encoder or DEFAULT_IMAGE_ENCODER, **kwargs)
+    raise ValueError(f"unknown modality {modality!r}; expected 'text' or 'image'")

@@ -1,0 +1,169 @@
+"""The encoder interface: items in, float32 embeddings out, with a stable id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+__all__ = ["Encoder", "resolve_device"]
+
+
+def resolve_device(device: str | None) -> str:
+    """``None``/``"auto"`` -> cuda when available, then mps, else cpu."""
+    if device not in (None, "auto"):
+        return str(device)
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def hash_module(h: Any, module: Any) -> None:
+    """Feed every parameter and buffer of a torch module (names, shapes, bytes) to ``h``."""
+    import torch
+
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+class Encoder(TransformerMixin, BaseEstimator):
+    """Base class of fewshot encoders; a scikit-learn transformer too.
+
+    Subclasses load their model lazily on first use (``__init__`` only stores
+    parameters), and return float32 arrays of shape ``(n, dim)``, L2-normalised
+    when ``normalize`` is true. ``id`` changes whenever the weights or the
+    preprocessing change, so cached embeddings and saved models can be checked.
+    """
+
+    modality: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: Any,
+        *,
+        device: str | None = None,
+        normalize: bool = True,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.model = model
+        self.device = device
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.show_progress = show_progress
+
+    # -- subclass hooks -----------------------------------------------------------
+    @abstractmethod
+    def _load(self) -> None:
+        """Load the model; set ``model_``, ``dim_``, ``device_`` and ``name_``."""
+
+    @abstractmethod
+    def _identity(self) -> dict[str, Any]:
+        """Preprocessing settings that change the output, for the id."""
+
+    @abstractmethod
+    def _encode(
+        self, items: Sequence[Any], batch_size: int, show_progress: bool | None
+    ) -> np.ndarray:
+        """Raw float32 embeddings, in input order."""
+
+    @abstractmethod
+    def item_key(self, item: Any) -> bytes:
+        """A digest of an item's content, for the embedding cache."""
+
+    # -- public API ---------------------------------------------------------------
+    def _ensure_loaded(self) -> None:
+        if not hasattr(self, "model_"):
+            self._load()
+
+    @property
+    def dim(self) -> int:
+        """Embedding dimension."""
+        self._ensure_loaded()
+        return int(self.dim_)
+
+    @property
+    def name(self) -> str:
+        """The name the encoder was asked for (a hub id, registry name or path)."""
+        self._ensure_loaded()
+        return str(self.name_)
+
+    @property
+    def id(self) -> str:
+        """Content hash of weights + preprocessing: equal ids give equal embeddings."""
+        self._ensure_loaded()
+        if not hasattr(self, "id_"):
+            h = hashlib.blake2b(digest_size=16)
+            ident = {"modality": self.modality, "normalize": bool(self.normalize)}
+            ident.update(self._identity())
+            h.update(json.dumps(ident, sort_keys=True, default=str).encode())
+            hash_module(h, self._torch_module())
+            self.id_ = f"{self.modality}-{h.hexdigest()}"
+        return str(self.id_)
+
+    def _torch_module(self) -> Any:
+        return self.model_
+
+    def reference(self) -> dict[str, Any]:
+        """What a saved model records about its encoder."""
+        return {"modality": self.modality, "name": self.name, "id": self.id,
+                "normalize": bool(self.normalize)}
+
+    def encode(
+        self,
+        items: Sequence[Any],
+        batch_size: int | None = None,
+        show_progress: bool | None = None,
+    ) -> np.ndarray:
+        """Embed ``items``; returns float32 ``(len(items), dim)``."""
+        self._ensure_loaded()
+        if isinstance(items, (str, bytes)):
+            raise TypeError("encode() takes a sequence of items; wrap a single item in a list")
+        items = list(items)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out = self._encode(
+            items,
+            batch_size or self.batch_size,
+            self.show_progress if show_progress is None else show_progress,
+        )
+        out = np.ascontiguousarray(out, dtype=np.float32)
+        if self.normalize:
+            normalize_rows(out)
+        return out
+
+    # -- scikit-learn transformer -------------------------------------------------
+    def fit(self, X: Any = None, y: Any = None) -> Encoder:
+        """No-op apart from loading the model; encoders are frozen."""
+        self._ensure_loaded()
+        return self
+
+    def transform(self, X: Sequence[Any]) -> np.ndarray:
+        return self.encode(X)
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.string = True
+        tags.requires_fit = False
+        return tags
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """L2-normalise rows in place (zero rows stay zero); returns ``x``."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    np.divide(x, norms, out=x, where=norms > 0)
+    return x

@@ -1,0 +1,114 @@
+"""Text encoder: any sentence-transformers model, by hub id or local folder."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fewshot._progress import progress
+from fewshot.encoders.base import Encoder, resolve_device
+from fewshot.encoders.resolve import (
+    DEFAULT_TEXT_ENCODER,
+    hub_failure,
+    resolve_text_model,
+)
+
+__all__ = ["TextEncoder"]
+
+# Texts handed to SentenceTransformer.encode per call: large enough that its own
+# length-sorted batching works as usual, small enough for a live progress bar.
+_CHUNK_BATCHES = 32
+
+
+class TextEncoder(Encoder):
+    """Embed texts with a sentence-transformers model.
+
+    ``model`` is a name (``"all-MiniLM-L6-v2"``, ``"org/model"``), a local folder,
+    or a loaded ``SentenceTransformer``. Names resolve offline first (see
+    :mod:`fewshot.encoders.resolve`).
+
+    >>> enc = TextEncoder("all-MiniLM-L6-v2")          # doctest: +SKIP
+    >>> enc.encode(["a great film", "dull"]).shape     # doctest: +SKIP
+    (2, 384)
+    """
+
+    modality = "text"
+
+    def __init__(
+        self,
+        model: Any = DEFAULT_TEXT_ENCODER,
+        *,
+        device: str | None = None,
+        normalize: bool = True,
+        batch_size: int = 32,
+        show_progress: bool | None = None,
+    ) -> None:
+        super().__init__(
+            model, device=device, normalize=normalize, batch_size=batch_size,
+            show_progress=show_progress,
+        )
+
+    def _load(self) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        device = resolve_device(self.device)
+        if isinstance(self.model, SentenceTransformer):
+            st = self.model.to(device)
+            name = getattr(st, "model_card_data", None)
+            name = getattr(name, "base_model", None) or "in-memory-sentence-transformer"
+        else:
+            name = str(self.model)
+            resolved = resolve_text_model(name)
+            try:
+                st = SentenceTransformer(
+                    resolved.location, device=device, local_files_only=resolved.is_local
+                )
+            except Exception as e:  # hub errors come in many types
+                if resolved.is_local:
+                    raise
+                raise hub_failure("text", resolved, e) from e
+            self.resolved_ = resolved
+        st.eval()
+        self.model_ = st
+        self.name_ = name
+        self.device_ = device
+        self.dim_ = int(st.get_embedding_dimension())
+
+    def _identity(self) -> dict[str, Any]:
+        st = self.model_
+        tok = getattr(st, "tokenizer", None)
+        backend = getattr(tok, "backend_tokenizer", tok)
+        try:
+            tok_id = hashlib.blake2b(backend.to_str().encode(), digest_size=16).hexdigest()
+        except AttributeError:
+            tok_id = type(tok).__name__
+        return {
+            "kind": "sentence-transformers",
+            "modules": [type(m).__name__ for m in st],
+            "max_seq_length": st.max_seq_length,
+            "tokenizer": tok_id,
+        }
+
+    def item_key(self, item: Any) -> bytes:
+        return hashlib.blake2b(str(item).encode("utf-8"), digest_size=16).digest()
+
+    def _encode(
+        self, items: Sequence[Any], batch_size: int, show_progress: bool | None
+    ) -> np.ndarray:
+        texts = [str(t) for t in items]
+        out = np.empty((len(texts), self.dim_), dtype=np.float32)
+        chunk = batch_size * _CHUNK_BATCHES
+        with progress("Embedding texts", len(texts), show_progress) as advance:
+            for start in range(0, len(texts), chunk):
+                part = texts[start : start + chunk]
+                out[start : start + len(part)] = self.model_.encode(
+                    part,
+                    batch_size=batch_size,
+                    show_progress_bar=False,
+                    convert_to_numpy=True,
+                )
+                advance(len(part))
+        return out

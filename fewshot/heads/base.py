@@ -1,0 +1,93 @@
+"""What every head shares: the scikit-learn classifier contract and saving as arrays."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+
+__all__ = ["Head"]
+
+
+class Head(ClassifierMixin, BaseEstimator):
+    """A classifier on embeddings: ``fit(X, y) -> self``, ``predict``, ``predict_proba``.
+
+    Subclasses implement ``_fit(X, y_idx)`` (``y_idx`` indexes ``classes_``),
+    ``_proba(X)`` and, for saving, ``_arrays()`` / ``_restore(arrays)``. A head is
+    saved as its constructor parameters (JSON), its classes and named float
+    arrays (safetensors): nothing that runs code on load.
+    """
+
+    name: ClassVar[str] = ""
+
+    def fit(self, X: Any, y: Any) -> Head:
+        X, y = check_X_y(X, y, dtype=np.float32)
+        check_classification_targets(y)
+        self.classes_, y_idx = np.unique(y, return_inverse=True)
+        self.n_features_in_ = X.shape[1]
+        self._fit(X, y_idx)
+        return self
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities, columns in the order of ``classes_``."""
+        check_is_fitted(self)
+        X = check_array(X, dtype=np.float32)
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input"
+            )
+        return self._proba(X)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """``classes_[argmax(predict_proba(X))]``: labels come back as given."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+
+    # -- subclass hooks -----------------------------------------------------------
+    def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        raise NotImplementedError
+
+    # -- persistence --------------------------------------------------------------
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """``(config, arrays)``: JSON-able config and the fitted arrays."""
+        check_is_fitted(self)
+        config = {
+            "type": self.name,
+            "params": self.get_params(deep=False),
+            "classes": self.classes_.tolist(),
+            "n_features_in": int(self.n_features_in_),
+        }
+        return config, {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Head:
+        head = cls(**config["params"])
+        head.classes_ = np.asarray(config["classes"])
+        head.n_features_in_ = int(config["n_features_in"])
+        head._restore(arrays)
+        return head
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    np.exp(z, out=z)
+    z /= z.sum(axis=1, keepdims=True)
+    return z
+
+
+def l2n(x: np.ndarray) -> np.ndarray:
+    """Row-normalised copy."""
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)

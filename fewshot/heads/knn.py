@@ -1,0 +1,66 @@
+"""k-nearest-neighbour head: cosine similarity through a FAISS index, weighted vote."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+
+from fewshot.heads.base import Head, l2n
+from fewshot.index import VectorIndex
+
+__all__ = ["KNNHead"]
+
+
+class KNNHead(Head):
+    """Vote among the ``k`` most cosine-similar support examples.
+
+    ``weights="distance"`` weighs each neighbour by ``1 / (1 - cos)`` (as
+    scikit-learn weighs by inverse distance), ``"uniform"`` counts them equally.
+    Probabilities are each class's share of the vote. The support set lives in a
+    :class:`~fewshot.index.VectorIndex` (exact up to 50k vectors, IVF above).
+    """
+
+    name = "knn"
+
+    def __init__(
+        self, k: int = 5, *, weights: Literal["distance", "uniform"] = "distance",
+        index: str = "auto",
+    ) -> None:
+        self.k = k
+        self.weights = weights
+        self.index = index
+
+    def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
+        if self.weights not in ("distance", "uniform"):
+            raise ValueError(f"weights must be 'distance' or 'uniform', got {self.weights!r}")
+        if self.k < 1:
+            raise ValueError(f"k must be at least 1, got {self.k}")
+        self.support_ = l2n(X)
+        self.support_labels_ = y_idx.astype(np.int64)
+        self._build_index()
+
+    def _build_index(self) -> None:
+        self.index_ = VectorIndex(self.support_.shape[1], kind=self.index).add(self.support_)
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        k = min(self.k, len(self.support_))
+        sims, idx = self.index_.search(l2n(X), k)
+        valid = idx >= 0
+        if self.weights == "distance":
+            w = 1.0 / np.maximum(1.0 - sims, 1e-6)
+        else:
+            w = np.ones_like(sims)
+        w = np.where(valid, w, 0.0)
+        votes = np.zeros((len(X), len(self.classes_)), dtype=np.float64)
+        rows = np.repeat(np.arange(len(X)), k)
+        np.add.at(votes, (rows, self.support_labels_[np.where(valid, idx, 0)].ravel()), w.ravel())
+        return (votes / votes.sum(axis=1, keepdims=True)).astype(np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"support": self.support_, "support_labels": self.support_labels_}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        self.support_ = arrays["support"].astype(np.float32)
+        self.support_labels_ = arrays["support_labels"].astype(np.int64)
+        self._build_index()

@@ -1,0 +1,57 @@
+"""Logistic-regression head: scikit-learn's LogisticRegression, saved as plain arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fewshot.heads.base import Head
+
+__all__ = ["LogisticRegressionHead"]
+
+
+class LogisticRegressionHead(Head):
+    """``sklearn.linear_model.LogisticRegression`` (lbfgs, L2) on embeddings.
+
+    Saved as ``coef`` and ``intercept`` arrays, never as a pickle; a loaded head
+    gives the same probabilities as the fitted one.
+    """
+
+    name = "logreg"
+
+    def __init__(
+        self, *, C: float = 1.0, max_iter: int = 1000, class_weight: str | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.C = C
+        self.max_iter = max_iter
+        self.class_weight = class_weight
+        self.random_state = random_state
+
+    def _model(self):  # type: ignore[no-untyped-def]
+        from sklearn.linear_model import LogisticRegression
+
+        return LogisticRegression(
+            C=self.C, max_iter=self.max_iter, class_weight=self.class_weight,
+            random_state=self.random_state,
+        )
+
+    def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"logistic regression needs at least 2 classes, got {len(self.classes_)}"
+            )
+        self.model_ = self._model().fit(X, y_idx)
+
+    def _proba(self, X: np.ndarray) -> np.ndarray:
+        return self.model_.predict_proba(X).astype(np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"coef": self.model_.coef_, "intercept": self.model_.intercept_}
+
+    def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        model = self._model()
+        model.coef_ = arrays["coef"]
+        model.intercept_ = arrays["intercept"]
+        model.classes_ = np.arange(len(self.classes_))
+        model.n_features_in_ = self.n_features_in_
+        self.model_ = model

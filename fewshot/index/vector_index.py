@@ -1,0 +1,150 @@
+"""A FAISS index for cosine / inner-product search that picks its structure by size."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import numpy as np
+
+__all__ = ["VectorIndex"]
+
+Kind = Literal["auto", "flat", "ivf", "hnsw"]
+
+# Up to this many vectors, exact search is fast enough (and exact).
+FLAT_MAX = 50_000
+
+
+class VectorIndex:
+    """``add`` vectors, then ``search(queries, k) -> (scores, indices)`` like faiss.
+
+    Scores are inner products (cosine similarities when vectors are L2-normalised).
+    ``kind="auto"`` uses exact ``IndexFlatIP`` up to 50k vectors and an IVF index
+    (``nlist ~ 4 sqrt(n)``, trained on a sample, ``nprobe`` 16) above, so kNN over
+    millions of vectors stays practical; ``"hnsw"`` trades memory for latency.
+    Missing neighbours (``k`` larger than the index) come back as index -1.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        *,
+        kind: Kind = "auto",
+        nlist: int | None = None,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+    ) -> None:
+        if kind not in ("auto", "flat", "ivf", "hnsw"):
+            raise ValueError(f"unknown index kind {kind!r}; use auto, flat, ivf or hnsw")
+        self.dim = int(dim)
+        self.kind = kind
+        self.nlist = nlist
+        self.nprobe = nprobe
+        self.hnsw_m = hnsw_m
+        self.ef_search = ef_search
+        self._index: Any = None
+        self._pending: list[np.ndarray] = []
+
+    @property
+    def ntotal(self) -> int:
+        return sum(len(p) for p in self._pending) + (self._index.ntotal if self._index else 0)
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    @property
+    def structure(self) -> str:
+        """The concrete structure in use: flat, ivf or hnsw."""
+        self._build()
+        import faiss
+
+        if isinstance(self._index, faiss.IndexHNSWFlat):
+            return "hnsw"
+        if isinstance(self._index, faiss.IndexIVF):
+            return "ivf"
+        return "flat"
+
+    def _check(self, x: np.ndarray, what: str) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{what} must have shape (n, {self.dim}), got {x.shape}")
+        return x
+
+    def add(self, vectors: np.ndarray) -> VectorIndex:
+        """Queue vectors; the index is built (and trained, for IVF) on first search."""
+        vectors = self._check(vectors, "vectors")
+        if self._index is not None:
+            self._index.add(vectors)
+        else:
+            self._pending.append(vectors)
+        return self
+
+    def _build(self) -> None:
+        if self._index is not None:
+            return
+        import faiss
+
+        data = (
+            np.concatenate(self._pending) if self._pending else np.zeros((0, self.dim), "float32")
+        )
+        n = len(data)
+        kind = self.kind
+        if kind == "auto":
+            kind = "flat" if n <= FLAT_MAX else "ivf"
+        if kind == "flat":
+            index = faiss.IndexFlatIP(self.dim)
+        elif kind == "hnsw":
+            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = self.ef_search
+        else:
+            nlist = self.nlist or max(1, min(65536, int(4 * math.sqrt(max(n, 1)))))
+            if n < nlist:
+                raise ValueError(
+                    f"an IVF index with nlist={nlist} needs at least {nlist} vectors, got {n}"
+                )
+            quantizer = faiss.IndexFlatIP(self.dim)
+            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            rng = np.random.default_rng(0)
+            sample = data if n <= 64 * nlist else data[rng.choice(n, 64 * nlist, replace=False)]
+            index.train(sample)
+            index.nprobe = min(self.nprobe, nlist)
+        if n:
+            index.add(data)
+        self._index = index
+        self._pending = []
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(scores, indices)``, each ``(n_queries, k)``, best first."""
+        queries = self._check(queries, "queries")
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self._build()
+        return self._index.search(queries, k)
+
+    def reconstruct_all(self) -> np.ndarray:
+        """All stored vectors (flat indexes only)."""
+        self._build()
+        return self._index.reconstruct_n(0, self._index.ntotal)
+
+    # -- persistence without pickle ------------------------------------------------
+    def to_bytes(self) -> np.ndarray:
+        """The index as a uint8 array (``faiss.serialize_index``), for safetensors/npy."""
+        import faiss
+
+        self._build()
+        return faiss.serialize_index(self._index)
+
+    @classmethod
+    def from_bytes(cls, data: np.ndarray) -> VectorIndex:
+        import faiss
+
+        index = faiss.deserialize_index(np.ascontiguousarray(data, dtype=np.uint8))
+        kind: Kind = "flat"
+        if isinstance(index, faiss.IndexHNSWFlat):
+            kind = "hnsw"
+        elif isinstance(index, faiss.IndexIVF):
+            kind = "ivf"
+        self = cls(index.d, kind=kind)
+        self._index = index
+        return self

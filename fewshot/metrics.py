@@ -1,0 +1,56 @@
+"""Classification metrics, as scikit-learn defines them, in one JSON-able report."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = ["classification_report"]
+
+
+def classification_report(
+    y_true: Sequence[Any], y_pred: Sequence[Any], labels: Sequence[Any] | None = None
+) -> dict[str, Any]:
+    """Accuracy, macro-F1, MCC, per-class precision/recall/F1 and the confusion matrix.
+
+    ``labels`` fixes the row/column order (default: sorted union of both). All
+    scores are fractions in [0, 1] (MCC in [-1, 1]).
+    """
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        matthews_corrcoef,
+        precision_recall_fscore_support,
+    )
+
+    y_true = np.asarray(y_true)
+    y_pred = np.asarray(y_pred)
+    if labels is None:
+        labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+    labels = list(labels)
+    p, r, f, s = precision_recall_fscore_support(
+        y_true, y_pred, labels=labels, zero_division=0
+    )
+    present = [lab for lab in labels if lab in set(y_true.tolist())]
+    return {
+        "n": int(len(y_true)),
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(
+            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
+        ),
+        "mcc": float(matthews_corrcoef(y_true, y_pred)),
+        "per_class": {
+            str(lab): {
+                "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, lab in enumerate(labels)
+        },
+        "confusion_matrix": {
+            "labels": [str(lab) for lab in labels],
+            "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+        },
+    }
