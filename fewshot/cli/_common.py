@@ -1,0 +1,129 @@
+"""Options, error handling and output helpers shared by the CLI commands."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from fewshot.errors import FewShotError, UsageError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# -- options used by several commands ------------------------------------------------
+EncoderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder", "-e",
+        help="Model name, folder or local-dir:PATH. Default: all-MiniLM-L6-v2 for text, "
+        "DINOv2 ViT-S/14 for images.",
+    ),
+]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir", envvar="FEWSHOT_CACHE", help="Embedding cache folder.",
+        show_default="user cache dir",
+    ),
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
+BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoder batch.")]
+DeviceOpt = Annotated[
+    str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps.")
+]
+TextFieldOpt = Annotated[str, typer.Option("--text-field", help="Field holding the text.")]
+LabelFieldOpt = Annotated[str, typer.Option("--label-field", help="Field holding the label.")]
+ImageFieldOpt = Annotated[
+    str | None,
+    typer.Option("--image-field", help="Field holding image paths (CSV/JSONL of images)."),
+]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option("--skip-bad-images", help="Leave out unreadable images with a warning."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")]
+
+
+def err(message: str) -> None:
+    """One line on stderr."""
+    typer.echo(f"error: {message}", err=True)
+
+
+def info(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+def handle_errors(fn: F) -> F:
+    """Expected failures become one stderr line and their exit code, not a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except FewShotError as e:
+            err(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except ModuleNotFoundError as e:
+            err(f"{e}; install the missing package (pip install 'fewshot[dev]' has all extras)")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err("interrupted")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise UsageError(f"{path} already exists; choose another output or pass --force")
+
+
+def make_cache(cache_dir: Path | None, no_cache: bool) -> Any:
+    if no_cache:
+        return False
+    from fewshot.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir)
+
+
+def load_data(
+    path: Path, split: str | None, *, text_field: str, label_field: str,
+    image_field: str | None, require_labels: bool, skip_bad_images: bool = False,
+) -> Any:
+    import warnings
+
+    from fewshot.data import load_dataset
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ds = load_dataset(
+            path, split, text_field=text_field, label_field=label_field,
+            image_field=image_field, require_labels=require_labels,
+            skip_bad_images=skip_bad_images,
+        )
+    for w in caught:
+        info(f"warning: {w.message}")
+    return ds
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``["k=10", "weights=uniform"]`` -> ``{"k": 10, "weights": "uniform"}``."""
+    params: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--head-param takes KEY=VALUE, got '{pair}'")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return params
+
+
+def stdout_is_tty() -> bool:
+    return sys.stdout.isatty()
