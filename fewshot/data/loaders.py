@@ -113,7 +113,9 @@ def _from_lines(path: Path) -> Dataset:
 
 
 def _open_text(path: Path):
-    return open(path, encoding="utf-8", newline="")
+    # utf-8-sig: files saved by Excel/Notepad start with a BOM that would otherwise
+    # become part of the first header name or break the first JSON line.
+    return open(path, encoding="utf-8-sig", newline="")
 
 
 def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -220,8 +222,13 @@ def _image_path(table: Path, value: Any) -> Path:
 
 
 def _load_image_folder(folder: Path, require_labels: bool, skip_bad_images: bool) -> Dataset:
+    # Hidden files and folders (.ipynb_checkpoints, .thumbnails, ...) are not data.
     entries = sorted(
-        (p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        (
+            p for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        ),
         key=lambda p: p.relative_to(folder).as_posix().encode("utf-8"),
     )
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
