@@ -11,6 +11,7 @@ shards are merged into one once there are more than ``max_shards``.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import time
 import uuid
@@ -172,6 +173,37 @@ class EmbeddingCache:
         for shard in shards:
             shard.unlink(missing_ok=True)
 
+    # -- encoder identities -----------------------------------------------------------
+    def _ids_file(self) -> Path:
+        return self.root / "encoder-ids.json"
+
+    def identify(self, encoder: Any) -> str:
+        """``encoder.id``, remembered by the encoder's file fingerprint.
+
+        A warm run then learns the id (and dimension) without loading weights.
+        """
+        if hasattr(encoder, "id_"):
+            return str(encoder.id)
+        fingerprint = encoder.fingerprint()
+        if fingerprint is None:
+            return str(encoder.id)
+        memo = self._read_ids()
+        known = memo.get(fingerprint)
+        if isinstance(known, dict) and isinstance(known.get("id"), str):
+            encoder.adopt_identity(known["id"], int(known["dim"]))
+            return str(known["id"])
+        memo[fingerprint] = {"id": encoder.id, "dim": encoder.dim}
+        with atomic_file(self._ids_file(), "w") as f:
+            json.dump(memo, f)
+        return str(encoder.id)
+
+    def _read_ids(self) -> dict[str, Any]:
+        try:
+            data = json.loads(self._ids_file().read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
     def clear(self, encoder_id: str | None = None) -> None:
         """Delete cached embeddings for one encoder, or all of them."""
         import shutil
@@ -193,7 +225,7 @@ def embed(
     items = list(items)
     if cache is None or not items:
         return encoder.encode(items, batch_size=batch_size, show_progress=show_progress)
-    encoder_id = encoder.id
+    encoder_id = cache.identify(encoder)
     keys = [encoder.item_key(x) for x in items]
     out, found = cache.lookup(encoder_id, keys, encoder.dim)
     missing = np.flatnonzero(~found)

@@ -219,9 +219,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 self.encoder, ref["modality"], device=device, batch_size=batch_size,
                 show_progress=show_progress, normalize=bool(ref.get("normalize", True)),
             )
-        if enc.id != ref["id"]:
+        cache_obj = self._cache()
+        enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
+        if enc_id != ref["id"]:
             raise EncoderMismatchError(
-                f"encoder '{enc.name}' now has id {enc.id}, but {path} was trained with "
+                f"encoder '{enc.name}' now has id {enc_id}, but {path} was trained with "
                 f"'{ref['name']}' (id {ref['id']}); pass the original encoder with --encoder"
             )
         self.encoder_ = enc

@@ -6,6 +6,7 @@ import hashlib
 import json
 from abc import abstractmethod
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -92,20 +93,53 @@ class Encoder(TransformerMixin, BaseEstimator):
     @property
     def dim(self) -> int:
         """Embedding dimension."""
-        self._ensure_loaded()
+        if not hasattr(self, "dim_"):
+            self._ensure_loaded()
         return int(self.dim_)
 
     @property
     def name(self) -> str:
         """The name the encoder was asked for (a hub id, registry name or path)."""
+        if isinstance(self.model, str):
+            return self.model
         self._ensure_loaded()
         return str(self.name_)
+
+    def fingerprint(self) -> str | None:
+        """A cheap key for the exact local model files and settings, or None.
+
+        Computed without loading the model (file names, sizes and modification
+        times), so a cache can remember ``(id, dim)`` and a warm run need not
+        load weights at all. None when the model is not a local folder.
+        """
+        if not isinstance(self.model, str):
+            return None
+        folder = self._local_folder()
+        if folder is None:
+            return None
+        h = hashlib.blake2b(digest_size=16)
+        settings = [type(self).__name__, self.model, self.normalize, getattr(self, "pretrained", True)]
+        h.update(json.dumps(settings).encode())
+        for p in sorted(Path(folder).rglob("*")):
+            if p.is_file():
+                st = p.stat()
+                h.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+        return h.hexdigest()
+
+    def _local_folder(self) -> str | None:
+        """The resolved local model folder, without loading (None if not local)."""
+        return None
+
+    def adopt_identity(self, encoder_id: str, dim: int) -> None:
+        """Take a remembered ``(id, dim)`` for this fingerprint instead of loading."""
+        self.id_ = encoder_id
+        self.dim_ = int(dim)
 
     @property
     def id(self) -> str:
         """Content hash of weights + preprocessing: equal ids give equal embeddings."""
-        self._ensure_loaded()
         if not hasattr(self, "id_"):
+            self._ensure_loaded()
             h = hashlib.blake2b(digest_size=16)
             ident = {"modality": self.modality, "normalize": bool(self.normalize)}
             ident.update(self._identity())

@@ -94,6 +94,17 @@ class ImageEncoder(Encoder):
         self.device_ = device
         self.dim_ = int(net.num_features)
 
+    def _local_folder(self) -> str | None:
+        from fewshot.errors import EncoderNotFoundError
+
+        if not self.pretrained:
+            return None
+        try:
+            resolved = resolve_image_model(str(self.model))
+        except EncoderNotFoundError:
+            return None
+        return resolved.location if resolved.is_local else None
+
     def _identity(self) -> dict[str, Any]:
         cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config_.items()}
         return {"kind": "timm", "architecture": type(self.model_).__name__, "data_config": cfg}

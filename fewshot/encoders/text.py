@@ -77,6 +77,15 @@ class TextEncoder(Encoder):
         self.device_ = device
         self.dim_ = int(st.get_embedding_dimension())
 
+    def _local_folder(self) -> str | None:
+        from fewshot.errors import EncoderNotFoundError
+
+        try:
+            resolved = resolve_text_model(str(self.model))
+        except EncoderNotFoundError:
+            return None
+        return resolved.location if resolved.is_local else None
+
     def _identity(self) -> dict[str, Any]:
         st = self.model_
         tok = getattr(st, "tokenizer", None)
