@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fewshot._version import __version__
-from fewshot.cli import embed, evaluate, predict, train
+from fewshot.cli import bench, embed, evaluate, predict, train
 
 __all__ = ["app", "main"]
 
@@ -22,6 +22,7 @@ app.command("embed", no_args_is_help=True)(embed.embed)
 app.command("train", no_args_is_help=True)(train.train)
 app.command("predict", no_args_is_help=True)(predict.predict)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
+app.command("bench", no_args_is_help=True)(bench.bench)
 
 
 def _version(value: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,8 +92,15 @@ class TextEncoder(Encoder):
         tok = getattr(st, "tokenizer", None)
         backend = getattr(tok, "backend_tokenizer", tok)
         try:
-            tok_id = hashlib.blake2b(backend.to_str().encode(), digest_size=16).hexdigest()
-        except AttributeError:
+            # Truncation/padding are set on the backend at call time: leave them out,
+            # or the id would change after the first encode().
+            spec = json.loads(backend.to_str())
+            spec.pop("truncation", None)
+            spec.pop("padding", None)
+            tok_id = hashlib.blake2b(
+                json.dumps(spec, sort_keys=True).encode(), digest_size=16
+            ).hexdigest()
+        except (AttributeError, ValueError):
             tok_id = type(tok).__name__
         return {
             "kind": "sentence-transformers",

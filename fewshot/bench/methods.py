@@ -1,0 +1,143 @@
+"""Benchmark methods: named ways to fit on a few-shot split and predict the test set.
+
+A method gets a :class:`Task` (the split's items, labels and, for methods that
+use them, frozen embeddings) and returns predictions with its fit and predict
+wall times. New methods (contrastive tuning, other libraries) register a
+factory under a name with :func:`register_method`; the runner needs no change.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from fewshot.errors import UsageError
+
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodResult",
+    "Task",
+    "get_method",
+    "register_method",
+]
+
+
+@dataclass
+class Task:
+    """One fit: a dataset's few-shot split (``n_shot``, ``seed``) and its test set."""
+
+    dataset: str
+    modality: str
+    n_shot: int
+    seed: int
+    train_items: list[Any]
+    train_labels: list[str]
+    test_items: list[Any]
+    test_labels: list[str]
+    encoder: Any
+    train_embeddings: np.ndarray | None = None
+    test_embeddings: np.ndarray | None = None
+
+
+@dataclass
+class MethodResult:
+    predictions: list[str]
+    fit_seconds: float
+    predict_seconds: float
+
+
+class Method(Protocol):
+    name: str
+    #: True if the method works on the frozen embeddings the runner computes once.
+    uses_embeddings: bool
+
+    def run(self, task: Task) -> MethodResult: ...
+
+
+class HeadMethod:
+    """A fewshot head on frozen embeddings; fit time is the head's alone."""
+
+    uses_embeddings = True
+
+    def __init__(self, name: str, head: str, **params: Any) -> None:
+        self.name = name
+        self.head = head
+        self.params = params
+
+    def run(self, task: Task) -> MethodResult:
+        from fewshot.heads import make_head
+
+        assert task.train_embeddings is not None and task.test_embeddings is not None
+        head = make_head(self.head, **self.params)
+        start = time.perf_counter()
+        head.fit(task.train_embeddings, np.asarray(task.train_labels))
+        fitted = time.perf_counter()
+        pred = head.predict(task.test_embeddings)
+        done = time.perf_counter()
+        return MethodResult([str(p) for p in pred], fitted - start, done - fitted)
+
+
+class SetFitLibMethod:
+    """The ``setfit`` library with the SetFit paper's settings, on the same body.
+
+    Batch 16, 20 pair-generation iterations, 1 epoch, body learning rate 2e-5,
+    logistic-regression head. Needs ``pip install 'fewshot[compare]'``.
+    """
+
+    name = "setfit-lib"
+    uses_embeddings = False
+
+    def run(self, task: Task) -> MethodResult:
+        if task.modality != "text":
+            raise UsageError("setfit-lib compares text classifiers only")
+        try:
+            from datasets import Dataset
+            from setfit import SetFitModel, Trainer, TrainingArguments
+        except ModuleNotFoundError as e:
+            raise ModuleNotFoundError(
+                "setfit-lib needs the setfit library: pip install 'fewshot[compare]'"
+            ) from e
+        encoder = task.encoder
+        encoder.fit()
+        resolved = getattr(encoder, "resolved_", None)
+        body = resolved.location if resolved is not None else encoder.name
+        start = time.perf_counter()
+        model = SetFitModel.from_pretrained(body, device=encoder.device_)
+        args = TrainingArguments(
+            batch_size=16, num_iterations=20, num_epochs=1, body_learning_rate=2e-5,
+            seed=task.seed, report_to="none", show_progress_bar=False,
+        )
+        train = Dataset.from_dict({"text": task.train_items, "label": task.train_labels})
+        Trainer(model=model, args=args, train_dataset=train).train()
+        fitted = time.perf_counter()
+        pred = model.predict(task.test_items, batch_size=64, as_numpy=True)
+        done = time.perf_counter()
+        return MethodResult([str(p) for p in pred], fitted - start, done - fitted)
+
+
+METHODS: dict[str, Callable[[], Method]] = {
+    "logreg": lambda: HeadMethod("logreg", "logreg"),
+    "knn": lambda: HeadMethod("knn", "knn"),
+    "centroid": lambda: HeadMethod("centroid", "centroid"),
+    "centroid-cl2n": lambda: HeadMethod("centroid-cl2n", "centroid", center=True),
+    "setfit-lib": SetFitLibMethod,
+}
+
+
+def register_method(name: str, factory: Callable[[], Method]) -> None:
+    """Make ``name`` usable in ``fewshot bench --methods``."""
+    METHODS[name] = factory
+
+
+def get_method(name: str) -> Method:
+    try:
+        return METHODS[name]()
+    except KeyError:
+        raise UsageError(
+            f"unknown method '{name}'; choose from {', '.join(sorted(METHODS))}"
+        ) from None

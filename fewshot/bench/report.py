@@ -1,0 +1,138 @@
+"""summary.md and PNG plots from a results.jsonl."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from fewshot._io import atomic_file
+from fewshot.bench.runner import primary_metric
+
+__all__ = ["aggregate", "plot", "write_summary"]
+
+
+def _latest(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last row per (dataset, shots, seed, method, encoder): resumed runs win."""
+    last: dict[tuple, dict[str, Any]] = {}
+    for r in rows:
+        last[(r["dataset"], r["n_shot"], r["seed"], r["method"], r["encoder"])] = r
+    return list(last.values())
+
+
+def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample std over seeds per dataset x encoder x method x shots."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in _latest(rows):
+        groups[(r["dataset"], r["encoder"], r["method"], r["n_shot"])].append(r)
+    out = []
+    for (dataset, encoder, method, n_shot), rs in sorted(groups.items()):
+        metric = primary_metric(dataset)
+        ok = [r for r in rs if not r.get("error")]
+        vals = [r[metric] for r in ok]
+        fits = [r["fit_seconds"] for r in ok]
+        out.append({
+            "dataset": dataset, "encoder": encoder, "method": method, "n_shot": n_shot,
+            "metric": metric, "n_seeds": len(vals), "n_failed": len(rs) - len(ok),
+            "mean": statistics.fmean(vals) if vals else None,
+            "std": statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None,
+            "fit_seconds": statistics.fmean(fits) if fits else None,
+            "macro_f1": statistics.fmean(r["macro_f1"] for r in ok) if ok else None,
+        })
+    return out
+
+
+def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
+    """Markdown tables, one per dataset: methods as rows, shots as columns."""
+    agg = aggregate(rows)
+    lines = [
+        "# fewshot bench summary",
+        "",
+        "Mean +- sample std over seeds (protocol v1). Metric: MCC for "
+        "amazon_counterfactual_en, accuracy elsewhere. `fit` is the mean fit time in "
+        "seconds (frozen-embedding methods: the head alone; embedding is shared).",
+        "",
+    ]
+    by_ds: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for a in agg:
+        by_ds[(a["dataset"], a["encoder"])].append(a)
+    for (dataset, encoder), items in by_ds.items():
+        shots = sorted({a["n_shot"] for a in items})
+        methods = list(dict.fromkeys(a["method"] for a in items))
+        cell = {(a["method"], a["n_shot"]): a for a in items}
+        lines += [f"## {dataset} ({items[0]['metric']}, encoder {encoder})", ""]
+        lines.append("| method | " + " | ".join(f"{n}-shot | fit s" for n in shots) + " |")
+        lines.append("| --- |" + " ---: | ---: |" * len(shots))
+        for m in methods:
+            cells = []
+            for n in shots:
+                a = cell.get((m, n))
+                if a is None or a["mean"] is None:
+                    failed = f"failed x{a['n_failed']}" if a else ""
+                    cells += [failed or "-", "-"]
+                    continue
+                note = f" ({a['n_seeds']} seeds)" if a["n_failed"] else ""
+                cells += [f"{a['mean']:.3f} +- {a['std']:.3f}{note}", f"{a['fit_seconds']:.2f}"]
+            lines.append(f"| {m} | " + " | ".join(cells) + " |")
+        lines.append("")
+    text = "\n".join(lines)
+    with atomic_file(path, "w") as f:
+        f.write(text)
+    return text
+
+
+def plot(rows: list[dict[str, Any]], output: Path) -> list[Path]:
+    """``accuracy_vs_shots.png`` and ``fit_time_vs_accuracy.png`` in ``output``."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ModuleNotFoundError as e:
+        raise ModuleNotFoundError("plots need matplotlib: pip install 'fewshot[plots]'") from e
+    agg = [a for a in aggregate(rows) if a["mean"] is not None]
+    if not agg:
+        return []
+    datasets = list(dict.fromkeys(a["dataset"] for a in agg))
+    cols = min(3, len(datasets))
+    nrows = (len(datasets) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.4 * nrows), squeeze=False)
+    for ax, dataset in zip(axes.flat, datasets):
+        items = [a for a in agg if a["dataset"] == dataset]
+        for method in dict.fromkeys(a["method"] for a in items):
+            pts = sorted((a["n_shot"], a["mean"], a["std"]) for a in items if a["method"] == method)
+            xs, ys, es = zip(*pts)
+            ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted({a["n_shot"] for a in items}))
+        ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.set_title(dataset)
+        ax.set_xlabel("shots per class")
+        ax.set_ylabel(items[0]["metric"])
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(datasets):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    paths = [output / "accuracy_vs_shots.png", output / "fit_time_vs_accuracy.png"]
+    fig.savefig(paths[0], dpi=110)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    methods = list(dict.fromkeys(a["method"] for a in agg))
+    for method in methods:
+        items = [a for a in agg if a["method"] == method and a["fit_seconds"]]
+        if items:
+            ax.scatter([a["fit_seconds"] for a in items], [a["mean"] for a in items],
+                       label=method, alpha=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("mean fit time per run (s, log)")
+    ax.set_ylabel("accuracy (MCC for amazon_counterfactual_en)")
+    ax.set_title("fit time vs accuracy (each point: dataset x shots)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(paths[1], dpi=110)
+    plt.close(fig)
+    return paths

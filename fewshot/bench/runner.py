@@ -1,0 +1,207 @@
+"""Run every method x shots x seed on datasets by the protocol; append rows as it goes."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fewshot._version import __version__
+from fewshot.bench.methods import Task, get_method
+from fewshot.data import few_shot_indices, load_dataset
+from fewshot.errors import UsageError
+
+__all__ = ["RESULTS", "load_results", "parse_int_list", "primary_metric", "run_bench"]
+
+RESULTS = "results.jsonl"
+#: Datasets scored by MCC rather than accuracy (as in the SetFit paper).
+MCC_DATASETS = frozenset({"amazon_counterfactual_en"})
+
+
+def primary_metric(dataset: str) -> str:
+    return "mcc" if dataset in MCC_DATASETS else "accuracy"
+
+
+def parse_int_list(spec: str) -> list[int]:
+    """``"8,64"`` -> [8, 64]; ``"0-4"`` -> [0, 1, 2, 3, 4]; mixed: ``"0-2,7"``."""
+    out: list[int] = []
+    for part in spec.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, sep, hi = part.partition("-")
+        try:
+            if sep and lo:
+                out.extend(range(int(lo), int(hi) + 1))
+            else:
+                out.append(int(part))
+        except ValueError:
+            raise UsageError(f"cannot read '{spec}' as numbers; write e.g. 8,64 or 0-4") from None
+    if not out:
+        raise UsageError(f"'{spec}' lists no numbers; write e.g. 8,64 or 0-4")
+    return out
+
+
+def _key(row: dict[str, Any]) -> tuple:
+    return (row["dataset"], row["n_shot"], row["seed"], row["method"], row["encoder"])
+
+
+def load_results(path: Path) -> list[dict[str, Any]]:
+    """Rows of a results file; a last line cut short by a killed run is dropped."""
+    if not path.is_file():
+        return []
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break
+            raise UsageError(
+                f"{path}:{i + 1} is not JSON; fix or delete that line to resume"
+            ) from None
+    return rows
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a partial last line so appended rows start on a line of their own."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def _scores(dataset: str, y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
+
+    return {
+        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
+        "mcc": float(matthews_corrcoef(y_true, y_pred)),
+    }
+
+
+def run_bench(
+    datasets: Iterable[str | Path],
+    output: str | Path,
+    *,
+    shots: Sequence[int] = (8, 64),
+    seeds: Sequence[int] = (0, 1, 2, 3, 4),
+    methods: Sequence[str] = ("logreg", "knn", "centroid"),
+    encoder: Any = None,
+    image_encoder: Any = None,
+    cache: Any = True,
+    device: str | None = None,
+    show_progress: bool | None = None,
+    log: Any = None,
+) -> list[dict[str, Any]]:
+    """Fit and score every method on every (dataset, shots, seed); returns all rows.
+
+    Rows already in ``output/results.jsonl`` without an error are not redone, so
+    an interrupted run resumes where it stopped. A method that raises is recorded
+    with its error and the others go on.
+    """
+    from fewshot._progress import progress
+    from fewshot.cache import EmbeddingCache, embed
+    from fewshot.encoders import Encoder, get_encoder
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    results_path = output / RESULTS
+    _repair_tail(results_path)
+    done = {_key(r) for r in load_results(results_path) if not r.get("error")}
+    method_objs = [get_method(m) for m in methods]
+    cache_obj = (
+        None if cache is False or cache is None
+        else cache if isinstance(cache, EmbeddingCache)
+        else EmbeddingCache(None if cache is True else cache)
+    )
+    say = log or (lambda msg: None)
+    new_rows: list[dict[str, Any]] = []
+    for folder in map(Path, datasets):
+        train = load_dataset(folder, "train")
+        test = load_dataset(folder, "test")
+        name = folder.name
+        chosen = encoder if train.modality == "text" else image_encoder
+        enc = chosen if isinstance(chosen, Encoder) else get_encoder(
+            chosen, train.modality, device=device, show_progress=show_progress
+        )
+        splits = {(n, s): few_shot_indices(train.labels, n, s) for n in shots for s in seeds}
+        todo = [
+            (n, s, m) for (n, s) in splits for m in method_objs
+            if (name, n, s, m.name, enc.name) not in done
+        ]
+        if not todo:
+            say(f"{name}: all {len(splits) * len(method_objs)} runs already in {results_path}")
+            continue
+        train_emb = test_emb = None
+        encode_seconds = 0.0
+        if any(m.uses_embeddings for _, _, m in todo):
+            rows_needed = sorted({i for idx in splits.values() for i in idx})
+            start = time.perf_counter()
+            vecs = embed(enc, [train.items[i] for i in rows_needed], cache_obj,
+                         show_progress=show_progress)
+            train_emb = np.zeros((len(train), vecs.shape[1]), dtype=np.float32)
+            train_emb[rows_needed] = vecs
+            test_emb = embed(enc, test.items, cache_obj, show_progress=show_progress)
+            encode_seconds = time.perf_counter() - start
+            say(f"{name}: embedded {len(rows_needed)} train + {len(test)} test items "
+                f"in {encode_seconds:.1f}s")
+        with progress(f"bench {name}", len(todo), show_progress) as advance:
+            for n, s, method in todo:
+                idx = splits[(n, s)]
+                task = Task(
+                    dataset=name, modality=train.modality, n_shot=n, seed=s,
+                    train_items=[train.items[i] for i in idx],
+                    train_labels=[train.labels[i] for i in idx],
+                    test_items=test.items, test_labels=test.labels, encoder=enc,
+                    train_embeddings=train_emb[idx] if train_emb is not None else None,
+                    test_embeddings=test_emb,
+                )
+                row = _run_one(task, method, enc)
+                _append(results_path, row)
+                new_rows.append(row)
+                status = f"error: {row['error']}" if row["error"] else (
+                    f"{primary_metric(name)}={row[primary_metric(name)]:.4f}"
+                )
+                say(f"{name} n={n} seed={s} {method.name}: {status}")
+                advance()
+    return load_results(results_path)
+
+
+def _run_one(task: Task, method: Any, enc: Any) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "dataset": task.dataset, "modality": task.modality, "n_shot": task.n_shot,
+        "seed": task.seed, "method": method.name, "encoder": enc.name, "encoder_id": enc.id,
+        "n_train": len(task.train_items), "n_test": len(task.test_items),
+        "n_classes": len(set(task.train_labels)),
+    }
+    try:
+        result = method.run(task)
+        row.update(_scores(task.dataset, task.test_labels, result.predictions))
+        row.update(fit_seconds=round(result.fit_seconds, 4),
+                   predict_seconds=round(result.predict_seconds, 4), error=None)
+    except Exception as e:  # one method's failure must not stop the others
+        row.update(accuracy=None, macro_f1=None, mcc=None, fit_seconds=None,
+                   predict_seconds=None, error=f"{type(e).__name__}: {e}",
+                   traceback=traceback.format_exc(limit=5))
+    row.update(fewshot_version=__version__, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    return row
+
+
+def _append(path: Path, row: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
