@@ -76,7 +76,7 @@ class EmbeddingCache:
             with safe_open(str(shard), framework="numpy") as f:
                 meta = f.metadata() or {}
                 if meta.get("format") != _FORMAT:
-                    raise ValueError("format")
+                    return None  # another fewshot version's shard: leave it alone
                 keys = f.get_tensor("keys")
         except FileNotFoundError:
             return None  # removed by a concurrent merge
@@ -157,20 +157,21 @@ class EmbeddingCache:
 
     def _merge(self, encoder_id: str, dim: int) -> None:
         shards = self._shards(encoder_id)
-        all_keys, all_vecs = [], []
+        all_keys, all_vecs, merged = [], [], []
         for shard in shards:
             keys = self._read_keys(shard)
             vecs = self._read_vectors(shard, dim) if keys is not None else None
             if vecs is not None:
                 all_keys.append(keys)
                 all_vecs.append(vecs)
+                merged.append(shard)
         if not all_keys:
             return
         keys = np.concatenate(all_keys)
         _, first = np.unique(keys, axis=0, return_index=True)
         first.sort()
         self._write(encoder_id, keys[first], np.concatenate(all_vecs)[first])
-        for shard in shards:
+        for shard in merged:
             shard.unlink(missing_ok=True)
 
     # -- encoder identities -----------------------------------------------------------
@@ -181,15 +182,22 @@ class EmbeddingCache:
         """``encoder.id``, remembered by the encoder's file fingerprint.
 
         A warm run then learns the id (and dimension) without loading weights.
+        Encoders without ``fingerprint``/``adopt_identity`` (any object with
+        ``id``, ``dim``, ``item_key`` and ``encode``) just give their ``id``.
         """
-        if hasattr(encoder, "id_"):
+        fingerprint_of = getattr(encoder, "fingerprint", None)
+        if hasattr(encoder, "id_") or not callable(fingerprint_of):
             return str(encoder.id)
-        fingerprint = encoder.fingerprint()
+        fingerprint = fingerprint_of()
         if fingerprint is None:
             return str(encoder.id)
         memo = self._read_ids()
         known = memo.get(fingerprint)
-        if isinstance(known, dict) and isinstance(known.get("id"), str):
+        if (
+            isinstance(known, dict)
+            and isinstance(known.get("id"), str)
+            and isinstance(known.get("dim"), int)
+        ):
             encoder.adopt_identity(known["id"], int(known["dim"]))
             return str(known["id"])
         memo[fingerprint] = {"id": encoder.id, "dim": encoder.dim}

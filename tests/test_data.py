@@ -212,6 +212,27 @@ def test_empty_text_value_counts_as_missing(tmp_path: Path) -> None:
     assert _message(exc).startswith(f"{path}:3: no 'text' field;")  # header is line 1
 
 
+def test_csv_line_numbers_follow_multiline_fields_and_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\nok,a\n\n"two\nlines",b\nno label,\n', encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc).startswith(f"{path}:6: no 'label' field;")
+    ds = load_dataset(path, require_labels=False)
+    assert ds.items == ["ok", "two\nlines", "no label"]
+
+
+def test_csv_field_over_csv_limit(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text('text,label\nok,a\n"' + "x" * 200_000 + '",b\n', encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc) == (
+        f"{path}:3: malformed CSV (field larger than field limit (131072)); fix that line, "
+        "or save the data as JSONL"
+    )
+
+
 def test_missing_label_field(tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": "x"}, {"text": "b"}])
     with pytest.raises(DataError) as exc:
@@ -232,7 +253,9 @@ def test_missing_custom_label_field_names_it(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["empty.jsonl", "blank.jsonl", "header_only.csv"])
 def test_empty_file(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
-    path.write_text({"empty.jsonl": "", "blank.jsonl": "\n  \n", "header_only.csv": "text,label\n"}[name])
+    path.write_text(
+        {"empty.jsonl": "", "blank.jsonl": "\n  \n", "header_only.csv": "text,label\n"}[name]
+    )
     with pytest.raises(DataError) as exc:
         load_dataset(path)
     assert _message(exc) == f"{path} has no rows; give a file with at least one record"
@@ -376,7 +399,9 @@ def test_csv_of_image_paths_relative_to_the_file(
     ds = load_dataset(table)
     assert ds.modality == "image"
     assert ds.items == [
-        image_folder / "red/red0.png", image_folder / "blue/blue3.png", image_folder / "red/red5.png"
+        image_folder / "red/red0.png",
+        image_folder / "blue/blue3.png",
+        image_folder / "red/red5.png",
     ]
     assert ds.labels == ["r", "b", "r"]
     assert ds.ids == ["0", "1", "2"]
@@ -386,7 +411,10 @@ def test_csv_of_image_paths_relative_to_the_file(
 def test_jsonl_of_image_paths_guesses_field(image_folder: Path, field: str) -> None:
     table = _jsonl(
         image_folder / "list.jsonl",
-        [{field: "blue/blue0.png", "label": "blue", "id": "b0"}, {field: "red/red1.png", "label": "red"}],
+        [
+            {field: "blue/blue0.png", "label": "blue", "id": "b0"},
+            {field: "red/red1.png", "label": "red"},
+        ],
     )
     ds = load_dataset(table)
     assert ds.modality == "image"
@@ -395,14 +423,18 @@ def test_jsonl_of_image_paths_guesses_field(image_folder: Path, field: str) -> N
 
 
 def test_explicit_image_field(image_folder: Path) -> None:
-    table = _jsonl(image_folder / "l.jsonl", [{"text": "caption", "pic": "red/red2.png", "label": "x"}])
+    table = _jsonl(
+        image_folder / "l.jsonl", [{"text": "caption", "pic": "red/red2.png", "label": "x"}]
+    )
     ds = load_dataset(table, image_field="pic")
     assert ds.modality == "image"
     assert ds.items == [image_folder / "red/red2.png"]
 
 
 def test_table_with_missing_image_file(image_folder: Path) -> None:
-    table = _table(image_folder / "l.csv", ["image", "label"], [("red/red0.png", "r"), ("gone.png", "x")])
+    table = _table(
+        image_folder / "l.csv", ["image", "label"], [("red/red0.png", "r"), ("gone.png", "x")]
+    )
     with pytest.raises(DataError) as exc:
         load_dataset(table)
     assert _message(exc) == (
@@ -411,12 +443,13 @@ def test_table_with_missing_image_file(image_folder: Path) -> None:
 
 
 def test_table_with_missing_image_field_names_image_option(image_folder: Path) -> None:
-    table = _jsonl(image_folder / "l.jsonl", [{"image": "red/red0.png", "label": "r"}, {"label": "x"}])
+    table = _jsonl(
+        image_folder / "l.jsonl", [{"image": "red/red0.png", "label": "r"}, {"label": "x"}]
+    )
     with pytest.raises(DataError) as exc:
         load_dataset(table)
     assert _message(exc) == (
-        f"{table}:2: no 'image' field; name the right field with --image-field "
-        "(fields here: label)"
+        f"{table}:2: no 'image' field; name the right field with --image-field (fields here: label)"
     )
 
 

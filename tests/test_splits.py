@@ -35,8 +35,8 @@ def _train_labels(data: Path, name: str) -> list[str]:
 
 def test_reference_files_exist(shared_data: Path) -> None:
     names = {p.stem for p in REFERENCE_FILES}
-    assert IMAGE_SETS <= names
-    assert {"sst2", "trec", "banking77"} <= names
+    assert names >= IMAGE_SETS
+    assert names >= {"sst2", "trec", "banking77"}
     for name in names:
         assert (shared_data / name).is_dir(), f"reference split for missing dataset {name}"
 
@@ -63,15 +63,16 @@ def test_text_loader_order_matches_file_order(shared_data: Path) -> None:
     """load_dataset keeps JSONL file order, so its labels give the same splits."""
     ds = load_dataset(shared_data / "trec", "train")
     assert ds.labels == _train_labels(shared_data, "trec")
-    assert few_shot_indices(ds.labels, 8, 3) == json.loads(
-        (SPLITS_DIR / "trec.json").read_text()
-    )["N=8,seed=3"]
+    assert (
+        few_shot_indices(ds.labels, 8, 3)
+        == json.loads((SPLITS_DIR / "trec.json").read_text())["N=8,seed=3"]
+    )
 
 
 def test_image_rows_sorted_by_relative_path(shared_data: Path) -> None:
     ds = load_dataset(shared_data / "hymenoptera", "train")
     assert ds.ids == sorted(ds.ids, key=lambda r: r.encode("utf-8"))
-    assert all(r.split("/", 1)[0] == y for r, y in zip(ds.ids, ds.labels or []))
+    assert all(r.split("/", 1)[0] == y for r, y in zip(ds.ids, ds.labels or [], strict=True))
 
 
 def _protocol(labels: list[str], n: int, seed: int) -> list[int]:

@@ -125,12 +125,31 @@ def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
         if suffix in (".jsonl", ".ndjson"):
             return _read_jsonl(path)
         if suffix in (".csv", ".tsv"):
-            with _open_text(path) as f:
-                reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-                return [(i + 2, dict(r)) for i, r in enumerate(reader)]
+            return _read_csv(path, "\t" if suffix == ".tsv" else ",")
         return _read_parquet(path)
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from e
+
+
+def _read_csv(path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
+    rows = []
+    with _open_text(path) as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader, None)
+            # A record starts on the line after the previous one ended: quoted
+            # fields may span lines, and blank lines are skipped.
+            start = reader.line_num + 1
+            for values in reader:
+                if values:
+                    rows.append((start, dict(zip(header or [], values, strict=False))))
+                start = reader.line_num + 1
+        except csv.Error as e:  # e.g. a field over csv's 128 KiB limit
+            raise DataError(
+                f"{path}:{reader.line_num}: malformed {path.suffix[1:].upper()} ({e}); fix "
+                "that line, or save the data as JSONL"
+            ) from e
+    return rows
 
 
 def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:

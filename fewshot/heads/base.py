@@ -44,7 +44,8 @@ class Head(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """``classes_[argmax(predict_proba(X))]``: labels come back as given."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first: raises NotFittedError before fit
+        return self.classes_[np.argmax(proba, axis=1)]
 
     # -- subclass hooks -----------------------------------------------------------
     def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:

@@ -55,7 +55,10 @@ class KNNHead(Head):
         votes = np.zeros((len(X), len(self.classes_)), dtype=np.float64)
         rows = np.repeat(np.arange(len(X)), k)
         np.add.at(votes, (rows, self.support_labels_[np.where(valid, idx, 0)].ravel()), w.ravel())
-        return (votes / votes.sum(axis=1, keepdims=True)).astype(np.float32)
+        total = votes.sum(axis=1, keepdims=True)
+        # A query with no neighbour at all (possible with IVF) gets a uniform vote.
+        votes = np.where(total > 0, votes / np.where(total > 0, total, 1), 1 / votes.shape[1])
+        return votes.astype(np.float32)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"support": self.support_, "support_labels": self.support_labels_}

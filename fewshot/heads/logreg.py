@@ -38,9 +38,11 @@ class LogisticRegressionHead(Head):
     def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
         if len(self.classes_) < 2:
             raise ValueError(
-                f"logistic regression needs at least 2 classes, got {len(self.classes_)}"
+                f"logistic regression needs at least 2 classes, got {len(self.classes_)} "
+                "class; give labelled examples of two or more classes"
             )
         self.model_ = self._model().fit(X, y_idx)
+        self.n_iter_ = self.model_.n_iter_
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
         return self.model_.predict_proba(X).astype(np.float32)

@@ -98,7 +98,9 @@ class VectorIndex:
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.ef_search
         else:
-            nlist = self.nlist or max(1, min(65536, int(4 * math.sqrt(max(n, 1)))))
+            # ~4 sqrt(n) lists, but at least 39 training points per list (faiss's
+            # k-means minimum; fewer gives poor centroids and a warning on stderr).
+            nlist = self.nlist or max(1, min(65536, int(4 * math.sqrt(max(n, 1))), n // 39))
             if n < nlist:
                 raise ValueError(
                     f"an IVF index with nlist={nlist} needs at least {nlist} vectors, got {n}"

@@ -1,0 +1,323 @@
+"""Heads: the scikit-learn classifier contract, exact behaviour, and array-only saving."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load, save
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from fewshot.errors import UsageError
+from fewshot.heads import (
+    HEADS,
+    CentroidHead,
+    Head,
+    KNNHead,
+    LogisticRegressionHead,
+    make_head,
+)
+
+LABELS = ["zebra", "ant", "moth"]  # deliberately not in sorted order
+
+
+def _blobs(n_per: int = 10, dim: int = 16, seed: int = 0, spread: float = 0.6):
+    """Three separable clusters with string labels, rows interleaved."""
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(len(LABELS), dim)) * 2
+    X = np.concatenate([c + spread * rng.normal(size=(n_per, dim)) for c in centers])
+    y = np.repeat(LABELS, n_per)
+    order = rng.permutation(len(y))
+    return X[order].astype(np.float32), y[order]
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    X, y = _blobs(seed=0)
+    Xq, yq = _blobs(n_per=5, seed=0)  # same centers (same seed), fresh-ish noise
+    rng = np.random.default_rng(1)
+    Xq = Xq + 0.1 * rng.normal(size=Xq.shape).astype(np.float32)
+    return X, y, Xq, yq
+
+
+ALL_HEADS = [
+    pytest.param(lambda: KNNHead(k=3), id="knn"),
+    pytest.param(lambda: KNNHead(k=4, weights="uniform"), id="knn-uniform"),
+    pytest.param(lambda: CentroidHead(), id="centroid"),
+    pytest.param(lambda: CentroidHead(center=True, temperature=5.0), id="centroid-center"),
+    pytest.param(lambda: LogisticRegressionHead(C=0.5), id="logreg"),
+]
+
+
+# -- the classifier contract ----------------------------------------------------------
+@pytest.mark.parametrize("make", ALL_HEADS)
+def test_contract(make, blobs) -> None:
+    X, y, Xq, yq = blobs
+    head = make()
+    assert head.fit(X, y) is head
+    assert list(head.classes_) == sorted(LABELS)
+    assert head.n_features_in_ == X.shape[1]
+
+    proba = head.predict_proba(Xq)
+    assert proba.shape == (len(Xq), 3)
+    assert np.all(proba >= 0)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+
+    pred = head.predict(Xq)
+    np.testing.assert_array_equal(pred, head.classes_[proba.argmax(axis=1)])
+    assert set(pred) <= set(LABELS)
+    assert all(isinstance(p, str) for p in pred.tolist())  # labels come back unchanged
+    assert np.mean(pred == yq) >= 0.9  # the blobs are separable
+    assert head.score(Xq, yq) == pytest.approx(np.mean(pred == yq))
+
+
+@pytest.mark.parametrize("make", ALL_HEADS)
+def test_proba_columns_follow_classes(make, blobs) -> None:
+    X, y, _, _ = blobs
+    head = make().fit(X, y)
+    for label in LABELS:
+        centre = X[y == label].mean(axis=0, keepdims=True)
+        col = list(head.classes_).index(label)
+        assert head.predict_proba(centre).argmax() == col
+        assert head.predict(centre)[0] == label
+
+
+@pytest.mark.parametrize("make", ALL_HEADS)
+def test_non_string_labels_kept(make, blobs) -> None:
+    X, y, Xq, _ = blobs
+    y_int = np.array([{"zebra": 30, "ant": 10, "moth": 20}[v] for v in y])
+    head = make().fit(X, y_int)
+    assert head.classes_.tolist() == [10, 20, 30]
+    assert set(head.predict(Xq).tolist()) <= {10, 20, 30}
+
+
+@pytest.mark.parametrize("make", ALL_HEADS)
+def test_unfitted_and_wrong_width(make, blobs) -> None:
+    X, y, _, _ = blobs
+    head = make()
+    with pytest.raises(NotFittedError):
+        head.predict(X)
+    with pytest.raises(NotFittedError):
+        head.predict_proba(X)
+    head.fit(X, y)
+    with pytest.raises(ValueError, match="X has 15 features, but .* is expecting 16"):
+        head.predict(X[:, :15])
+
+
+# -- exact behaviour ------------------------------------------------------------------
+def test_logreg_matches_sklearn(blobs) -> None:
+    X, y, Xq, _ = blobs
+    head = LogisticRegressionHead().fit(X, y)
+    ref = LogisticRegression(C=1, max_iter=1000, random_state=0).fit(X, y)
+    assert head.classes_.tolist() == ref.classes_.tolist()
+    np.testing.assert_allclose(head.predict_proba(Xq), ref.predict_proba(Xq), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(head.predict(Xq), ref.predict(Xq))
+    assert head.n_iter_ is not None
+
+
+def test_logreg_needs_two_classes() -> None:
+    X = np.eye(3, dtype=np.float32)
+    with pytest.raises(ValueError, match="logistic regression needs at least 2 classes, got 1"):
+        LogisticRegressionHead().fit(X, ["a", "a", "a"])
+
+
+def test_logreg_binary(blobs) -> None:
+    X, y, Xq, _ = blobs
+    keep = y != "moth"
+    head = LogisticRegressionHead().fit(X[keep], y[keep])
+    ref = LogisticRegression(C=1, max_iter=1000, random_state=0).fit(X[keep], y[keep])
+    np.testing.assert_allclose(head.predict_proba(Xq), ref.predict_proba(Xq), rtol=1e-5, atol=1e-6)
+
+
+def test_knn_k1_predicts_nearest_neighbour_label() -> None:
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 8)).astype(np.float32)
+    y = np.array([f"c{i % 7}" for i in range(40)])
+    Q = rng.normal(size=(25, 8)).astype(np.float32)
+    head = KNNHead(k=1).fit(X, y)
+    cos = (Q / np.linalg.norm(Q, axis=1, keepdims=True)) @ (
+        X / np.linalg.norm(X, axis=1, keepdims=True)
+    ).T
+    np.testing.assert_array_equal(head.predict(Q), y[cos.argmax(axis=1)])
+    proba = head.predict_proba(Q)
+    assert set(np.unique(proba)) <= {0.0, 1.0}
+
+
+def test_knn_exact_training_point_gets_its_label() -> None:
+    X, y = _blobs(seed=5, spread=3.0)  # overlapping clusters
+    head = KNNHead(k=1).fit(X, y)
+    np.testing.assert_array_equal(head.predict(X), y)
+
+
+def _two_vs_one():
+    """Query right next to one 'a' point, with two 'b' points further away."""
+    X = np.array([[1.0, 0.0], [0.6, 0.8], [0.6, -0.8], [-1.0, 0.0]], dtype=np.float32)
+    y = np.array(["a", "b", "b", "c"])
+    q = np.array([[0.99, 0.01]], dtype=np.float32)
+    return X, y, q
+
+
+def test_knn_uniform_counts_votes() -> None:
+    X, y, q = _two_vs_one()
+    head = KNNHead(k=3, weights="uniform").fit(X, y)
+    np.testing.assert_allclose(head.predict_proba(q), [[1 / 3, 2 / 3, 0.0]], rtol=1e-6)
+    assert head.predict(q)[0] == "b"
+
+
+def test_knn_distance_weights_by_inverse_cosine_distance() -> None:
+    X, y, q = _two_vs_one()
+    head = KNNHead(k=3, weights="distance").fit(X, y)
+    qn = q / np.linalg.norm(q)
+    w = 1.0 / (1.0 - (X[:3] / np.linalg.norm(X[:3], axis=1, keepdims=True)) @ qn[0])
+    expected = np.array([w[0], w[1] + w[2], 0.0]) / w.sum()
+    np.testing.assert_allclose(head.predict_proba(q)[0], expected, rtol=1e-4)
+    assert head.predict(q)[0] == "a"
+
+
+def test_knn_k_larger_than_support() -> None:
+    X, y, q = _two_vs_one()
+    proba = KNNHead(k=50, weights="uniform").fit(X, y).predict_proba(q)
+    np.testing.assert_allclose(proba, [[0.25, 0.5, 0.25]], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"k": 0}, "k must be at least 1, got 0"),
+        ({"weights": "gaussian"}, "weights must be 'distance' or 'uniform', got 'gaussian'"),
+    ],
+)
+def test_knn_bad_params(params, message, blobs) -> None:
+    X, y, _, _ = blobs
+    with pytest.raises(ValueError, match=message):
+        KNNHead(**params).fit(X, y)
+
+
+def test_centroid_is_cosine_to_class_means() -> None:
+    X = np.array([[2, 0], [4, 0.2], [0, 1], [0.1, 3]], dtype=np.float32)
+    y = np.array(["x", "x", "y", "y"])
+    head = CentroidHead(temperature=1.0).fit(X, y)
+    q = np.array([[1.0, 1.0]], dtype=np.float32)
+
+    def unit(v):
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+    Z = unit(X)
+    cents = unit(np.stack([Z[:2].mean(0), Z[2:].mean(0)]))
+    logits = unit(q) @ cents.T
+    expected = np.exp(logits) / np.exp(logits).sum()
+    np.testing.assert_allclose(head.predict_proba(q), expected, rtol=1e-5)
+
+
+def test_centroid_center_differs_from_plain() -> None:
+    # A large shared offset makes every raw embedding nearly parallel; SimpleShot's
+    # centring removes it.
+    rng = np.random.default_rng(0)
+    offset = np.full(8, 10.0)
+    a = offset + rng.normal(size=(10, 8)) + np.eye(8)[0] * 1.5
+    b = offset + rng.normal(size=(10, 8)) - np.eye(8)[0] * 1.5
+    X = np.concatenate([a, b]).astype(np.float32)
+    y = np.array(["a"] * 10 + ["b"] * 10)
+    plain = CentroidHead().fit(X, y)
+    cl2n = CentroidHead(center=True).fit(X, y)
+    np.testing.assert_allclose(cl2n.mean_, X.mean(axis=0), rtol=1e-5)
+    assert not np.any(plain.mean_)
+    p_plain, p_cl2n = plain.predict_proba(X), cl2n.predict_proba(X)
+    assert not np.allclose(p_plain, p_cl2n)
+    # Centring sharpens the decision: the true-class margin grows on average.
+    idx = (y == "b").astype(int)
+    assert p_cl2n[np.arange(20), idx].mean() > p_plain[np.arange(20), idx].mean()
+    assert np.mean(cl2n.predict(X) == y) >= np.mean(plain.predict(X) == y)
+
+
+# -- saving as arrays -----------------------------------------------------------------
+@pytest.mark.parametrize("make", ALL_HEADS)
+def test_state_round_trip_through_safetensors(make, blobs) -> None:
+    X, y, Xq, _ = blobs
+    head = make().fit(X, y)
+    config, arrays = head.get_state()
+    assert config["type"] == head.name
+    assert config["classes"] == sorted(LABELS)
+    assert all(isinstance(a, np.ndarray) for a in arrays.values())
+
+    config2 = json.loads(json.dumps(config))  # must be plain JSON
+    arrays2 = load(save(arrays))
+    restored = HEADS[config2["type"]].from_state(config2, arrays2)
+    assert type(restored) is type(head)
+    assert restored.get_params() == head.get_params()
+    np.testing.assert_array_equal(restored.classes_, head.classes_)
+    np.testing.assert_array_equal(restored.predict_proba(Xq), head.predict_proba(Xq))
+    np.testing.assert_array_equal(restored.predict(Xq), head.predict(Xq))
+
+
+def test_get_state_needs_fit() -> None:
+    with pytest.raises(NotFittedError):
+        KNNHead().get_state()
+
+
+# -- scikit-learn composition ---------------------------------------------------------
+@pytest.mark.parametrize("make", ALL_HEADS)
+def test_clone(make, blobs) -> None:
+    X, y, _, _ = blobs
+    head = make().fit(X, y)
+    copy = clone(head)
+    assert type(copy) is type(head)
+    assert copy.get_params() == head.get_params()
+    assert not hasattr(copy, "classes_")
+
+
+@pytest.mark.parametrize("make", ALL_HEADS)
+def test_pipeline_with_scaler(make, blobs) -> None:
+    X, y, Xq, yq = blobs
+    pipe = make_pipeline(StandardScaler(), make()).fit(X, y)
+    assert isinstance(pipe, Pipeline)
+    proba = pipe.predict_proba(Xq)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(pipe.predict(Xq), pipe.classes_[proba.argmax(axis=1)])
+    assert pipe.score(Xq, yq) >= 0.9
+
+
+def test_grid_search_over_knn_k(blobs) -> None:
+    X, y, Xq, _ = blobs
+    search = GridSearchCV(KNNHead(weights="uniform"), {"k": [1, 3, 5]}, cv=3).fit(X, y)
+    assert search.best_params_["k"] in (1, 3, 5)
+    assert set(search.cv_results_["param_k"]) == {1, 3, 5}
+    assert search.best_score_ >= 0.9
+    assert isinstance(search.best_estimator_, KNNHead)
+    assert search.best_estimator_.k == search.best_params_["k"]
+    assert search.predict(Xq).shape == (len(Xq),)
+
+
+# -- make_head ------------------------------------------------------------------------
+def test_make_head_by_name() -> None:
+    assert isinstance(make_head("knn"), KNNHead)
+    assert isinstance(make_head("centroid", center=True), CentroidHead)
+    assert make_head("centroid", center=True).center is True
+    assert make_head("logreg", C=3.0).C == 3.0
+    assert set(HEADS) == {"knn", "centroid", "logreg"}
+
+
+def test_make_head_from_instance() -> None:
+    head = KNNHead(k=2)
+    assert make_head(head) is head
+    assert make_head(head, k=7).k == 7
+
+
+def test_make_head_unknown_names_choices() -> None:
+    with pytest.raises(UsageError) as exc:
+        make_head("nope")
+    assert str(exc.value) == "unknown head 'nope'; choose one of centroid, knn, logreg"
+    assert isinstance(exc.value, ValueError) and exc.value.exit_code == 2
+
+
+# -- scikit-learn's own estimator checks ----------------------------------------------
+@parametrize_with_checks([KNNHead(), CentroidHead(), LogisticRegressionHead()])
+def test_sklearn_estimator_checks(estimator: Head, check) -> None:
+    check(estimator)
