@@ -1,0 +1,220 @@
+"""fewshot bench: protocol runner, resume, failure rows, reports, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fewshot.bench import (
+    METHODS,
+    MethodResult,
+    load_results,
+    parse_int_list,
+    plot,
+    register_method,
+    run_bench,
+    write_summary,
+)
+from fewshot.cache import EmbeddingCache, embed
+from fewshot.cli import app
+from fewshot.data import few_shot_indices, load_dataset
+from fewshot.errors import UsageError
+
+POS = "good great excellent wonderful fine love loved best happy nice".split()
+NEG = "bad awful terrible boring worst hate hated poor sad dull".split()
+NOUNS = "movie film plot actor story".split()
+
+REQUIRED = {
+    "dataset", "n_shot", "seed", "method", "encoder", "accuracy", "macro_f1", "mcc",
+    "fit_seconds", "predict_seconds", "n_train", "n_test",
+}
+
+
+def _rows(rng: np.random.Generator, n: int) -> list[dict[str, str]]:
+    out = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = POS if label == "pos" else NEG
+        text = f"the {rng.choice(NOUNS)} was {rng.choice(words)} and {rng.choice(words)}"
+        out.append({"text": text, "label": label})
+    return out
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path: Path) -> Path:
+    """A dataset folder (train.jsonl + test.jsonl) the tiny text model separates."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "tinysent"
+    folder.mkdir()
+    for split, n in (("train", 40), ("test", 30)):
+        with open(folder / f"{split}.jsonl", "w") as f:
+            for row in _rows(rng, n):
+                f.write(json.dumps(row) + "\n")
+    return folder
+
+
+def test_parse_int_list() -> None:
+    assert parse_int_list("8,64") == [8, 64]
+    assert parse_int_list("0-4") == [0, 1, 2, 3, 4]
+    assert parse_int_list("0-1,7") == [0, 1, 7]
+    with pytest.raises(UsageError, match="e.g. 8,64"):
+        parse_int_list("a-b")
+
+
+def test_rows_have_schema_and_match_independent_logreg(
+    tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
+) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score
+
+    out = tmp_path / "out"
+    rows = run_bench([tiny_dataset], out, shots=[4], seeds=[0, 1], methods=["logreg", "knn"],
+                     encoder=tiny_text_encoder, cache=EmbeddingCache(tmp_path / "c"),
+                     show_progress=False)
+    assert len(rows) == 4
+    for r in rows:
+        assert REQUIRED <= set(r)
+        assert r["error"] is None
+        assert r["dataset"] == "tinysent" and r["n_train"] == 8 and r["n_test"] == 30
+        for k in ("accuracy", "macro_f1"):
+            assert 0.0 <= r[k] <= 1.0
+    # An independent scikit-learn LogisticRegression on the same split and embeddings.
+    train = load_dataset(tiny_dataset, "train")
+    test = load_dataset(tiny_dataset, "test")
+    Xte = tiny_text_encoder.encode(test.items)
+    for seed in (0, 1):
+        idx = few_shot_indices(train.labels, 4, seed)
+        Xtr = tiny_text_encoder.encode([train.items[i] for i in idx])
+        ref = LogisticRegression(C=1.0, max_iter=1000, random_state=0).fit(
+            Xtr, [train.labels[i] for i in idx]
+        )
+        expected = accuracy_score(test.labels, ref.predict(Xte))
+        row = next(r for r in rows if r["seed"] == seed and r["method"] == "logreg")
+        assert row["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert all(r["accuracy"] > 0.8 for r in rows if r["method"] == "logreg")
+
+
+def test_resume_skips_finished_rows_and_repairs_cut_line(
+    tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    kw = dict(shots=[2], seeds=[0, 1], methods=["centroid"], encoder=tiny_text_encoder,
+              cache=False, show_progress=False)
+    run_bench([tiny_dataset], out, **kw)
+    results = out / "results.jsonl"
+    first = results.read_text().splitlines()
+    assert len(first) == 2
+    # Same call again: nothing to do, nothing appended.
+    run_bench([tiny_dataset], out, **kw)
+    assert results.read_text().splitlines() == first
+    # A run killed mid-write leaves a partial line: it is dropped, the row redone.
+    results.write_text(first[0] + "\n" + first[1][:25])
+    rows = run_bench([tiny_dataset], out, **kw)
+    lines = results.read_text().splitlines()
+    assert len(lines) == 2 and all(json.loads(line) for line in lines)
+    assert sorted(r["seed"] for r in rows) == [0, 1]
+
+
+def test_failing_method_is_recorded_and_others_run(
+    tiny_dataset: Path, tiny_text_encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Boom:
+        name = "boom"
+        uses_embeddings = True
+
+        def run(self, task) -> MethodResult:
+            raise RuntimeError("kaput")
+
+    monkeypatch.setitem(METHODS, "boom", Boom)
+    rows = run_bench([tiny_dataset], tmp_path / "out", shots=[2], seeds=[0],
+                     methods=["boom", "logreg"], encoder=tiny_text_encoder, cache=False,
+                     show_progress=False)
+    by = {r["method"]: r for r in rows}
+    assert by["boom"]["error"] == "RuntimeError: kaput" and by["boom"]["accuracy"] is None
+    assert by["logreg"]["error"] is None and by["logreg"]["accuracy"] > 0.5
+    # Failed rows are retried on resume.
+    from fewshot.bench.methods import HeadMethod
+
+    monkeypatch.setitem(METHODS, "boom", lambda: HeadMethod("boom", "logreg"))
+    rows = run_bench([tiny_dataset], tmp_path / "out", shots=[2], seeds=[0],
+                     methods=["boom"], encoder=tiny_text_encoder, cache=False,
+                     show_progress=False)
+    assert len(rows) == 3 and rows[-1]["method"] == "boom" and rows[-1]["error"] is None
+
+
+def test_registered_method_plugs_in(tiny_dataset: Path, tiny_text_encoder, tmp_path: Path,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    class Majority:
+        name = "majority"
+        uses_embeddings = False
+
+        def run(self, task) -> MethodResult:
+            top = max(set(task.train_labels), key=task.train_labels.count)
+            return MethodResult([top] * len(task.test_items), 0.0, 0.0)
+
+    monkeypatch.setattr("fewshot.bench.methods.METHODS", dict(METHODS))
+    register_method("majority", Majority)
+    rows = run_bench([tiny_dataset], tmp_path / "out", shots=[2], seeds=[0],
+                     methods=["majority"], encoder=tiny_text_encoder, cache=False,
+                     show_progress=False)
+    assert rows[0]["accuracy"] == pytest.approx(0.5)
+
+
+def test_unknown_method_is_usage_error(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="unknown method 'nope'"):
+        run_bench([tiny_dataset], tmp_path / "o", methods=["nope"], show_progress=False)
+
+
+def test_summary_and_plots(tiny_dataset: Path, tiny_text_encoder, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    rows = run_bench([tiny_dataset], out, shots=[2, 4], seeds=[0, 1, 2],
+                     methods=["logreg", "centroid"], encoder=tiny_text_encoder,
+                     cache=False, show_progress=False)
+    text = write_summary(rows, out / "summary.md")
+    assert "## tinysent (accuracy" in text
+    accs = [r["accuracy"] for r in rows if r["method"] == "logreg" and r["n_shot"] == 4]
+    mean, std = np.mean(accs), np.std(accs, ddof=1)
+    assert "| logreg | " in text and f"{mean:.3f} +- {std:.3f}" in text
+    paths = plot(rows, out)
+    assert [p.name for p in paths] == ["accuracy_vs_shots.png", "fit_time_vs_accuracy.png"]
+    for p in paths:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_cli_bench(tiny_dataset: Path, tiny_text_model_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "bench", str(tiny_dataset), "--shots", "2", "--seeds", "0,1", "--methods", "logreg",
+        "--encoder", str(tiny_text_model_dir), "--output", str(out),
+        "--cache-dir", str(tmp_path / "cache"),
+    ])
+    assert result.exit_code == 0, result.output
+    rows = load_results(out / "results.jsonl")
+    assert [(r["seed"], r["method"]) for r in rows] == [(0, "logreg"), (1, "logreg")]
+    assert (out / "summary.md").is_file() and (out / "accuracy_vs_shots.png").is_file()
+    assert "tinysent" in result.stdout
+
+
+def test_cli_bench_missing_dataset(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["bench", str(tmp_path / "nope"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "no dataset folder at" in result.output
+
+
+def test_embed_through_cache_matches_runner_embeddings(
+    tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
+) -> None:
+    cache = EmbeddingCache(tmp_path / "c")
+    run_bench([tiny_dataset], tmp_path / "out", shots=[2], seeds=[0], methods=["logreg"],
+              encoder=tiny_text_encoder, cache=cache, show_progress=False)
+    test = load_dataset(tiny_dataset, "test")
+    # The runner embedded the whole test set through the cache; a lookup finds all of it.
+    keys = [tiny_text_encoder.item_key(t) for t in test.items]
+    _, found = cache.lookup(tiny_text_encoder.id, keys, tiny_text_encoder.dim)
+    assert found.all()
+    np.testing.assert_allclose(embed(tiny_text_encoder, test.items, cache),
+                               tiny_text_encoder.encode(test.items), atol=1e-6)
