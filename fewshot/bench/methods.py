@@ -106,14 +106,19 @@ class SetFitLibMethod:
         encoder.fit()
         resolved = getattr(encoder, "resolved_", None)
         body = resolved.location if resolved is not None else encoder.name
+        import tempfile
+
         start = time.perf_counter()
         model = SetFitModel.from_pretrained(body, device=encoder.device_)
-        args = TrainingArguments(
-            batch_size=16, num_iterations=20, num_epochs=1, body_learning_rate=2e-5,
-            seed=task.seed, report_to="none", show_progress_bar=False,
-        )
-        train = Dataset.from_dict({"text": task.train_items, "label": task.train_labels})
-        Trainer(model=model, args=args, train_dataset=train).train()
+        with tempfile.TemporaryDirectory(prefix="fewshot-setfit-") as tmp:
+            # setfit writes checkpoints to ./checkpoints by default: keep them out of cwd.
+            args = TrainingArguments(
+                output_dir=tmp, batch_size=16, num_iterations=20, num_epochs=1,
+                body_learning_rate=2e-5, seed=task.seed, report_to="none",
+                show_progress_bar=False, save_strategy="no",
+            )
+            train = Dataset.from_dict({"text": task.train_items, "label": task.train_labels})
+            Trainer(model=model, args=args, train_dataset=train).train()
         fitted = time.perf_counter()
         pred = model.predict(task.test_items, batch_size=64, as_numpy=True)
         done = time.perf_counter()
