@@ -130,7 +130,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         """Predicted labels, as given at fit time."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
         tags = super().__sklearn_tags__()
@@ -198,12 +199,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 f"{path} uses head '{head_cfg.get('type')}', which this fewshot does not know; "
                 "upgrade fewshot"
             )
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         try:
             arrays = load_file(str(path / HEAD_FILE))
             head = head_cls.from_state(head_cfg, arrays)
-        except (OSError, KeyError, TypeError, ValueError) as e:
+        except (OSError, KeyError, TypeError, ValueError, SafetensorError) as e:
             raise ModelError(
                 f"{path / HEAD_FILE} is corrupt ({e}); re-run fewshot train to rebuild the model"
             ) from e
@@ -215,9 +217,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(encoder, Encoder):
             enc = get_encoder(encoder, ref["modality"])
         else:
+            # An image encoder saved with pretrained=False is rebuilt the same way.
+            random_weights = encoder is None and ref.get("pretrained") is False
+            extra = {"pretrained": False} if random_weights else {}
             enc = get_encoder(
                 self.encoder, ref["modality"], device=device, batch_size=batch_size,
-                show_progress=show_progress, normalize=bool(ref.get("normalize", True)),
+                show_progress=show_progress, normalize=bool(ref.get("normalize", True)), **extra,
             )
         cache_obj = self._cache()
         enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id

