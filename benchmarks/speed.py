@@ -152,14 +152,13 @@ def bench_knn(sizes: list[int], n_queries: int, k: int) -> list[dict]:
         exact.add(x)
         _, gt = exact.search(queries[:200], k)
         _, got = ours.search(queries[:200], k)
-        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(gt, got)]))
+        recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(gt, got, strict=True)]))
         rows.append({
             "bench": "knn_search", "n": n, "d": d, "k": k, "structure": structure,
             "build_s": build, "queries": n_queries, "fewshot_qps": n_queries / o,
             "faiss_qps": n_queries / r, "ratio_time": o / r, "fewshot_latency_ms": 1000 * o1,
             "faiss_latency_ms": 1000 * r1, "latency_ratio": o1 / r1, f"recall@{k}": recall,
         })
-        del x, exact, raw, ours
     return rows
 
 

@@ -21,5 +21,6 @@ for text, label, proba in zip(
     ["where is my package", "I cannot sign in"],
     clf.predict(["where is my package", "I cannot sign in"]),
     clf.predict_proba(["where is my package", "I cannot sign in"]).max(axis=1),
+    strict=True,
 ):
     print(f"{text!r:28} -> {label} ({proba:.2f})")

@@ -18,11 +18,11 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FEWSHOT_SHARED", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
-TINY_VOCAB = (
-    "good great excellent wonderful fine love loved best happy nice "
-    "bad awful terrible boring worst hate hated poor sad dull "
-    "movie film plot actor story the a was is it this very not"
-).split()
+TINY_VOCAB = [
+    *"good great excellent wonderful fine love loved best happy nice".split(" "),
+    *"bad awful terrible boring worst hate hated poor sad dull".split(" "),
+    *"movie film plot actor story the a was is it this very not".split(" "),
+]
 
 
 def _tiny_text_model(folder: Path) -> Path:

@@ -24,9 +24,9 @@ from fewshot.cli import app
 from fewshot.data import few_shot_indices, load_dataset
 from fewshot.errors import UsageError
 
-POS = "good great excellent wonderful fine love loved best happy nice".split()
-NEG = "bad awful terrible boring worst hate hated poor sad dull".split()
-NOUNS = "movie film plot actor story".split()
+POS = ["good", "great", "excellent", "wonderful", "fine", "love", "loved", "best", "happy", "nice"]
+NEG = ["bad", "awful", "terrible", "boring", "worst", "hate", "hated", "poor", "sad", "dull"]
+NOUNS = ["movie", "film", "plot", "actor", "story"]
 
 REQUIRED = {
     "dataset", "n_shot", "seed", "method", "encoder", "accuracy", "macro_f1", "mcc",
@@ -77,7 +77,7 @@ def test_rows_have_schema_and_match_independent_logreg(
                      show_progress=False)
     assert len(rows) == 4
     for r in rows:
-        assert REQUIRED <= set(r)
+        assert set(r) >= REQUIRED
         assert r["error"] is None
         assert r["dataset"] == "tinysent" and r["n_train"] == 8 and r["n_test"] == 30
         for k in ("accuracy", "macro_f1"):

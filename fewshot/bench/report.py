@@ -98,11 +98,11 @@ def plot(rows: list[dict[str, Any]], output: Path) -> list[Path]:
     cols = min(3, len(datasets))
     nrows = (len(datasets) + cols - 1) // cols
     fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.4 * nrows), squeeze=False)
-    for ax, dataset in zip(axes.flat, datasets):
+    for ax, dataset in zip(axes.flat, datasets, strict=False):
         items = [a for a in agg if a["dataset"] == dataset]
         for method in dict.fromkeys(a["method"] for a in items):
             pts = sorted((a["n_shot"], a["mean"], a["std"]) for a in items if a["method"] == method)
-            xs, ys, es = zip(*pts)
+            xs, ys, es = zip(*pts, strict=True)
             ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=method)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({a["n_shot"] for a in items}))

@@ -99,6 +99,6 @@ def _print_report(report: dict[str, Any]) -> None:
     console.print(table)
     cm = report["confusion_matrix"]
     matrix = Table("true \\ predicted", *cm["labels"], title="confusion matrix")
-    for label, row in zip(cm["labels"], cm["matrix"]):
+    for label, row in zip(cm["labels"], cm["matrix"], strict=True):
         matrix.add_row(label, *map(str, row))
     console.print(matrix)

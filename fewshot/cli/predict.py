@@ -80,7 +80,9 @@ def predict(
                 row = {
                     "id": ds.ids[i], item_key: ds.display(i), "label": classes[best[i]],
                     "score": round(float(proba[i, best[i]]), 6),
-                    "probabilities": {c: round(float(p), 6) for c, p in zip(classes, proba[i])},
+                    "probabilities": {
+                        c: round(float(p), 6) for c, p in zip(classes, proba[i], strict=True)
+                    },
                 }
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:

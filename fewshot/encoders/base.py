@@ -138,7 +138,8 @@ class Encoder(TransformerMixin, BaseEstimator):
         if folder is None:
             return None
         h = hashlib.blake2b(digest_size=16)
-        settings = [type(self).__name__, self.model, self.normalize, getattr(self, "pretrained", True)]
+        pretrained = getattr(self, "pretrained", True)
+        settings = [type(self).__name__, self.model, self.normalize, pretrained]
         h.update(json.dumps(settings).encode())
         for p in sorted(Path(folder).rglob("*")):
             if p.is_file():
