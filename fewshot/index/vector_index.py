@@ -20,7 +20,7 @@ class VectorIndex:
 
     Scores are inner products (cosine similarities when vectors are L2-normalised).
     ``kind="auto"`` uses exact ``IndexFlatIP`` up to 50k vectors and an IVF index
-    (``nlist ~ 4 sqrt(n)``, trained on a sample, ``nprobe`` 16) above, so kNN over
+    (``nlist ~ sqrt(n)``, trained on a sample of 64 per list, ``nprobe`` 16) above, so kNN over
     millions of vectors stays practical; ``"hnsw"`` trades memory for latency.
     Missing neighbours (``k`` larger than the index) come back as index -1.
     """
@@ -100,7 +100,7 @@ class VectorIndex:
         else:
             # ~4 sqrt(n) lists, but at least 39 training points per list (faiss's
             # k-means minimum; fewer gives poor centroids and a warning on stderr).
-            nlist = self.nlist or max(1, min(65536, int(4 * math.sqrt(max(n, 1))), n // 39))
+            nlist = self.nlist or max(1, min(65536, int(math.sqrt(max(n, 1))), n // 39))
             if n < nlist:
                 raise ValueError(
                     f"an IVF index with nlist={nlist} needs at least {nlist} vectors, got {n}"
