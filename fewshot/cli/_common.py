@@ -84,8 +84,9 @@ def check_output(path: Path, force: bool) -> None:
 
 
 def make_cache(cache_dir: Path | None, no_cache: bool) -> Any:
+    """The embedding cache the options ask for, or None for --no-cache."""
     if no_cache:
-        return False
+        return None
     from fewshot.cache import EmbeddingCache
 
     return EmbeddingCache(cache_dir)

@@ -66,8 +66,7 @@ def embed(
     from fewshot.encoders import get_encoder
 
     enc = get_encoder(encoder, ds.modality, device=device, batch_size=batch_size)
-    # make_cache gives False for --no-cache; embed() takes None for no cache.
-    vectors = cached_embed(enc, ds.items, make_cache(cache_dir, no_cache) or None)
+    vectors = cached_embed(enc, ds.items, make_cache(cache_dir, no_cache))
     meta = {"encoder": enc.name, "encoder_id": enc.id, "dim": enc.dim, "n": len(ds)}
     with atomic_file(output) as f:
         if suffix == ".npy":
