@@ -20,16 +20,19 @@ if TYPE_CHECKING:
     from fewshot.heads import CentroidHead, KNNHead, LogisticRegressionHead, make_head
     from fewshot.index import VectorIndex
     from fewshot.metrics import classification_report
+    from fewshot.selection import ExampleSelector, PromptTemplate, suggest
 
 __all__ = [
     "CentroidHead",
     "Dataset",
     "EmbeddingCache",
     "Encoder",
+    "ExampleSelector",
     "FewShotClassifier",
     "ImageEncoder",
     "KNNHead",
     "LogisticRegressionHead",
+    "PromptTemplate",
     "TextEncoder",
     "VectorIndex",
     "__version__",
@@ -39,6 +42,7 @@ __all__ = [
     "get_encoder",
     "load_dataset",
     "make_head",
+    "suggest",
 ]
 
 _LOCATIONS = {
@@ -58,6 +62,9 @@ _LOCATIONS = {
     "make_head": "fewshot.heads",
     "VectorIndex": "fewshot.index",
     "classification_report": "fewshot.metrics",
+    "ExampleSelector": "fewshot.selection",
+    "PromptTemplate": "fewshot.selection",
+    "suggest": "fewshot.selection",
 }
 
 

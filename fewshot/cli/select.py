@@ -1,0 +1,208 @@
+"""``fewshot select`` (demonstrations for LLM prompts) and ``fewshot suggest`` (what to label)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fewshot.cli._common import (
+    BatchOpt,
+    CacheDirOpt,
+    DeviceOpt,
+    EncoderOpt,
+    ForceOpt,
+    ImageFieldOpt,
+    LabelFieldOpt,
+    NoCacheOpt,
+    TextFieldOpt,
+    check_output,
+    handle_errors,
+    info,
+    load_data,
+    make_cache,
+)
+from fewshot.errors import DataError, UsageError
+
+
+def _check_jsonl_or_csv(output: Path, csv_ok: bool) -> str:
+    fmt = output.suffix.lower()
+    allowed = (".jsonl", ".csv") if csv_ok else (".jsonl",)
+    if fmt not in allowed:
+        raise UsageError(f"--output must end in {' or '.join(allowed)}, got '{output.name}'")
+    return fmt
+
+
+@handle_errors
+def select(
+    pool: Annotated[Path, typer.Argument(help="Labelled examples to choose from.")],
+    queries: Annotated[Path, typer.Argument(help="Items that need demonstrations.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl file.")],
+    k: Annotated[int, typer.Option("--k", min=1, help="Examples per query.")] = 4,
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="nearest, mmr, balanced or random.")
+    ] = "nearest",
+    mmr_lambda: Annotated[
+        float, typer.Option("--mmr-lambda", min=0.0, max=1.0,
+                            help="mmr: weight of relevance against diversity.")
+    ] = 0.5,
+    labels_per_query: Annotated[
+        int | None, typer.Option("--labels-per-query", min=1,
+                                 help="balanced: show only the m closest labels.")
+    ] = None,
+    template: Annotated[
+        Path | None, typer.Option("--template", help="Jinja2 prompt template file.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for random.")] = 0,
+    encoder: EncoderOpt = None,
+    pool_split: Annotated[str, typer.Option("--pool-split")] = "train",
+    query_split: Annotated[str, typer.Option("--query-split")] = "test",
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    image_field: ImageFieldOpt = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Pick K labelled examples from POOL for each item in QUERIES, in prompt order."""
+    from fewshot.selection import STRATEGIES, ExampleSelector, PromptTemplate
+
+    _check_jsonl_or_csv(output, csv_ok=False)
+    check_output(output, force)
+    if strategy not in STRATEGIES:
+        raise UsageError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
+    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field)
+    pool_ds = load_data(pool, pool_split, require_labels=True, **fields)
+    query_ds = load_data(queries, query_split, require_labels=False, **fields)
+    if query_ds.modality != pool_ds.modality:
+        raise UsageError(
+            f"the pool holds {pool_ds.modality} but the queries hold {query_ds.modality}; "
+            "give queries of the same kind"
+        )
+    if k > len(pool_ds):
+        raise UsageError(f"--k {k} is larger than the pool ({len(pool_ds)} items); lower --k")
+    prompt = (PromptTemplate.from_file(template, modality=pool_ds.modality)
+              if template is not None else None)
+    selector = ExampleSelector(
+        encoder, k=k, strategy=strategy, mmr_lambda=mmr_lambda,
+        labels_per_query=labels_per_query, seed=seed, cache=make_cache(cache_dir, no_cache),
+        batch_size=batch_size, device=device,
+    ).fit(pool_ds.items, pool_ds.labels)
+    chosen = selector.select(query_ds.items)
+    key = "text" if pool_ds.modality == "text" else "path"
+    from fewshot._io import atomic_file
+
+    with atomic_file(output, "w") as f:
+        for qi, demos in enumerate(chosen):
+            examples = [
+                {"index": d.index, "id": pool_ds.ids[d.index], key: pool_ds.display(d.index),
+                 "label": d.label, "score": round(d.score, 6)}
+                for d in demos
+            ]
+            row: dict[str, Any] = {"id": query_ds.ids[qi], key: query_ds.display(qi),
+                                   "examples": examples}
+            if prompt is not None:
+                row["prompt"] = prompt.render(
+                    query_ds.display(qi),
+                    [{"index": d.index, "label": d.label, "score": d.score,
+                      "item": pool_ds.display(d.index)} for d in demos],
+                )
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    info(f"wrote {k} {strategy} examples for each of {len(query_ds)} queries to {output}")
+
+
+@handle_errors
+def suggest(
+    pool: Annotated[Path, typer.Argument(help="Unlabelled items to choose from.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl or .csv.")],
+    budget: Annotated[int, typer.Option("--budget", min=1, help="How many items to label.")],
+    strategy: Annotated[
+        str, typer.Option("--strategy", help="diverse, uncertain, hybrid or random.")
+    ] = "hybrid",
+    labelled: Annotated[
+        Path | None, typer.Option("--labelled", help="Items already labelled (skipped; "
+                                  "with no --model, a model is fitted on them).")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option("--model", help="Model folder whose uncertainty to use.")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    encoder: EncoderOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    image_field: ImageFieldOpt = None,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Choose the BUDGET items of POOL whose labels would help most, best first."""
+    from fewshot.selection import ANNOTATION_STRATEGIES
+    from fewshot.selection import suggest as suggest_indices
+
+    fmt = _check_jsonl_or_csv(output, csv_ok=True)
+    check_output(output, force)
+    if strategy not in ANNOTATION_STRATEGIES:
+        raise UsageError(
+            f"unknown strategy '{strategy}'; choose one of {', '.join(ANNOTATION_STRATEGIES)}"
+        )
+    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field)
+    pool_ds = load_data(pool, split, require_labels=False, **fields)
+    cache = make_cache(cache_dir, no_cache)
+    from fewshot.cache import embed
+    from fewshot.classifier import FewShotClassifier
+    from fewshot.encoders import get_encoder
+
+    clf = None
+    if model is not None:
+        clf = FewShotClassifier.load(model, encoder=encoder, cache=cache, device=device,
+                                     batch_size=batch_size)
+        enc = clf.encoder_
+    else:
+        enc = get_encoder(encoder, pool_ds.modality, device=device, batch_size=batch_size)
+    if enc.modality != pool_ds.modality:
+        raise UsageError(f"the pool holds {pool_ds.modality} but the model is for "
+                         f"{enc.modality}; pass matching data")
+    X = embed(enc, pool_ds.items, cache)
+    labelled_idx: list[int] = []
+    if labelled is not None:
+        lab = load_data(labelled, "train", require_labels=True, **fields)
+        keys = {enc.item_key(x): i for i, x in enumerate(pool_ds.items)}
+        labelled_idx = sorted({keys[k] for k in map(enc.item_key, lab.items) if k in keys})
+        if clf is None and len(set(lab.labels)) >= 2:
+            clf = FewShotClassifier(enc, "logreg", cache=cache).fit(lab.items, lab.labels)
+    proba = None
+    if clf is not None:
+        proba = clf.head_.predict_proba(X)
+    if strategy == "uncertain" and proba is None:
+        raise UsageError("strategy 'uncertain' needs a model: pass --model MODEL_DIR or "
+                         "--labelled FILE with at least two labels")
+    picks = suggest_indices(X, budget, strategy=strategy, labelled=labelled_idx, proba=proba,
+                            seed=seed)
+    key = "text" if pool_ds.modality == "text" else "path"
+    from fewshot._io import atomic_file
+
+    with atomic_file(output, "w") as f:
+        if fmt == ".jsonl":
+            for rank, s in enumerate(picks, start=1):
+                f.write(json.dumps({"rank": rank, "index": s.index, "id": pool_ds.ids[s.index],
+                                    key: pool_ds.display(s.index), "reason": s.reason,
+                                    "score": round(s.score, 6)}, ensure_ascii=False) + "\n")
+        else:
+            w = csv.writer(f)
+            w.writerow(["rank", "index", "id", key, "reason", "score"])
+            for rank, s in enumerate(picks, start=1):
+                w.writerow([rank, s.index, pool_ds.ids[s.index], pool_ds.display(s.index),
+                            s.reason, f"{s.score:.6f}"])
+    if not picks:
+        raise DataError("nothing to suggest; the pool has no unlabelled items left")
+    reasons = {r: sum(s.reason == r for s in picks) for r in {s.reason for s in picks}}
+    info(f"wrote {len(picks)} suggestions to {output} "
+         f"({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})")

@@ -1,0 +1,250 @@
+"""Pick labelled examples to show an LLM for each query (in-context demonstrations).
+
+Strategies (Liu et al. 2022, "What makes good in-context examples for GPT-3?"
+showed nearest neighbours beat random demonstrations by large margins):
+
+- ``nearest``: the ``k`` pool items most cosine-similar to the query;
+- ``mmr``: maximal marginal relevance, trading similarity to the query against
+  similarity to examples already chosen (``mmr_lambda`` 1.0 = nearest);
+- ``balanced``: the nearest examples of each label, so every label (or the
+  ``labels_per_query`` labels closest to the query) is shown;
+- ``random``: a seeded uniform draw, the baseline.
+
+Examples come back in prompt order: by default the most similar last, right
+before the query (``order="ascending"``), as KATE found best.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+
+from fewshot.errors import DataError, UsageError
+
+__all__ = ["STRATEGIES", "Demonstration", "ExampleSelector"]
+
+STRATEGIES = ("nearest", "mmr", "balanced", "random")
+Strategy = Literal["nearest", "mmr", "balanced", "random"]
+
+
+class Demonstration(NamedTuple):
+    """One selected pool example: its pool index, the item, its label, its cosine."""
+
+    index: int
+    item: Any
+    label: Any
+    score: float
+
+
+class ExampleSelector:
+    """Select ``k`` demonstrations per query from a labelled pool.
+
+    >>> sel = ExampleSelector("all-MiniLM-L6-v2", k=4, strategy="mmr")  # doctest: +SKIP
+    >>> sel.fit(pool_texts, pool_labels).select(["where is my parcel?"])  # doctest: +SKIP
+    [[Demonstration(index=12, item='...', label='shipping', score=0.71), ...]]
+
+    The pool is embedded once through the embedding cache and searched through a
+    :class:`~fewshot.index.VectorIndex` (exact up to 50k items, IVF above), so
+    pools of millions stay practical.
+    """
+
+    def __init__(
+        self,
+        encoder: Any = None,
+        *,
+        k: int = 4,
+        strategy: Strategy = "nearest",
+        mmr_lambda: float = 0.5,
+        fetch_k: int | None = None,
+        labels_per_query: int | None = None,
+        order: Literal["ascending", "descending"] = "ascending",
+        seed: int = 0,
+        cache: Any = True,
+        batch_size: int = 32,
+        device: str | None = None,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.encoder = encoder
+        self.k = k
+        self.strategy = strategy
+        self.mmr_lambda = mmr_lambda
+        self.fetch_k = fetch_k
+        self.labels_per_query = labels_per_query
+        self.order = order
+        self.seed = seed
+        self.cache = cache
+        self.batch_size = batch_size
+        self.device = device
+        self.show_progress = show_progress
+
+    # -- fitting ----------------------------------------------------------------------
+    def _check_params(self, k: int) -> None:
+        if self.strategy not in STRATEGIES:
+            raise UsageError(
+                f"unknown strategy '{self.strategy}'; choose one of {', '.join(STRATEGIES)}"
+            )
+        if k < 1:
+            raise UsageError(f"k must be at least 1, got {k}")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise UsageError(f"mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
+        if self.order not in ("ascending", "descending"):
+            raise UsageError(f"order must be 'ascending' or 'descending', got '{self.order}'")
+
+    def _embed(self, items: Sequence[Any]) -> np.ndarray:
+        from fewshot.cache import EmbeddingCache, embed
+
+        cache = self.cache
+        if cache is True:
+            cache = EmbeddingCache()
+        elif cache is False:
+            cache = None
+        elif cache is not None and not isinstance(cache, EmbeddingCache):
+            cache = EmbeddingCache(cache)
+        return embed(self.encoder_, list(items), cache, show_progress=self.show_progress)
+
+    def fit(self, items: Sequence[Any], labels: Sequence[Any] | None = None) -> ExampleSelector:
+        """Embed and index the pool; ``labels`` are needed for ``balanced``."""
+        from fewshot.classifier import guess_modality
+        from fewshot.encoders import Encoder, get_encoder
+        from fewshot.index import VectorIndex
+
+        self._check_params(self.k)
+        items = list(items)
+        if not items:
+            raise DataError("the pool is empty; give at least k labelled examples")
+        if labels is not None and len(labels) != len(items):
+            raise DataError(f"got {len(items)} pool items but {len(labels)} labels")
+        if self.strategy == "balanced" and labels is None:
+            raise UsageError("strategy 'balanced' needs pool labels; give a labelled pool")
+        modality = guess_modality(items)
+        self.encoder_ = (
+            get_encoder(self.encoder, modality) if isinstance(self.encoder, Encoder)
+            else get_encoder(self.encoder, modality, device=self.device,
+                             batch_size=self.batch_size, show_progress=self.show_progress)
+        )
+        self.items_ = items
+        self.labels_ = None if labels is None else list(labels)
+        self.embeddings_ = self._embed(items)
+        self.index_ = VectorIndex(self.embeddings_.shape[1]).add(self.embeddings_)
+        if self.labels_ is not None:
+            self.classes_, self.label_ids_ = np.unique(
+                np.asarray(self.labels_, dtype=object).astype(str), return_inverse=True
+            )
+            self._class_index = {}
+        return self
+
+    # -- selection --------------------------------------------------------------------
+    def select(
+        self, queries: Sequence[Any], k: int | None = None
+    ) -> list[list[Demonstration]]:
+        """For each query, ``k`` demonstrations in prompt order."""
+        if not hasattr(self, "index_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("call fit(pool_items, pool_labels) before select()")
+        queries = list(queries)
+        q = self._embed(queries) if queries else np.zeros((0, self.embeddings_.shape[1]))
+        return self.select_embeddings(q, k)
+
+    def select_embeddings(
+        self, query_embeddings: np.ndarray, k: int | None = None
+    ) -> list[list[Demonstration]]:
+        """Like :meth:`select`, for queries already embedded with the same encoder."""
+        k = self.k if k is None else k
+        self._check_params(k)
+        n = len(self.items_)
+        if k > n:
+            raise UsageError(f"k={k} is larger than the pool ({n} items); lower k")
+        q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
+        if len(q) == 0:
+            return []
+        if self.strategy == "nearest":
+            scores, idx = self.index_.search(q, k)
+            picks = [list(zip(i.tolist(), s.tolist(), strict=True)) for s, i in zip(scores, idx,
+                                                                                   strict=True)]
+        elif self.strategy == "mmr":
+            picks = self._mmr(q, k)
+        elif self.strategy == "balanced":
+            picks = self._balanced(q, k)
+        else:
+            picks = self._random(q, k)
+        out = []
+        for row in picks:
+            row = sorted(row, key=lambda p: p[1], reverse=self.order == "descending")
+            out.append([
+                Demonstration(
+                    int(i), self.items_[i], None if self.labels_ is None else self.labels_[i],
+                    float(s),
+                )
+                for i, s in row
+            ])
+        return out
+
+    def _mmr(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        fetch = min(len(self.items_), self.fetch_k or max(4 * k, 20))
+        scores, idx = self.index_.search(q, fetch)
+        lam = self.mmr_lambda
+        out = []
+        for s, i in zip(scores, idx, strict=True):
+            valid = i >= 0
+            cand, rel = i[valid], s[valid]
+            vecs = self.embeddings_[cand]
+            chosen: list[int] = []
+            # Highest similarity to anything already chosen, per candidate.
+            redundancy = np.full(len(cand), -np.inf, dtype=np.float32)
+            for _ in range(min(k, len(cand))):
+                score = lam * rel - (1 - lam) * np.where(np.isinf(redundancy), 0, redundancy)
+                score[chosen] = -np.inf
+                j = int(np.argmax(score))
+                chosen.append(j)
+                redundancy = np.maximum(redundancy, vecs @ vecs[j])
+            out.append([(int(cand[j]), float(rel[j])) for j in chosen])
+        return out
+
+    def _balanced(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        from fewshot.index import VectorIndex
+
+        n_classes = len(self.classes_)
+        m = min(self.labels_per_query or n_classes, n_classes, k)
+        per = -(-k // m)  # ceil: examples fetched per label
+        best = np.empty((len(q), n_classes), dtype=np.float32)
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        for c in range(n_classes):
+            members = np.flatnonzero(self.label_ids_ == c)
+            if c not in self._class_index:
+                self._class_index[c] = VectorIndex(self.embeddings_.shape[1]).add(
+                    self.embeddings_[members]
+                )
+            s, i = self._class_index[c].search(q, min(per, len(members)))
+            found.append((s, np.where(i >= 0, members[np.maximum(i, 0)], -1)))
+            best[:, c] = s[:, 0]
+        out = []
+        for row in range(len(q)):
+            labels = np.argsort(-best[row], kind="stable")[:m]
+            picks: list[tuple[int, float]] = []
+            # Round-robin over the m closest labels: each label's nearest first.
+            for r in range(per):
+                for c in labels:
+                    s, i = found[c]
+                    if r < i.shape[1] and i[row, r] >= 0 and len(picks) < k:
+                        picks.append((int(i[row, r]), float(s[row, r])))
+            if len(picks) < k:  # small classes: fill with the nearest not yet taken
+                taken = {p[0] for p in picks}
+                s, i = self.index_.search(q[row : row + 1], k + len(taken))
+                for j, sc in zip(i[0], s[0], strict=True):
+                    if len(picks) < k and j >= 0 and int(j) not in taken:
+                        picks.append((int(j), float(sc)))
+            out.append(picks)
+        return out
+
+    def _random(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
+        n = len(self.items_)
+        out = []
+        for row in range(len(q)):
+            rng = np.random.default_rng([self.seed, row])
+            idx = rng.choice(n, size=k, replace=False)
+            sims = self.embeddings_[idx] @ q[row]
+            out.append(list(zip(idx.tolist(), sims.tolist(), strict=True)))
+        return out

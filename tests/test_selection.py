@@ -1,0 +1,294 @@
+"""Demonstration selection (ExampleSelector, templates) and what-to-label-next (suggest)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SENTIMENT
+from typer.testing import CliRunner
+
+from fewshot.cli import app
+from fewshot.errors import DataError, UsageError
+from fewshot.selection import ExampleSelector, PromptTemplate, suggest
+
+
+class VectorEncoder:
+    """A stand-in encoder whose 'items' are row numbers of a fixed matrix."""
+
+    modality = "text"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        v = np.asarray(vectors, dtype=np.float32)
+        self.vectors = v / np.linalg.norm(v, axis=1, keepdims=True)
+        self.id = "test-vectors"
+        self.dim = v.shape[1]
+        self.name = "vectors"
+
+    def item_key(self, item: str) -> bytes:
+        return item.encode().ljust(16, b"\0")[:16]
+
+    def encode(self, items, batch_size=None, show_progress=None) -> np.ndarray:
+        return self.vectors[[int(i) for i in items]]
+
+
+def _selector(vectors: np.ndarray, **kw) -> ExampleSelector:
+    return ExampleSelector(VectorEncoder(vectors), cache=False, **kw)
+
+
+@pytest.fixture
+def clustered() -> tuple[np.ndarray, list[str]]:
+    """60 pool vectors in 3 well-separated clusters (labels a, b, c), 16-d."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((3, 16)) * 4
+    X = np.concatenate([c + rng.standard_normal((20, 16)) for c in centres]).astype(np.float32)
+    return X, [lab for lab in "abc" for _ in range(20)]
+
+
+def _fit(sel: ExampleSelector, X: np.ndarray, labels) -> ExampleSelector:
+    """Fit with the stand-in encoder (items are row numbers as strings), no resolution."""
+    from fewshot.index import VectorIndex
+
+    enc = sel.encoder
+    sel.encoder_ = enc
+    sel.items_ = [str(i) for i in range(len(X))]
+    sel.labels_ = None if labels is None else list(labels)
+    sel.embeddings_ = enc.encode(sel.items_)
+    sel.index_ = VectorIndex(X.shape[1]).add(sel.embeddings_)
+    if labels is not None:
+        sel.classes_, sel.label_ids_ = np.unique(np.asarray(labels), return_inverse=True)
+        sel._class_index = {}
+    sel._check_params(sel.k)
+    return sel
+
+
+def _norm(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_nearest_is_exact_top_k_most_similar_last(clustered) -> None:
+    X, labels = clustered
+    sel = _fit(_selector(X, k=5, strategy="nearest"), X, labels)
+    q = _norm(X[[3, 25]] + 0.1)
+    out = sel.select_embeddings(q)
+    sims = q @ _norm(X).T
+    for row, demos in zip(sims, out, strict=True):
+        expected = np.argsort(-row)[:5]
+        assert {d.index for d in demos} == set(expected.tolist())
+        scores = [d.score for d in demos]
+        assert scores == sorted(scores)  # ascending: the most similar right before the query
+        np.testing.assert_allclose(scores[-1], row.max(), atol=1e-5)
+    sel.order = "descending"
+    assert [d.score for d in sel.select_embeddings(q)[0]] == sorted(
+        [d.score for d in out[0]], reverse=True
+    )
+
+
+def test_mmr_lambda_one_is_nearest_and_lower_lambda_is_more_diverse() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((5, 8))
+    # Each base vector three times (near-duplicates): nearest picks duplicates.
+    X = np.concatenate([base + 0.01 * rng.standard_normal((5, 8)) for _ in range(3)])
+    q = _norm(base[:1] + 0.3 * base[1:2])
+    near = _fit(_selector(X, k=3, strategy="nearest"), X, None).select_embeddings(q)[0]
+    mmr1 = _fit(_selector(X, k=3, strategy="mmr", mmr_lambda=1.0), X, None)
+    assert {d.index for d in mmr1.select_embeddings(q)[0]} == {d.index for d in near}
+    mmr = _fit(_selector(X, k=3, strategy="mmr", mmr_lambda=0.3), X, None)
+    div = mmr.select_embeddings(q)[0]
+    Xn = _norm(X)
+
+    def redundancy(demos) -> float:
+        idx = [d.index for d in demos]
+        s = Xn[idx] @ Xn[idx].T
+        return float(s[np.triu_indices(len(idx), 1)].mean())
+
+    assert redundancy(div) < redundancy(near) - 0.2
+    assert len({d.index % 5 for d in div}) == 3  # three different base vectors
+
+
+def test_balanced_covers_every_label_or_the_closest_m(clustered) -> None:
+    X, labels = clustered
+    sel = _fit(_selector(X, k=6, strategy="balanced"), X, labels)
+    q = _norm(X[[0, 30, 59]])
+    for demos in sel.select_embeddings(q):
+        got = [d.label for d in demos]
+        assert sorted(set(got)) == ["a", "b", "c"] and len(got) == 6
+        assert sorted(got.count(x) for x in "abc") == [2, 2, 2]
+    sel = _fit(_selector(X, k=4, strategy="balanced", labels_per_query=2), X, labels)
+    demos = sel.select_embeddings(_norm(X[[5]]))[0]
+    assert len({d.label for d in demos}) == 2 and "a" in {d.label for d in demos}
+    # The query's own cluster comes last (most similar).
+    assert demos[-1].label == "a"
+
+
+def test_random_is_seeded(clustered) -> None:
+    X, labels = clustered
+    q = _norm(X[:3])
+    a = _fit(_selector(X, k=5, strategy="random", seed=1), X, labels).select_embeddings(q)
+    b = _fit(_selector(X, k=5, strategy="random", seed=1), X, labels).select_embeddings(q)
+    c = _fit(_selector(X, k=5, strategy="random", seed=2), X, labels).select_embeddings(q)
+    assert [[d.index for d in r] for r in a] == [[d.index for d in r] for r in b]
+    assert [[d.index for d in r] for r in a] != [[d.index for d in r] for r in c]
+    assert all(len({d.index for d in r}) == 5 for r in a)
+
+
+def test_selector_errors(clustered, tiny_text_encoder) -> None:
+    X, labels = clustered
+    with pytest.raises(UsageError, match="larger than the pool"):
+        _fit(_selector(X, k=5), X, labels).select_embeddings(_norm(X[:1]), k=61)
+    with pytest.raises(UsageError, match="unknown strategy 'best'"):
+        ExampleSelector(tiny_text_encoder, strategy="best").fit(["a", "b"], ["x", "y"])
+    with pytest.raises(DataError, match="pool is empty"):
+        ExampleSelector(tiny_text_encoder).fit([], [])
+    with pytest.raises(UsageError, match="'balanced' needs pool labels"):
+        ExampleSelector(tiny_text_encoder, strategy="balanced").fit(["a good film"])
+
+
+def test_select_on_text_picks_same_sentiment(tiny_text_encoder) -> None:
+    texts, labels = zip(*SENTIMENT, strict=True)
+    sel = ExampleSelector(tiny_text_encoder, k=3, cache=False).fit(texts, labels)
+    out = sel.select(["what a wonderful great film", "an awful boring plot"])
+    assert [d.label for d in out[0]] == ["pos"] * 3
+    assert [d.label for d in out[1]] == ["neg"] * 3
+    assert all(isinstance(d.item, str) and d.item in texts for d in out[0])
+
+
+def test_select_on_images(tiny_image_encoder, image_folder: Path) -> None:
+    from fewshot.data import load_dataset
+
+    ds = load_dataset(image_folder)
+    sel = ExampleSelector(tiny_image_encoder, k=3, cache=False).fit(ds.items, ds.labels)
+    red = [p for p in ds.items if p.parent.name == "red"][0]
+    demos = sel.select([red])[0]
+    assert demos[-1].item == red and demos[-1].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_prompt_template_renders_and_rejects_unknown_fields() -> None:
+    t = PromptTemplate("{% for ex in examples %}{{ ex.text }} => {{ ex.label }}\n"
+                       "{% endfor %}{{ query }} =>")
+    text = t.render("new", [{"index": 0, "label": "pos", "score": 0.9, "item": "good"},
+                            {"index": 1, "label": "neg", "score": 0.8, "item": "bad"}])
+    assert text == "good => pos\nbad => neg\nnew =>"
+    with pytest.raises(UsageError, match="unknown field.*available: query, examples"):
+        PromptTemplate("{{ question }}")
+    with pytest.raises(UsageError, match="unknown field"):
+        PromptTemplate("{% for ex in examples %}{{ ex.rationale }}{% endfor %}")
+    with pytest.raises(UsageError, match="syntax error on line 1"):
+        PromptTemplate("{% for ex in examples %}")
+    with pytest.raises(UsageError, match="unsafe"):
+        PromptTemplate("{{ query.__class__.__mro__ }}")
+
+
+# -- what to label next -----------------------------------------------------------------
+def test_diverse_picks_one_typical_item_per_cluster(clustered) -> None:
+    X, labels = clustered
+    picks = suggest(X, 3, strategy="diverse", seed=0)
+    assert sorted(labels[p.index] for p in picks) == ["a", "b", "c"]
+    assert all(p.reason == "diverse" for p in picks)
+    # With cluster a already labelled, the 2 picks come from b and c.
+    picks = suggest(X, 2, strategy="diverse", labelled=[0, 1], seed=0)
+    assert sorted(labels[p.index] for p in picks) == ["b", "c"]
+
+
+def test_uncertain_prefers_small_margins_with_diversity(clustered) -> None:
+    X, _ = clustered
+    proba = np.tile([0.9, 0.1], (60, 1))
+    proba[[5, 6, 45]] = [[0.5, 0.5], [0.52, 0.48], [0.55, 0.45]]  # 5 and 6: same cluster
+    picks = suggest(X, 2, strategy="uncertain", proba=proba, seed=0)
+    assert [p.index for p in picks][0] == 5
+    assert {p.index for p in picks} == {5, 45}  # 6 is near 5: the guard skips it
+    hybrid = suggest(X, 4, strategy="hybrid", proba=proba, seed=0)
+    assert [p.reason for p in hybrid] == ["uncertain", "uncertain", "diverse", "diverse"]
+    assert len({p.index for p in hybrid}) == 4
+
+
+def test_random_and_errors(clustered) -> None:
+    X, _ = clustered
+    a = suggest(X, 10, strategy="random", labelled=range(50), seed=3)
+    assert {p.index for p in a} == set(range(50, 60))
+    assert [p.index for p in suggest(X, 5, strategy="random", seed=1)] == [
+        p.index for p in suggest(X, 5, strategy="random", seed=1)
+    ]
+    with pytest.raises(UsageError, match="larger than the unlabelled pool"):
+        suggest(X, 11, strategy="random", labelled=range(50))
+    with pytest.raises(UsageError, match="needs a model"):
+        suggest(X, 2, strategy="uncertain")
+    with pytest.raises(UsageError, match="unknown strategy 'smart'"):
+        suggest(X, 2, strategy="smart")
+    with pytest.raises(DataError, match="pool is empty"):
+        suggest(np.zeros((0, 4)), 1)
+
+
+# -- CLI ----------------------------------------------------------------------------------
+def test_cli_select_with_template(sentiment_jsonl: Path, tiny_text_model_dir: Path,
+                                  tmp_path: Path) -> None:
+    queries = tmp_path / "q.txt"
+    queries.write_text("a wonderful film\nthe worst plot\n")
+    tpl = tmp_path / "t.j2"
+    tpl.write_text("{% for ex in examples %}{{ ex.text }}: {{ ex.label }}\n{% endfor %}"
+                   "{{ query }}:")
+    out = tmp_path / "sel.jsonl"
+    res = CliRunner().invoke(app, [
+        "select", str(sentiment_jsonl), str(queries), "--k", "2", "--strategy", "nearest",
+        "--template", str(tpl), "-o", str(out), "--encoder", str(tiny_text_model_dir),
+        "--no-cache",
+    ])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["text"] for r in rows] == ["a wonderful film", "the worst plot"]
+    assert [e["label"] for e in rows[0]["examples"]] == ["pos", "pos"]
+    assert set(rows[0]["examples"][0]) == {"index", "id", "text", "label", "score"}
+    assert rows[1]["prompt"].endswith("the worst plot:")
+    assert rows[1]["prompt"].count(": neg\n") == 2
+
+
+def test_cli_select_errors(sentiment_jsonl: Path, tiny_text_model_dir: Path,
+                           tmp_path: Path) -> None:
+    runner = CliRunner()
+    base = ["select", str(sentiment_jsonl), str(sentiment_jsonl), "-o", str(tmp_path / "o.jsonl"),
+            "--encoder", str(tiny_text_model_dir), "--no-cache"]
+    res = runner.invoke(app, [*base, "--k", "99"])
+    assert res.exit_code == 2 and "larger than the pool (16 items)" in res.output
+    res = runner.invoke(app, [*base, "--strategy", "best"])
+    assert res.exit_code == 2 and "unknown strategy 'best'" in res.output
+    bad = tmp_path / "bad.j2"
+    bad.write_text("{{ nope }}")
+    res = runner.invoke(app, [*base, "--template", str(bad)])
+    assert res.exit_code == 2 and "unknown field" in res.output
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    res = runner.invoke(app, ["select", str(empty), str(sentiment_jsonl), "-o",
+                              str(tmp_path / "o.jsonl"), "--no-cache"])
+    assert res.exit_code == 1 and "has no rows" in res.output
+
+
+def test_cli_suggest(sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    out = tmp_path / "s.csv"
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--budget", "2", "--strategy",
+                              "diverse", "-o", str(out), "--encoder", str(tiny_text_model_dir),
+                              "--no-cache"])
+    assert res.exit_code == 0, res.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "rank,index,id,text,reason,score" and len(lines) == 3
+    # Two diverse picks on a two-sentiment pool: one of each.
+    picked = [int(line.split(",")[1]) for line in lines[1:]]
+    assert sorted(SENTIMENT[i][1] for i in picked) == ["neg", "pos"]
+    # With a labelled set: labelled items are never suggested; uncertainty comes in.
+    labelled = tmp_path / "lab.jsonl"
+    labelled.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
+                                for t, y in SENTIMENT[:4] + SENTIMENT[8:12]))
+    out2 = tmp_path / "s.jsonl"
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--budget", "4", "--labelled",
+                              str(labelled), "-o", str(out2), "--encoder",
+                              str(tiny_text_model_dir), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in out2.read_text().splitlines()]
+    assert not {r["index"] for r in rows} & {0, 1, 2, 3, 8, 9, 10, 11}
+    assert {r["reason"] for r in rows} == {"uncertain", "diverse"}
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--budget", "2", "--strategy",
+                              "uncertain", "-o", str(tmp_path / "u.jsonl"), "--encoder",
+                              str(tiny_text_model_dir), "--no-cache"])
+    assert res.exit_code == 2 and "needs a model" in res.output
