@@ -15,27 +15,9 @@ from fewshot.errors import DataError, UsageError
 from fewshot.selection import ExampleSelector, PromptTemplate, suggest
 
 
-class VectorEncoder:
-    """A stand-in encoder whose 'items' are row numbers of a fixed matrix."""
-
-    modality = "text"
-
-    def __init__(self, vectors: np.ndarray) -> None:
-        v = np.asarray(vectors, dtype=np.float32)
-        self.vectors = v / np.linalg.norm(v, axis=1, keepdims=True)
-        self.id = "test-vectors"
-        self.dim = v.shape[1]
-        self.name = "vectors"
-
-    def item_key(self, item: str) -> bytes:
-        return item.encode().ljust(16, b"\0")[:16]
-
-    def encode(self, items, batch_size=None, show_progress=None) -> np.ndarray:
-        return self.vectors[[int(i) for i in items]]
-
-
 def _selector(vectors: np.ndarray, **kw) -> ExampleSelector:
-    return ExampleSelector(VectorEncoder(vectors), cache=False, **kw)
+    """A selector whose pool items are row numbers, fitted on ``vectors`` directly."""
+    return ExampleSelector(None, cache=False, **kw)
 
 
 @pytest.fixture
@@ -48,20 +30,7 @@ def clustered() -> tuple[np.ndarray, list[str]]:
 
 
 def _fit(sel: ExampleSelector, X: np.ndarray, labels) -> ExampleSelector:
-    """Fit with the stand-in encoder (items are row numbers as strings), no resolution."""
-    from fewshot.index import VectorIndex
-
-    enc = sel.encoder
-    sel.encoder_ = enc
-    sel.items_ = [str(i) for i in range(len(X))]
-    sel.labels_ = None if labels is None else list(labels)
-    sel.embeddings_ = enc.encode(sel.items_)
-    sel.index_ = VectorIndex(X.shape[1]).add(sel.embeddings_)
-    if labels is not None:
-        sel.classes_, sel.label_ids_ = np.unique(np.asarray(labels), return_inverse=True)
-        sel._class_index = {}
-    sel._check_params(sel.k)
-    return sel
+    return sel.fit([str(i) for i in range(len(X))], labels, embeddings=_norm(X))
 
 
 def _norm(x: np.ndarray) -> np.ndarray:
@@ -136,6 +105,8 @@ def test_random_is_seeded(clustered) -> None:
 
 def test_selector_errors(clustered, tiny_text_encoder) -> None:
     X, labels = clustered
+    with pytest.raises(UsageError, match="fitted on embeddings without an encoder"):
+        _fit(_selector(X, k=5), X, labels).select(["a query"])
     with pytest.raises(UsageError, match="larger than the pool"):
         _fit(_selector(X, k=5), X, labels).select_embeddings(_norm(X[:1]), k=61)
     with pytest.raises(UsageError, match="unknown strategy 'best'"):

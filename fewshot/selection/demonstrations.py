@@ -104,8 +104,17 @@ class ExampleSelector:
             cache = EmbeddingCache(cache)
         return embed(self.encoder_, list(items), cache, show_progress=self.show_progress)
 
-    def fit(self, items: Sequence[Any], labels: Sequence[Any] | None = None) -> ExampleSelector:
-        """Embed and index the pool; ``labels`` are needed for ``balanced``."""
+    def fit(
+        self,
+        items: Sequence[Any],
+        labels: Sequence[Any] | None = None,
+        *,
+        embeddings: np.ndarray | None = None,
+    ) -> ExampleSelector:
+        """Embed and index the pool; ``labels`` are needed for ``balanced``.
+
+        ``embeddings`` (one row per item, from the same encoder) skips embedding.
+        """
         from fewshot.classifier import guess_modality
         from fewshot.encoders import Encoder, get_encoder
         from fewshot.index import VectorIndex
@@ -118,15 +127,23 @@ class ExampleSelector:
             raise DataError(f"got {len(items)} pool items but {len(labels)} labels")
         if self.strategy == "balanced" and labels is None:
             raise UsageError("strategy 'balanced' needs pool labels; give a labelled pool")
-        modality = guess_modality(items)
-        self.encoder_ = (
-            get_encoder(self.encoder, modality) if isinstance(self.encoder, Encoder)
-            else get_encoder(self.encoder, modality, device=self.device,
-                             batch_size=self.batch_size, show_progress=self.show_progress)
-        )
+        if embeddings is not None and self.encoder is None:
+            self.encoder_ = None  # select_embeddings() only
+        else:
+            modality = guess_modality(items)
+            self.encoder_ = (
+                get_encoder(self.encoder, modality) if isinstance(self.encoder, Encoder)
+                else get_encoder(self.encoder, modality, device=self.device,
+                                 batch_size=self.batch_size, show_progress=self.show_progress)
+            )
         self.items_ = items
         self.labels_ = None if labels is None else list(labels)
-        self.embeddings_ = self._embed(items)
+        if embeddings is not None:
+            if len(embeddings) != len(items):
+                raise DataError(f"got {len(embeddings)} embeddings for {len(items)} items")
+            self.embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
+        else:
+            self.embeddings_ = self._embed(items)
         self.index_ = VectorIndex(self.embeddings_.shape[1]).add(self.embeddings_)
         if self.labels_ is not None:
             self.classes_, self.label_ids_ = np.unique(
@@ -144,6 +161,11 @@ class ExampleSelector:
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("call fit(pool_items, pool_labels) before select()")
+        if self.encoder_ is None:
+            raise UsageError(
+                "this selector was fitted on embeddings without an encoder; pass an encoder "
+                "or call select_embeddings()"
+            )
         queries = list(queries)
         q = self._embed(queries) if queries else np.zeros((0, self.embeddings_.shape[1]))
         return self.select_embeddings(q, k)
