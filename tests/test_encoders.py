@@ -513,3 +513,35 @@ def test_importing_encoders_is_light() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_fingerprint_sees_same_size_replacement_with_old_mtime(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    """A weights file swapped for one of the same size, mtime restored (cp -p style)."""
+    import os
+    import shutil
+
+    from fewshot.encoders import TextEncoder
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_text_model_dir, folder)
+    before = TextEncoder(str(folder)).fingerprint()
+    weights = folder / "model.safetensors"
+    st = weights.stat()
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01  # same size, different content
+    weights.write_bytes(bytes(data))
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert weights.stat().st_mtime_ns == st.st_mtime_ns
+    assert TextEncoder(str(folder)).fingerprint() != before
+
+
+def test_id_does_not_change_after_encoding(tiny_text_model_dir: Path) -> None:
+    """Tokenizer truncation/padding state set during encode() is not part of the id."""
+    from fewshot.encoders import TextEncoder
+
+    fresh = TextEncoder(str(tiny_text_model_dir), device="cpu").fit().id
+    used = TextEncoder(str(tiny_text_model_dir), device="cpu")
+    used.encode(["a good movie", "a bad film with a much longer text than the other"])
+    assert used.id == fresh

@@ -128,9 +128,10 @@ class Encoder(TransformerMixin, BaseEstimator):
     def fingerprint(self) -> str | None:
         """A cheap key for the exact local model files and settings, or None.
 
-        Computed without loading the model (file names, sizes and modification
-        times), so a cache can remember ``(id, dim)`` and a warm run need not
-        load weights at all. None when the model is not a local folder.
+        Computed without loading the model (file names, sizes, inodes and
+        modification and change times), so a cache can remember ``(id, dim)`` and
+        a warm run need not load weights at all. None when the model is not a
+        local folder.
         """
         if not isinstance(self.model, str):
             return None
@@ -144,7 +145,11 @@ class Encoder(TransformerMixin, BaseEstimator):
         for p in sorted(Path(folder).rglob("*")):
             if p.is_file():
                 st = p.stat()
-                h.update(f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}\n".encode())
+                # ctime cannot be set by cp -p or rsync -a: a replaced file always shows.
+                h.update(
+                    f"{p.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
+                    f"|{st.st_ino}\n".encode()
+                )
         return h.hexdigest()
 
     def _local_folder(self) -> str | None:
