@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,8 @@ __all__ = ["FORMAT_VERSION", "FewShotClassifier", "guess_modality"]
 FORMAT_VERSION = 1
 MANIFEST = "fewshot.json"
 HEAD_FILE = "head.safetensors"
+#: Calibrator and out-of-fold predictions; only in folders of calibrated models.
+CALIBRATION_FILE = "calibration.safetensors"
 
 
 def guess_modality(items: Sequence[Any]) -> str:
@@ -51,6 +53,21 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         data's modality (text: all-MiniLM-L6-v2; images: DINOv2 ViT-S/14).
     head:
         ``"logreg"`` (default), ``"knn"``, ``"centroid"`` or a head instance.
+    calibration:
+        ``"temperature"``, ``"isotonic"`` or ``None`` (default: the head's own
+        probabilities). Fitted on out-of-fold predictions over the labelled set
+        (``calibration_folds`` folds), which are kept (``oof_proba_``,
+        ``oof_labels_``) for review thresholds and conformal sets; see
+        :mod:`fewshot.confidence.calibration` for the few-shot fallbacks.
+    label_descriptions:
+        ``{label: "short description"}``: each description, embedded by the same
+        encoder, is one more training example of its class, so a text model works
+        with zero or two examples per class (see :mod:`fewshot.confidence.priors`).
+    self_training_rounds, pseudo_label_threshold, pseudo_labels_per_class:
+        Used when ``fit`` gets ``unlabelled`` items: up to this many rounds, each
+        adding at most ``pseudo_labels_per_class`` (default: the labelled examples
+        per class, at least 8) pool items per class whose calibrated confidence is
+        at least the threshold (see :mod:`fewshot.confidence.selftrain`).
     cache:
         ``True`` for the default embedding cache, a folder or an
         :class:`~fewshot.cache.EmbeddingCache`, or ``False`` to always encode.
@@ -65,6 +82,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         encoder: str | Encoder | None = None,
         head: str | Head = "logreg",
         *,
+        calibration: str | None = None,
+        calibration_folds: int = 5,
+        label_descriptions: Mapping[Any, str] | None = None,
+        self_training_rounds: int = 5,
+        pseudo_label_threshold: float = 0.9,
+        pseudo_labels_per_class: int | None = None,
         cache: bool | str | Path | EmbeddingCache = True,
         batch_size: int = 32,
         device: str | None = None,
@@ -72,6 +95,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     ) -> None:
         self.encoder = encoder
         self.head = head
+        self.calibration = calibration
+        self.calibration_folds = calibration_folds
+        self.label_descriptions = label_descriptions
+        self.self_training_rounds = self_training_rounds
+        self.pseudo_label_threshold = pseudo_label_threshold
+        self.pseudo_labels_per_class = pseudo_labels_per_class
         self.cache = cache
         self.batch_size = batch_size
         self.device = device
@@ -101,32 +130,147 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return embed(self.encoder_, list(items), self._cache(), show_progress=self.show_progress)
 
     # -- scikit-learn contract ----------------------------------------------------
-    def fit(self, X: Sequence[Any], y: Sequence[Any]) -> FewShotClassifier:
-        """Embed ``X`` and fit the head on ``y`` (any hashable labels)."""
+    def fit(
+        self, X: Sequence[Any], y: Sequence[Any], *, unlabelled: Sequence[Any] | None = None
+    ) -> FewShotClassifier:
+        """Embed ``X`` and fit the head on ``y`` (any hashable labels).
+
+        With ``label_descriptions``, ``X`` and ``y`` may be empty (zero-shot).
+        With ``calibration``, also fits the calibrator on out-of-fold predictions.
+        With ``unlabelled`` items (needs ``calibration``), self-trains on them;
+        ``self_training_`` reports the rounds.
+        """
         X, y = list(X), list(y)
-        if not X:
+        descriptions = self._descriptions()
+        if not X and not descriptions:
             raise DataError("no training examples; give at least one item per class")
         if len(X) != len(y):
             raise DataError(f"got {len(X)} items but {len(y)} labels; give one label per item")
-        self.encoder_ = self._make_encoder(guess_modality(X))
+        if self.calibration not in (None, "none", "temperature", "isotonic"):
+            raise UsageError(
+                f"unknown calibration '{self.calibration}'; choose temperature, isotonic or None"
+            )
+        if unlabelled is not None and self.calibration in (None, "none"):
+            raise UsageError(
+                "self-training picks pseudo-labels by calibrated confidence; set calibration "
+                "('temperature' or 'isotonic') to use unlabelled items"
+            )
+        modality = guess_modality(X) if X else "text"
+        if descriptions and modality != "text":
+            raise UsageError(
+                "label descriptions are embedded as text, so they work with text data only; "
+                "drop label_descriptions for images"
+            )
+        self.encoder_ = self._make_encoder(modality)
         start = time.perf_counter()
-        Z = embed(self.encoder_, X, self._cache(), show_progress=self.show_progress)
+        Z = self._embed_rows(X)
+        D = self._embed_rows(list(descriptions.values())) if descriptions else None
         self.embed_seconds_ = time.perf_counter() - start
-        head = make_head(self.head)
-        from sklearn.base import clone
-
-        try:
-            self.head_ = clone(head).fit(Z, np.asarray(y))
-        except ValueError as e:
-            raise DataError(f"cannot fit the {head.name} head: {e}") from e
-        self.classes_ = self.head_.classes_
+        extra = (D, list(descriptions)) if D is not None else None
+        self.self_training_: dict[str, Any] | None = None
+        pool = list(unlabelled) if unlabelled is not None else []
+        if pool:
+            self._self_train(Z, y, extra, self._embed_rows(pool))
+        else:
+            self._fit_embeddings(Z, y, extra=extra)
         self.n_train_ = len(X)
         return self
 
-    def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
-        """Probabilities, columns in the order of ``classes_``."""
+    def _self_train(
+        self, Z: np.ndarray, y: list[Any], extra: tuple[np.ndarray, list[Any]] | None,
+        pool: np.ndarray,
+    ) -> None:
+        from fewshot._progress import progress
+        from fewshot.confidence.selftrain import self_train
+
+        base_Z = extra[0] if extra is not None else np.zeros((0, Z.shape[1]), np.float32)
+        base_y = list(extra[1]) if extra is not None else []
+        per_class = self.pseudo_labels_per_class
+        if per_class is None:
+            counts = np.unique(np.asarray(y), return_counts=True)[1] if y else [0]
+            per_class = max(8, int(np.median(counts)))
+
+        def fit(rows: np.ndarray, labels: np.ndarray) -> Any:
+            pseudo = self.classes_[labels].tolist() if len(labels) else []
+            Ze = np.concatenate([base_Z, pool[rows]])
+            self._fit_embeddings(Z, y, extra=(Ze, base_y + pseudo))
+            return lambda E: self.calibrate(self.head_.predict_proba(E))
+
+        # The head's classes: labels and description labels, sorted as np.unique sorts.
+        names = [str(c) for c in np.unique(np.asarray(list(y) + base_y)).tolist()]
+        with progress("self-training", self.self_training_rounds, self.show_progress) as advance:
+            _, report = self_train(
+                fit, pool, rounds=self.self_training_rounds,
+                threshold=self.pseudo_label_threshold, per_class=per_class,
+                class_names=names, progress=advance,
+            )
+        self.self_training_ = {**report.to_dict(), "pool": len(pool), "per_class": per_class}
+
+    def _descriptions(self) -> dict[Any, str]:
+        if self.label_descriptions is None:
+            return {}
+        from fewshot.confidence.priors import check_label_descriptions
+
+        return check_label_descriptions(self.label_descriptions)
+
+    def _embed_rows(self, items: list[Any]) -> np.ndarray:
+        if not items:
+            return np.zeros((0, self.encoder_.dim), dtype=np.float32)
+        return embed(self.encoder_, items, self._cache(), show_progress=self.show_progress)
+
+    def _fit_embeddings(
+        self, Z: np.ndarray, y: Sequence[Any], *, extra: tuple[np.ndarray, Sequence[Any]] | None,
+    ) -> None:
+        """Fit head (and calibrator) on embeddings ``Z`` plus never-held-out ``extra`` rows."""
+        from sklearn.base import clone
+
+        head = make_head(self.head)
+        Ze = extra[0] if extra is not None else np.zeros((0, Z.shape[1]), np.float32)
+        ye = list(extra[1]) if extra is not None else []
+        y_all = np.asarray(list(y) + ye)
+        try:
+            self.head_ = clone(head).fit(np.concatenate([Z, Ze]), y_all)
+        except ValueError as e:
+            raise DataError(f"cannot fit the {head.name} head: {e}") from e
+        self.classes_ = self.head_.classes_
+        self.calibrator_ = None
+        self.calibration_info_: dict[str, Any] = {}
+        self.oof_proba_ = np.zeros((0, len(self.classes_)), np.float32)
+        self.oof_labels_ = np.zeros(0, np.int64)
+        if self.calibration in (None, "none"):
+            return
+        from fewshot.confidence.calibration import fit_calibrator, out_of_fold_proba
+
+        index = {c: i for i, c in enumerate(self.classes_.tolist())}
+        all_idx = np.asarray([index[v] for v in y_all.tolist()], dtype=np.int64)
+        y_idx, ye_idx = all_idx[: len(Z)], all_idx[len(Z):]
+        proba, held = out_of_fold_proba(
+            head, Z, y_idx, len(self.classes_), n_splits=self.calibration_folds,
+            extra=(Ze, ye_idx),
+        )
+        self.calibrator_, fallback = fit_calibrator(self.calibration, proba, y_idx)
+        self.oof_proba_ = proba[held].astype(np.float32)
+        self.oof_labels_ = y_idx[held]
+        self.calibration_info_ = {
+            "method": self.calibrator_.name, "requested": self.calibration,
+            "fallback": fallback, "folds": self.calibration_folds,
+            "n_held_out": int(held.sum()),
+        }
+
+    def predict_proba(self, X: Sequence[Any], *, calibrated: bool = True) -> np.ndarray:
+        """Probabilities, columns in the order of ``classes_``.
+
+        Calibrated when the model was fitted with ``calibration`` (pass
+        ``calibrated=False`` for the head's own probabilities).
+        """
         check_is_fitted(self, "head_")
-        return self.head_.predict_proba(self.embed(X))
+        proba = self.head_.predict_proba(self.embed(X))
+        return self.calibrate(proba) if calibrated else proba
+
+    def calibrate(self, proba: np.ndarray) -> np.ndarray:
+        """The fitted calibrator applied to head probabilities (unchanged without one)."""
+        calibrator = getattr(self, "calibrator_", None)
+        return proba if calibrator is None else calibrator.transform(proba)
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         """Predicted labels, as given at fit time."""
@@ -149,6 +293,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         path = Path(path)
         config, arrays = self.head_.get_state()
+        calibration = self._calibration_state()
         ref = self.encoder_.reference()
         resolved = getattr(self.encoder_, "resolved_", None)
         if resolved is not None:
@@ -162,15 +307,40 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             "classes": self.classes_.tolist(),
             "n_train": int(self.n_train_),
         }
+        descriptions = self._descriptions()
+        if descriptions:
+            manifest["label_descriptions"] = {str(k): v for k, v in descriptions.items()}
+        if calibration is not None:
+            manifest["calibration"] = calibration[0]
+        if getattr(self, "self_training_", None):
+            manifest["self_training"] = self.self_training_
         try:
             with atomic_dir(path, overwrite=overwrite) as tmp:
                 save_file(arrays, str(tmp / HEAD_FILE), metadata={"format": str(FORMAT_VERSION)})
+                if calibration is not None:
+                    save_file(
+                        calibration[1], str(tmp / CALIBRATION_FILE),
+                        metadata={"format": str(FORMAT_VERSION)},
+                    )
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         except FileExistsError:
             raise UsageError(
                 f"{path} already exists; choose another folder or overwrite it (--force)"
             ) from None
         return path
+
+    def _calibration_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        calibrator = getattr(self, "calibrator_", None)
+        if calibrator is None:
+            return None
+        config, arrays = calibrator.get_state()
+        config = {**self.calibration_info_, **config}
+        arrays = {
+            **arrays,
+            "oof_proba": np.ascontiguousarray(self.oof_proba_, dtype=np.float32),
+            "oof_labels": np.ascontiguousarray(self.oof_labels_, dtype=np.int64),
+        }
+        return config, {k: np.ascontiguousarray(v) for k, v in arrays.items()}
 
     @classmethod
     def load(
@@ -209,11 +379,17 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             raise ModelError(
                 f"{path / HEAD_FILE} is corrupt ({e}); re-run fewshot train to rebuild the model"
             ) from e
+        calibration = manifest.get("calibration")
         self = cls(
             encoder=encoder if encoder is not None else ref["name"],
             head=head_cfg["type"], cache=cache, batch_size=batch_size, device=device,
             show_progress=show_progress,
+            calibration=calibration.get("requested") if calibration else None,
+            calibration_folds=int(calibration.get("folds", 5)) if calibration else 5,
+            label_descriptions=manifest.get("label_descriptions"),
         )
+        self._load_calibration(path, calibration)
+        self.self_training_ = manifest.get("self_training")
         if isinstance(encoder, Encoder):
             enc = get_encoder(encoder, ref["modality"])
         else:
@@ -236,6 +412,44 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = head.classes_
         self.n_train_ = int(manifest.get("n_train", 0))
         return self
+
+    def _load_calibration(self, path: Path, config: dict[str, Any] | None) -> None:
+        self.calibrator_ = None
+        self.calibration_info_ = {}
+        self.oof_proba_ = np.zeros((0, 0), np.float32)
+        self.oof_labels_ = np.zeros(0, np.int64)
+        if not config:
+            return  # a model saved without calibration (or by fewshot before it)
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
+        from fewshot.confidence.calibration import CALIBRATORS
+
+        file = path / CALIBRATION_FILE
+        if not file.is_file():
+            raise ModelError(
+                f"{path} is incomplete (missing {CALIBRATION_FILE}); re-run fewshot train "
+                "to rebuild it"
+            )
+        cal_cls = CALIBRATORS.get(config.get("method"))
+        if cal_cls is None:
+            raise ModelError(
+                f"{path} uses calibration '{config.get('method')}', which this fewshot does "
+                "not know; upgrade fewshot"
+            )
+        try:
+            arrays = load_file(str(file))
+            self.calibrator_ = cal_cls.from_state(config, arrays)
+            self.oof_proba_ = arrays["oof_proba"].astype(np.float32)
+            self.oof_labels_ = arrays["oof_labels"].astype(np.int64)
+        except (OSError, KeyError, TypeError, ValueError, SafetensorError) as e:
+            raise ModelError(
+                f"{file} is corrupt ({e}); re-run fewshot train to rebuild the model"
+            ) from e
+        self.calibration_info_ = {
+            k: config[k] for k in ("method", "requested", "fallback", "folds", "n_held_out")
+            if k in config
+        }
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fewshot._version import __version__
-from fewshot.cli import bench, embed, evaluate, predict, train
+from fewshot.cli import audit, bench, embed, evaluate, predict, review, train
 from fewshot.cli import select as select_cmd
 
 __all__ = ["app", "main"]
@@ -24,6 +24,8 @@ app.command("train", no_args_is_help=True)(train.train)
 app.command("predict", no_args_is_help=True)(predict.predict)
 app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("bench", no_args_is_help=True)(bench.bench)
+app.command("review", no_args_is_help=True)(review.review)
+app.command("audit", no_args_is_help=True)(audit.audit)
 app.command("select", no_args_is_help=True)(select_cmd.select)
 app.command("suggest", no_args_is_help=True)(select_cmd.suggest)
 

@@ -1,4 +1,4 @@
-"""``fewshot evaluate``: accuracy, macro-F1, per-class scores, confusion matrix."""
+"""``fewshot evaluate``: accuracy, macro-F1, per-class scores, confusion matrix, calibration."""
 
 from __future__ import annotations
 
@@ -44,12 +44,20 @@ def evaluate(
             help="Score labels the model never saw (always wrong) instead of failing.",
         ),
     ] = False,
+    ece_bins: Annotated[
+        int, typer.Option("--ece-bins", min=1, help="Equal-width confidence bins for ECE.")
+    ] = 15,
     batch_size: BatchOpt = 32,
     device: DeviceOpt = "auto",
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
 ) -> None:
-    """Score the model in MODEL_DIR on labelled DATA."""
+    """Score the model in MODEL_DIR on labelled DATA.
+
+    Also reports expected calibration error (ECE, top-label, equal-width bins) and
+    the multi-class Brier score of the model's probabilities, and of the head's
+    own probabilities when the model is calibrated.
+    """
     from fewshot.classifier import FewShotClassifier
     from fewshot.metrics import classification_report
 
@@ -69,9 +77,12 @@ def evaluate(
             f"{ds.source} has labels the model was not trained on: {', '.join(unknown[:5])}"
             f"{' ...' if len(unknown) > 5 else ''}; fix the labels or pass --allow-unknown-labels"
         )
-    pred = [str(p) for p in clf.predict(ds.items)]
+    raw = clf.predict_proba(ds.items, calibrated=False)
+    proba = clf.calibrate(raw)
+    pred = [str(p) for p in clf.classes_[proba.argmax(axis=1)]]
     labels = [str(c) for c in clf.classes_] + unknown
     report = classification_report(ds.labels, pred, labels=labels)
+    report.update(_calibration_report(clf, ds.labels, raw, proba, ece_bins))
     report["seconds"] = round(time.perf_counter() - start, 3)
     report["model"] = str(model_dir)
     report["data"] = ds.source
@@ -79,6 +90,32 @@ def evaluate(
         typer.echo(json.dumps(report))
     else:
         _print_report(report)
+
+
+def _calibration_report(
+    clf: Any, y_true: list[str], raw: Any, proba: Any, n_bins: int
+) -> dict[str, Any]:
+    """ECE and Brier score over the rows whose label the model knows."""
+    import numpy as np
+
+    from fewshot.confidence.calibration import brier_score, expected_calibration_error
+
+    index = {str(c): i for i, c in enumerate(clf.classes_.tolist())}
+    rows = np.asarray([y in index for y in y_true], dtype=bool)
+    y_idx = np.asarray([index[y] for y in y_true if y in index], dtype=np.int64)
+    calibrated = clf.calibrator_ is not None
+    out: dict[str, Any] = {
+        "calibration": clf.calibration_info_.get("method") if calibrated else None,
+        "ece_bins": n_bins,
+    }
+    if not rows.any():  # every label unknown to the model: nothing to score
+        return {**out, "ece": None, "brier": None}
+    out["ece"] = expected_calibration_error(proba[rows], y_idx, n_bins)
+    out["brier"] = brier_score(proba[rows], y_idx)
+    if calibrated:
+        out["ece_uncalibrated"] = expected_calibration_error(raw[rows], y_idx, n_bins)
+        out["brier_uncalibrated"] = brier_score(raw[rows], y_idx)
+    return out
 
 
 def _print_report(report: dict[str, Any]) -> None:
@@ -90,6 +127,14 @@ def _print_report(report: dict[str, Any]) -> None:
         f"[bold]{report['data']}[/]  n={report['n']}  accuracy={report['accuracy']:.4f}  "
         f"macro-F1={report['macro_f1']:.4f}  MCC={report['mcc']:.4f}"
     )
+    if report["ece"] is not None:
+        line = f"ECE={report['ece']:.4f}  Brier={report['brier']:.4f}"
+        if report.get("calibration"):
+            line += (
+                f"  (calibration: {report['calibration']}; uncalibrated ECE="
+                f"{report['ece_uncalibrated']:.4f}  Brier={report['brier_uncalibrated']:.4f})"
+            )
+        console.print(line)
     table = Table("label", "precision", "recall", "f1", "support")
     for label, s in report["per_class"].items():
         table.add_row(

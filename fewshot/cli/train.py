@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -43,9 +43,58 @@ def train(
     ] = None,
     shots: Annotated[
         int | None,
-        typer.Option("--shots", min=1, help="Sample N examples per class (bench protocol)."),
+        typer.Option(
+            "--shots", min=0,
+            help="Sample N examples per class (bench protocol); 0 with --label-descriptions "
+            "trains from the descriptions alone.",
+        ),
     ] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed for --shots sampling.")] = 0,
+    calibration: Annotated[
+        str,
+        typer.Option(
+            "--calibration",
+            help="temperature, isotonic or none: calibrate probabilities on out-of-fold "
+            "predictions (also what fewshot review needs).",
+        ),
+    ] = "temperature",
+    calibration_folds: Annotated[
+        int, typer.Option("--calibration-folds", min=2, help="Folds for out-of-fold predictions.")
+    ] = 5,
+    label_descriptions: Annotated[
+        Path | None,
+        typer.Option(
+            "--label-descriptions",
+            help='JSON object {"label": "short description"}: descriptions act as extra '
+            "examples of their class (text only).",
+        ),
+    ] = None,
+    unlabelled: Annotated[
+        Path | None,
+        typer.Option(
+            "--unlabelled",
+            help="Unlabelled items (file or dataset folder) to self-train on with confident "
+            "pseudo-labels.",
+        ),
+    ] = None,
+    self_train_rounds: Annotated[
+        int, typer.Option("--self-train-rounds", min=1, help="Most self-training rounds.")
+    ] = 5,
+    pseudo_label_threshold: Annotated[
+        float,
+        typer.Option(
+            "--pseudo-label-threshold", min=0.0, max=1.0,
+            help="Calibrated confidence a pool item needs to be pseudo-labelled.",
+        ),
+    ] = 0.9,
+    pseudo_labels_per_class: Annotated[
+        int | None,
+        typer.Option(
+            "--pseudo-labels-per-class", min=1,
+            help="Most pseudo-labels per class and round.",
+            show_default="labelled examples per class, at least 8",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
@@ -57,33 +106,133 @@ def train(
     no_cache: NoCacheOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Train on DATA and save the model folder to OUTPUT."""
+    """Train on DATA and save the model folder to OUTPUT.
+
+    By default probabilities are calibrated (temperature scaling on out-of-fold
+    predictions), which also keeps what fewshot review needs.
+    """
     from fewshot.heads import make_head
 
     check_output(output, force)
+    if calibration not in ("temperature", "isotonic", "none"):
+        raise UsageError(
+            f"unknown --calibration '{calibration}'; choose temperature, isotonic or none"
+        )
+    if unlabelled is not None and calibration == "none":
+        raise UsageError(
+            "--unlabelled picks pseudo-labels by calibrated confidence; drop --calibration none"
+        )
+    if shots == 0 and label_descriptions is None:
+        raise UsageError("--shots 0 trains from label descriptions; pass --label-descriptions")
     head_obj = make_head(head, **parse_params(head_param))
+    descriptions = None
+    if label_descriptions is not None:
+        from fewshot.confidence.priors import read_label_descriptions
+
+        descriptions = read_label_descriptions(label_descriptions)
     ds = load_data(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
         require_labels=True, skip_bad_images=skip_bad_images,
     )
+    classes = ds.classes
+    if descriptions is not None:
+        _check_descriptions(descriptions, classes, ds, zero_shot=shots == 0)
     if shots is not None:
         from fewshot.data import few_shot_indices
 
-        ds = ds.subset(few_shot_indices(ds.labels, shots, seed))
-    if len(ds.classes) < 2:
+        ds = ds.subset(few_shot_indices(ds.labels, shots, seed) if shots > 0 else [])
+    if len(classes) < 2:
         raise UsageError(
-            f"{ds.source} has a single class ({ds.classes[0]}); a classifier needs at least two"
+            f"{ds.source} has a single class ({classes[0]}); a classifier needs at least two"
         )
+    pool = None
+    if unlabelled is not None:
+        pool = _load_pool(unlabelled, split, ds, text_field, image_field, skip_bad_images)
     from fewshot.classifier import FewShotClassifier
 
     start = time.perf_counter()
     clf = FewShotClassifier(
         encoder, head_obj, cache=make_cache(cache_dir, no_cache), batch_size=batch_size,
-        device=device,
-    ).fit(ds.items, ds.labels)
+        device=device, calibration=None if calibration == "none" else calibration,
+        calibration_folds=calibration_folds, label_descriptions=descriptions,
+        self_training_rounds=self_train_rounds, pseudo_label_threshold=pseudo_label_threshold,
+        pseudo_labels_per_class=pseudo_labels_per_class,
+    ).fit(ds.items, ds.labels, unlabelled=pool)
     seconds = time.perf_counter() - start
     clf.save(output, overwrite=force)
     info(
-        f"trained {head} on {len(ds)} {ds.modality} examples, {len(ds.classes)} classes, "
+        f"trained {head} on {len(ds)} {ds.modality} examples, {len(classes)} classes"
+        f"{f' (+ {len(descriptions)} label descriptions)' if descriptions else ''}, "
         f"encoder {clf.encoder_.name} ({seconds:.1f}s); saved to {output}"
+    )
+    if clf.calibrator_ is not None:
+        info(_calibration_line(clf))
+    if clf.self_training_ is not None:
+        info(_self_training_line(clf.self_training_))
+
+
+def _check_descriptions(
+    descriptions: dict[str, str], classes: list[str], ds: Any, *, zero_shot: bool
+) -> None:
+    from fewshot.errors import DataError
+
+    unknown = sorted(set(descriptions) - set(classes))
+    if unknown:
+        raise DataError(
+            f"label descriptions name labels not in {ds.source}: {', '.join(unknown[:5])}; "
+            f"use the data's labels ({', '.join(classes[:10])})"
+        )
+    if ds.modality != "text":
+        raise UsageError("--label-descriptions works with text data only; drop it for images")
+    missing = sorted(set(classes) - set(descriptions))
+    if missing and zero_shot:
+        raise DataError(
+            f"--shots 0 needs a description of every class; missing: {', '.join(missing[:5])}"
+        )
+    if missing:
+        info(f"warning: no description for {', '.join(missing[:5])}; those classes get no prior")
+
+
+def _load_pool(
+    path: Path, split: str, ds: Any, text_field: str, image_field: str | None,
+    skip_bad_images: bool,
+) -> list[Any]:
+    """Unlabelled items, without the labelled training items themselves."""
+    pool = load_data(
+        path, split, text_field=text_field, label_field="label", image_field=image_field,
+        require_labels=False, skip_bad_images=skip_bad_images,
+    )
+    if pool.modality != ds.modality:
+        raise UsageError(
+            f"--unlabelled {path} holds {pool.modality} but the training data is "
+            f"{ds.modality}; pass matching data"
+        )
+    labelled = {str(x) for x in ds.items}
+    return [x for x in pool.items if str(x) not in labelled]
+
+
+def _calibration_line(clf: Any) -> str:
+    cal = clf.calibration_info_
+    if cal.get("fallback"):
+        return f"calibration: {cal['method']} ({cal['fallback']})"
+    extra = ""
+    if cal["method"] == "temperature":
+        extra = f", T={clf.calibrator_.temperature:.3g}"
+    return (
+        f"calibration: {cal['method']}{extra}, fitted on {cal['n_held_out']} out-of-fold "
+        f"predictions ({cal['folds']} folds)"
+    )
+
+
+def _self_training_line(report: dict[str, Any]) -> str:
+    rounds = report["rounds"]
+    if not rounds:
+        return (
+            f"self-training: no pool item reached the confidence threshold "
+            f"({report['pool']} items); model trained on the labelled data only"
+        )
+    per_round = ", ".join(f"round {r['round']}: {r['added']}" for r in rounds)
+    return (
+        f"self-training: {len(rounds)} round(s) added {report['added']} pseudo-labels from a "
+        f"pool of {report['pool']} ({per_round})"
     )

@@ -47,6 +47,16 @@ class Head(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)  # first: raises NotFittedError before fit
         return self.classes_[np.argmax(proba, axis=1)]
 
+    def for_subsample(self, fraction: float) -> Head:
+        """An unfitted clone to fit on ``fraction`` of the data, as this one would fit on all.
+
+        Cross-validation uses it so that fold models behave like the final model;
+        heads whose regularisation does not depend on the data size return a clone.
+        """
+        from sklearn.base import clone
+
+        return clone(self)
+
     # -- subclass hooks -----------------------------------------------------------
     def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
         raise NotImplementedError

@@ -35,6 +35,16 @@ class LogisticRegressionHead(Head):
             random_state=self.random_state,
         )
 
+    def for_subsample(self, fraction: float) -> LogisticRegressionHead:
+        """A clone with ``C / fraction``: the same penalty per example on fewer examples.
+
+        scikit-learn minimises ``C * sum(loss) + |w|^2 / 2``, so with fewer examples
+        the same ``C`` regularises more and gives less confident probabilities.
+        """
+        from sklearn.base import clone
+
+        return clone(self).set_params(C=self.C / fraction)
+
     def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
         if len(self.classes_) < 2:
             raise ValueError(
