@@ -142,7 +142,9 @@ def test_console_script(tmp_path: Path) -> None:
 
 # -- train / predict / evaluate ---------------------------------------------------------------
 def test_train_writes_model_folder(model: Path, tiny_text_model_dir: Path, cache_dir: Path):
-    assert sorted(p.name for p in model.iterdir()) == ["fewshot.json", "head.safetensors"]
+    assert sorted(p.name for p in model.iterdir()) == [
+        "calibration.safetensors", "fewshot.json", "head.safetensors"  # calibrated by default
+    ]
     manifest = json.loads((model / "fewshot.json").read_text())
     assert manifest["classes"] == ["neg", "pos"]
     assert manifest["n_train"] == 16

@@ -218,6 +218,8 @@ def _calibration_line(clf: Any) -> str:
     extra = ""
     if cal["method"] == "temperature":
         extra = f", T={clf.calibrator_.temperature:.3g}"
+        if clf.calibrator_.smoothing > 1e-4:
+            extra += f", smoothing={clf.calibrator_.smoothing:.3g}"
     return (
         f"calibration: {cal['method']}{extra}, fitted on {cal['n_held_out']} out-of-fold "
         f"predictions ({cal['folds']} folds)"

@@ -1,0 +1,241 @@
+"""``fewshot review``: accept confident predictions at a precision target, queue the rest."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from fewshot.cli._common import (
+    BatchOpt,
+    CacheDirOpt,
+    DeviceOpt,
+    EncoderOpt,
+    ForceOpt,
+    ImageFieldOpt,
+    LabelFieldOpt,
+    NoCacheOpt,
+    SkipBadOpt,
+    TextFieldOpt,
+    check_output,
+    handle_errors,
+    info,
+    load_data,
+    make_cache,
+)
+from fewshot.errors import UsageError
+
+ACCEPTED = "accepted"
+TO_REVIEW = "to_review"
+SUMMARY = "summary.json"
+
+
+@handle_errors
+def review(
+    model_dir: Annotated[Path, typer.Argument(help="Model folder from fewshot train.")],
+    data: Annotated[
+        Path, typer.Argument(help="Items to classify: JSONL/CSV/Parquet/TXT or image folder.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", "-o",
+            help="Folder for accepted.jsonl, to_review.jsonl and summary.json.",
+        ),
+    ],
+    target_precision: Annotated[
+        float,
+        typer.Option(
+            "--target-precision", min=0.0, max=1.0,
+            help="Precision the accepted predictions should keep (estimated by "
+            "cross-validation on the labelled set).",
+        ),
+    ] = 0.95,
+    conformal: Annotated[
+        float | None,
+        typer.Option(
+            "--conformal", min=0.0, max=1.0,
+            help="Also give each item a conformal prediction set holding the true label with "
+            "this probability, e.g. 0.9.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="jsonl or csv for the two item files.")
+    ] = "jsonl",
+    encoder: EncoderOpt = None,
+    split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
+    text_field: TextFieldOpt = "text",
+    label_field: LabelFieldOpt = "label",
+    image_field: ImageFieldOpt = None,
+    skip_bad_images: SkipBadOpt = False,
+    batch_size: BatchOpt = 32,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Split predictions on DATA into accepted and to-review at a precision target.
+
+    Predictions are ranked by calibrated confidence; those at or above the
+    threshold that the model's out-of-fold predictions say keeps precision at the
+    target are accepted, the rest go to review (least confident first). If DATA
+    has labels, the precision actually reached is reported too.
+    """
+    if fmt not in ("jsonl", "csv"):
+        raise UsageError(f"--format must be jsonl or csv, got '{fmt}'")
+    if not 0.0 < target_precision <= 1.0:
+        raise UsageError(f"--target-precision must be in (0, 1], got {target_precision}")
+    if conformal is not None and not 0.0 < conformal < 1.0:
+        raise UsageError(f"--conformal must be in (0, 1), got {conformal}")
+    check_output(output, force)
+    from fewshot.classifier import FewShotClassifier
+    from fewshot.confidence.review import review as split_review
+
+    clf = FewShotClassifier.load(
+        model_dir, encoder=encoder, cache=make_cache(cache_dir, no_cache), device=device,
+        batch_size=batch_size,
+    )
+    ds = load_data(
+        data, split, text_field=text_field, label_field=label_field, image_field=image_field,
+        require_labels=False, skip_bad_images=skip_bad_images,
+    )
+    if ds.modality != clf.encoder_.modality:
+        raise UsageError(
+            f"{data} holds {ds.modality} but the model classifies {clf.encoder_.modality}; "
+            "pass matching data"
+        )
+    if clf.calibrator_ is None:
+        from fewshot.errors import ModelError
+
+        raise ModelError(
+            f"{model_dir} was trained without calibration, so there is nothing to set a "
+            "threshold from; retrain it with fewshot train (calibration is on by default)"
+        )
+    result = split_review(
+        clf, clf.predict_proba(ds.items), target_precision=target_precision,
+        conformal=conformal,
+    )
+    classes = [str(c) for c in clf.classes_]
+    summary = result.summary()
+    summary.update(model=str(model_dir), data=ds.source, calibration=clf.calibration_info_)
+    if ds.labels is not None:
+        summary["measured"] = _measured(result, ds.labels, classes)
+    _write(output, ds, result, classes, summary, fmt, force)
+    _print_summary(summary, output, fmt)
+
+
+def _measured(result: Any, labels: list[str], classes: list[str]) -> dict[str, Any]:
+    """What the accepted slice and the sets really achieved on DATA's own labels."""
+    import numpy as np
+
+    index = {c: i for i, c in enumerate(classes)}
+    truth = np.asarray([index.get(y, -1) for y in labels])
+    correct = result.predicted == truth
+    acc = result.accepted
+    out: dict[str, Any] = {
+        "precision_accepted": float(correct[acc].mean()) if acc.any() else None,
+        "accuracy_all": float(correct.mean()),
+        "coverage": float(acc.mean()),
+    }
+    if result.conformal is not None:
+        known = truth >= 0
+        hit = result.conformal.sets[np.flatnonzero(known), truth[known]]
+        out["conformal_coverage"] = float(hit.mean()) if len(hit) else None
+    return out
+
+
+def _rows(ds: Any, result: Any, classes: list[str], accepted: bool) -> list[dict[str, Any]]:
+    """Accepted rows most confident first; rows to review least confident first."""
+    import numpy as np
+
+    item_key = "text" if ds.modality == "text" else "path"
+    order = np.flatnonzero(result.accepted if accepted else ~result.accepted)
+    sign = -1.0 if accepted else 1.0
+    order = order[np.argsort(sign * result.confidence[order], kind="stable")]
+    rows = []
+    for i in order:
+        row: dict[str, Any] = {
+            "id": ds.ids[i], item_key: ds.display(i), "label": classes[result.predicted[i]],
+            "confidence": round(float(result.confidence[i]), 6),
+        }
+        if result.conformal is not None:
+            row["set"] = [c for c, m in zip(classes, result.conformal.sets[i], strict=True) if m]
+        if ds.labels is not None:
+            row["given_label"] = ds.labels[i]
+        row["probabilities"] = {
+            c: round(float(p), 6) for c, p in zip(classes, result.proba[i], strict=True)
+        }
+        rows.append(row)
+    return rows
+
+
+def _write(
+    output: Path, ds: Any, result: Any, classes: list[str], summary: dict[str, Any], fmt: str,
+    force: bool,
+) -> None:
+    from fewshot._io import atomic_dir
+
+    with atomic_dir(output, overwrite=force) as tmp:
+        for name, accepted in ((ACCEPTED, True), (TO_REVIEW, False)):
+            rows = _rows(ds, result, classes, accepted)
+            path = tmp / f"{name}.{fmt}"
+            with open(path, "w", encoding="utf-8", newline="") as f:
+                if fmt == "jsonl":
+                    for row in rows:
+                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                else:
+                    _write_csv(f, rows, classes)
+        (tmp / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+
+
+def _write_csv(f: Any, rows: list[dict[str, Any]], classes: list[str]) -> None:
+    writer = csv.writer(f)
+    if not rows:
+        writer.writerow(["id", "item", "label", "confidence"])
+        return
+    keys = [k for k in rows[0] if k != "probabilities"]
+    writer.writerow([*keys, *[f"p_{c}" for c in classes]])
+    for row in rows:
+        values = [";".join(v) if isinstance(v, list) else v for v in (row[k] for k in keys)]
+        writer.writerow([*values, *[f"{row['probabilities'][c]:.6f}" for c in classes]])
+
+
+def _print_summary(summary: dict[str, Any], output: Path, fmt: str) -> None:
+    n, k = summary["n"], summary["n_accepted"]
+    if summary["threshold"] is None:
+        info(
+            f"no confidence threshold reaches precision {summary['target_precision']:.3g} on the "
+            f"{summary['n_held_out']} out-of-fold predictions; all {n} items go to review"
+        )
+    else:
+        info(
+            f"accepted {k} of {n} ({summary['coverage']:.1%}) at calibrated confidence >= "
+            f"{summary['threshold']:.4f}: estimated precision "
+            f"{summary['estimated_precision']:.3f} (target {summary['target_precision']:.3g}), "
+            f"expected coverage {summary['expected_coverage']:.1%}, from "
+            f"{summary['n_held_out']} out-of-fold predictions"
+        )
+    conf = summary.get("conformal")
+    if conf:
+        info(
+            f"conformal sets at {conf['coverage']:.0%} coverage: mean size "
+            f"{conf['mean_set_size']:.2f}, {conf['singletons']:.0%} hold one label"
+        )
+    measured = summary.get("measured")
+    if measured:
+        prec = measured["precision_accepted"]
+        line = (
+            f"measured on the data's labels: precision of accepted "
+            f"{'n/a' if prec is None else f'{prec:.3f}'}, accuracy of all "
+            f"{measured['accuracy_all']:.3f}"
+        )
+        if measured.get("conformal_coverage") is not None:
+            line += f", conformal set coverage {measured['conformal_coverage']:.3f}"
+        info(line)
+    info(
+        f"wrote {output / f'{ACCEPTED}.{fmt}'} ({k}), {output / f'{TO_REVIEW}.{fmt}'} "
+        f"({n - k}) and {output / SUMMARY}"
+    )

@@ -1,0 +1,322 @@
+"""Calibrated probabilities: out-of-fold predictions, temperature scaling, isotonic.
+
+A few-shot head is fitted on every labelled example, so its probabilities on
+those examples say nothing about how far to trust it. Calibration therefore
+works on *out-of-fold* probabilities: the labelled set is split into folds and
+each fold is predicted by a head fitted on the others. A calibrator fitted on
+those maps the full head's probabilities to calibrated ones. Fold models are
+regularised like the final one (``Head.for_subsample``: logistic regression keeps
+its penalty per example), so their confidence is close to the final model's.
+
+Few-shot fallbacks: a class with a single labelled example is never held out
+(its fold models would not know the class); with no example to hold out at all
+the calibrator stays the identity. Isotonic regression needs many examples per
+class, so below ``min_isotonic`` held-out examples of some class it falls back
+to temperature scaling (one parameter, hard to overfit).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "CALIBRATORS",
+    "Calibrator",
+    "IdentityCalibration",
+    "IsotonicCalibration",
+    "TemperatureScaling",
+    "brier_score",
+    "expected_calibration_error",
+    "fit_calibrator",
+    "fold_ids",
+    "out_of_fold_proba",
+]
+
+#: Smallest smoothing added to probabilities before taking logs (kNN votes can be 0).
+EPS = 1e-4
+
+
+# -- metrics ----------------------------------------------------------------------------
+def expected_calibration_error(proba: Any, y_idx: Any, n_bins: int = 15) -> float:
+    """Top-label ECE (Guo et al. 2017): ``sum_b |B|/n * |accuracy(B) - confidence(B)|``.
+
+    ``proba`` is ``(n, K)``, ``y_idx`` the true column of each row; bins are
+    ``n_bins`` equal-width intervals ``(i/n_bins, (i+1)/n_bins]`` of the top
+    probability.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    y_idx = np.asarray(y_idx)
+    if len(proba) == 0:
+        return float("nan")
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_idx).astype(np.float64)
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        ece += m.sum() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece / len(proba))
+
+
+def brier_score(proba: Any, y_idx: Any) -> float:
+    """Multi-class Brier score: mean over rows of ``sum_c (p_c - [y == c])^2`` (0 to 2)."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if len(proba) == 0:
+        return float("nan")
+    onehot = np.zeros_like(proba)
+    onehot[np.arange(len(proba)), np.asarray(y_idx)] = 1.0
+    return float(((proba - onehot) ** 2).sum(axis=1).mean())
+
+
+# -- out-of-fold predictions -------------------------------------------------------------
+def fold_ids(y_idx: Any, n_splits: int = 5, random_state: int = 0) -> np.ndarray:
+    """Stratified fold of each row, ``-1`` for rows never held out.
+
+    Each class's rows are shuffled and dealt round-robin over the folds from a
+    random start, so every fold holds out at most ``ceil(count / n_splits)`` rows of
+    a class and its training part keeps at least one. Classes with one row are
+    never held out. Unlike ``StratifiedKFold`` this works with any class counts.
+    """
+    y_idx = np.asarray(y_idx)
+    rng = np.random.default_rng(random_state)
+    folds = np.full(len(y_idx), -1, dtype=np.int64)
+    counts = np.bincount(y_idx) if len(y_idx) else np.zeros(0, int)
+    k = int(min(n_splits, counts.max(initial=0)))
+    if k < 2:
+        return folds
+    for c in np.flatnonzero(counts >= 2):
+        rows = rng.permutation(np.flatnonzero(y_idx == c))
+        start = int(rng.integers(k))
+        folds[rows] = (start + np.arange(len(rows))) % k
+    return folds
+
+
+def out_of_fold_proba(
+    head: Any,
+    Z: Any,
+    y_idx: Any,
+    n_classes: int,
+    *,
+    n_splits: int = 5,
+    extra: tuple[Any, Any] | None = None,
+    random_state: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(proba, held_out)``: each labelled row predicted by a head fitted without it.
+
+    ``head`` is cloned for each fold (through ``head.for_subsample`` when it has
+    one, so that a fold model is regularised like the final model); ``y_idx``
+    indexes ``0..n_classes-1``.
+    ``extra = (Z_extra, y_extra)`` rows (label descriptions, pseudo-labels) are
+    in every fold's training part and never held out. Rows that could not be
+    held out (a class with one example) have ``held_out`` false and NaN proba.
+    Columns of a class a fold model never saw are 0.
+    """
+    Z = np.asarray(Z, dtype=np.float32)
+    y_idx = np.asarray(y_idx, dtype=np.int64)
+    folds = fold_ids(y_idx, n_splits, random_state)
+    proba = np.full((len(Z), n_classes), np.nan)
+    if extra is not None and len(extra[0]):
+        Ze, ye = np.asarray(extra[0], dtype=np.float32), np.asarray(extra[1], dtype=np.int64)
+    else:
+        Ze, ye = np.zeros((0, Z.shape[1]), np.float32), np.zeros(0, np.int64)
+    for f in np.unique(folds[folds >= 0]):
+        test = folds == f
+        Xf = np.concatenate([Z[~test], Ze])
+        yf = np.concatenate([y_idx[~test], ye])
+        model = _subsample_clone(head, len(Xf) / (len(Z) + len(Ze))).fit(Xf, yf)
+        p = np.zeros((int(test.sum()), n_classes))
+        p[:, np.asarray(model.classes_, dtype=np.int64)] = model.predict_proba(Z[test])
+        proba[test] = p
+    return proba, folds >= 0
+
+
+def _subsample_clone(head: Any, fraction: float) -> Any:
+    if hasattr(head, "for_subsample"):
+        return head.for_subsample(fraction)
+    from sklearn.base import clone
+
+    return clone(head)
+
+
+# -- calibrators -------------------------------------------------------------------------
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+class Calibrator:
+    """Maps a head's probabilities ``(n, K)`` to calibrated ones (rows sum to 1).
+
+    Saved as a JSON config plus named arrays (safetensors), like heads.
+    """
+
+    name: ClassVar[str] = ""
+
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> Calibrator:
+        raise NotImplementedError
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"method": self.name}, {}
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Calibrator:
+        return cls()
+
+
+class IdentityCalibration(Calibrator):
+    """Leaves probabilities as they are (the fallback with nothing to fit on)."""
+
+    name = "identity"
+
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> IdentityCalibration:
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        return np.asarray(proba, dtype=np.float32)
+
+
+class TemperatureScaling(Calibrator):
+    """``softmax(log(p + eps) / T)``, ``T`` and ``eps`` minimising the log-loss.
+
+    Temperature scaling (Guo et al. 2017) with one more parameter for heads whose
+    probabilities are not a softmax: ``eps`` says how much probability a class
+    with no kNN vote keeps. For softmax heads (logistic regression, centroid)
+    ``log(p)`` are the logits up to a constant and the fitted ``eps`` stays near
+    its floor of ``1e-4``. Two parameters are safe with a few dozen examples, and
+    the map never changes which class is predicted. ``T`` is searched for each
+    ``eps`` on a grid (the log-loss is convex in ``1/T``), keeping the best pair.
+    """
+
+    name = "temperature"
+    EPS_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
+
+    def __init__(self, temperature: float = 1.0, smoothing: float = EPS) -> None:
+        self.temperature = temperature
+        self.smoothing = smoothing
+
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> TemperatureScaling:
+        from scipy.optimize import minimize_scalar
+
+        proba = np.asarray(proba, dtype=np.float64)
+        rows = np.arange(len(proba))
+        y_idx = np.asarray(y_idx)
+        best = (np.inf, 1.0, EPS)
+        for eps in self.EPS_GRID:
+            z = np.log(proba + eps)
+            zy = z[rows, y_idx]
+
+            def nll(log_beta: float, z: np.ndarray = z, zy: np.ndarray = zy) -> float:
+                b = np.exp(log_beta)
+                s = b * z
+                m = s.max(axis=1)
+                lse = m + np.log(np.exp(s - m[:, None]).sum(axis=1))
+                return float(np.mean(lse - b * zy))
+
+            # 1/T in [0.01, 100].
+            res = minimize_scalar(nll, bounds=(np.log(0.01), np.log(100.0)), method="bounded")
+            if res.fun < best[0] - 1e-9:
+                best = (float(res.fun), float(np.exp(-res.x)), eps)
+        _, self.temperature, self.smoothing = best
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        z = np.log(np.asarray(proba, dtype=np.float64) + self.smoothing)
+        return _softmax(z / self.temperature).astype(np.float32)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {
+            "method": self.name, "temperature": self.temperature, "smoothing": self.smoothing
+        }, {}
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Calibrator:
+        return cls(float(config["temperature"]), float(config.get("smoothing", EPS)))
+
+
+class IsotonicCalibration(Calibrator):
+    """One-vs-rest isotonic regression per class, rows renormalised (Zadrozny & Elkan).
+
+    Non-parametric, so it can fix any monotone distortion, but it needs many
+    held-out examples per class and may change the predicted class.
+    """
+
+    name = "isotonic"
+
+    def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> IsotonicCalibration:
+        from sklearn.isotonic import IsotonicRegression
+
+        proba = np.asarray(proba, dtype=np.float64)
+        self.x_, self.y_ = [], []
+        for c in range(proba.shape[1]):
+            iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+            iso.fit(proba[:, c], (np.asarray(y_idx) == c).astype(np.float64))
+            self.x_.append(np.asarray(iso.X_thresholds_, dtype=np.float64))
+            self.y_.append(np.asarray(iso.y_thresholds_, dtype=np.float64))
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        proba = np.asarray(proba, dtype=np.float64)
+        pairs = zip(self.x_, self.y_, strict=True)
+        out = np.column_stack([np.interp(proba[:, c], x, y) for c, (x, y) in enumerate(pairs)])
+        total = out.sum(axis=1, keepdims=True)
+        # A row every class calls impossible keeps the head's own probabilities.
+        out = np.where(total > 0, out / np.where(total > 0, total, 1.0), proba)
+        return out.astype(np.float32)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        arrays = {}
+        for c, (x, y) in enumerate(zip(self.x_, self.y_, strict=True)):
+            arrays[f"isotonic_x_{c}"] = x
+            arrays[f"isotonic_y_{c}"] = y
+        return {"method": self.name, "n_classes": len(self.x_)}, arrays
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Calibrator:
+        self = cls()
+        n = int(config["n_classes"])
+        self.x_ = [np.asarray(arrays[f"isotonic_x_{c}"], np.float64) for c in range(n)]
+        self.y_ = [np.asarray(arrays[f"isotonic_y_{c}"], np.float64) for c in range(n)]
+        return self
+
+
+#: Calibration method name -> class (``identity`` is the fallback, not an option).
+CALIBRATORS: dict[str, type[Calibrator]] = {
+    c.name: c for c in (IdentityCalibration, TemperatureScaling, IsotonicCalibration)
+}
+
+
+def fit_calibrator(
+    method: str, proba: np.ndarray, y_idx: np.ndarray, *, min_isotonic: int = 30
+) -> tuple[Calibrator, str | None]:
+    """``(calibrator, fallback)``: ``method`` fitted on held-out rows, or its fallback.
+
+    ``proba`` rows that are NaN (never held out) are ignored. ``fallback`` says in
+    words why another method was used, else None.
+    """
+    if method not in ("temperature", "isotonic"):
+        from fewshot.errors import UsageError
+
+        raise UsageError(f"unknown calibration '{method}'; choose temperature, isotonic or none")
+    ok = ~np.isnan(proba).any(axis=1)
+    proba, y_idx = proba[ok], np.asarray(y_idx)[ok]
+    if len(proba) == 0 or len(np.unique(y_idx)) < 2:
+        return IdentityCalibration(), (
+            "no class has two labelled examples to hold out, so probabilities are left "
+            "uncalibrated"
+        )
+    fallback = None
+    if method == "isotonic":
+        counts = np.bincount(y_idx, minlength=proba.shape[1])
+        if counts.min() < min_isotonic:
+            fallback = (
+                f"isotonic needs {min_isotonic} held-out examples per class (fewest: "
+                f"{int(counts.min())}); used temperature scaling"
+            )
+            method = "temperature"
+    return CALIBRATORS[method]().fit(proba, y_idx), fallback

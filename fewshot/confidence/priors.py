@@ -1,0 +1,77 @@
+"""Label-name priors: short class descriptions embedded as extra prototypes.
+
+With ``label_descriptions`` (label -> one line such as ``"news about sports"``)
+each description is embedded by the classifier's own encoder and added to the
+head's training rows as one more example of its class. With no labelled
+examples at all the descriptions are the whole support set (zero-shot); with a
+few examples they pull each class towards its meaning; with many they are one
+row among many and change little.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from fewshot.errors import DataError
+
+__all__ = ["check_label_descriptions", "read_label_descriptions"]
+
+
+def check_label_descriptions(descriptions: Mapping[Any, Any]) -> dict[Any, str]:
+    """The mapping as ``{label: description}``; every description a non-empty string."""
+    if not isinstance(descriptions, Mapping):
+        raise DataError(
+            f"label descriptions must map label -> description, got "
+            f"{type(descriptions).__name__}; pass a dict such as {{'sports': 'news about sports'}}"
+        )
+    out: dict[Any, str] = {}
+    for label, text in descriptions.items():
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(
+                f"label '{label}' has no description (got {text!r}); give each label a "
+                "short non-empty text"
+            )
+        out[label] = text.strip()
+    if not out:
+        raise DataError("no label descriptions given; map at least one label to a description")
+    return out
+
+
+def read_label_descriptions(path: str | Path) -> dict[str, str]:
+    """Read ``{label: description}`` from a JSON object file (or JSONL with label/description).
+
+    ``.jsonl`` files hold one ``{"label": ..., "description": ...}`` object per line.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"no label-descriptions file at {path}; check the path")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        if path.suffix.lower() in (".jsonl", ".ndjson"):
+            data: Any = {}
+            for lineno, line in enumerate(text.splitlines(), start=1):
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                if not isinstance(rec, dict) or "label" not in rec or "description" not in rec:
+                    raise DataError(
+                        f"{path}:{lineno}: expected an object with 'label' and 'description'; "
+                        "fix that line"
+                    )
+                data[str(rec["label"])] = rec["description"]
+        else:
+            data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(
+            f"{path} is not valid JSON ({e.msg}, line {e.lineno}); write one object mapping "
+            "each label to its description"
+        ) from e
+    if not isinstance(data, dict):
+        raise DataError(
+            f"{path} holds a JSON {type(data).__name__}; write one object mapping each label "
+            'to its description, e.g. {"sports": "news about sports"}'
+        )
+    return {str(k): v for k, v in check_label_descriptions(data).items()}

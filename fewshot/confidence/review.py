@@ -1,0 +1,178 @@
+"""Review queue: accept confident predictions at a precision target, send the rest to people.
+
+The acceptance threshold is chosen on out-of-fold predictions over the labelled
+set (kept in the model at fit time): rank them by calibrated confidence and take
+the largest top slice whose precision reaches the target; its lowest confidence
+is the threshold. Conformal prediction sets use the same held-out predictions
+as calibration scores (cross-conformal): the set of a new item holds every class
+whose calibrated probability is at least ``1 - q``, where ``q`` is the
+``ceil((n + 1) * coverage) / n`` quantile of ``1 - p(true class)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from fewshot.errors import ModelError, UsageError
+
+__all__ = [
+    "ConformalSets",
+    "ReviewResult",
+    "Threshold",
+    "conformal_quantile",
+    "precision_threshold",
+    "prediction_sets",
+    "review",
+]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """Accept a prediction when its calibrated confidence is ``>= threshold``.
+
+    ``precision`` and ``coverage`` are estimated on ``n`` held-out examples;
+    ``threshold`` is ``inf`` when no slice reaches the target (accept nothing).
+    """
+
+    threshold: float
+    target: float
+    precision: float
+    coverage: float
+    n: int
+
+
+def precision_threshold(confidence: Any, correct: Any, target: float) -> Threshold:
+    """The lowest confidence cut whose accepted slice still has precision ``>= target``.
+
+    Cuts fall between distinct confidences only, so ties are accepted or
+    rejected together, as they will be on new data.
+    """
+    if not 0.0 < target <= 1.0:
+        raise UsageError(f"target precision must be in (0, 1], got {target}")
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=bool)
+    n = len(confidence)
+    none = Threshold(math.inf, target, float("nan"), 0.0, n)
+    if n == 0:
+        return none
+    order = np.argsort(-confidence, kind="stable")
+    conf, ok = confidence[order], correct[order]
+    precision = np.cumsum(ok) / np.arange(1, n + 1)
+    cut_ok = np.append(conf[:-1] > conf[1:], True)  # may stop after position i
+    good = np.flatnonzero(cut_ok & (precision >= target - 1e-12))
+    if len(good) == 0:
+        return none
+    k = int(good[-1])
+    return Threshold(float(conf[k]), target, float(precision[k]), (k + 1) / n, n)
+
+
+def conformal_quantile(proba: Any, y_idx: Any, coverage: float) -> float:
+    """``q`` such that sets ``{c : 1 - p_c <= q}`` hold the true class with ``coverage``.
+
+    Split-conformal quantile of the scores ``1 - p(true class)`` on held-out rows;
+    ``inf`` (every class in every set) when there are too few rows for ``coverage``.
+    """
+    if not 0.0 < coverage < 1.0:
+        raise UsageError(f"conformal coverage must be in (0, 1), got {coverage}")
+    proba = np.asarray(proba, dtype=np.float64)
+    scores = 1.0 - proba[np.arange(len(proba)), np.asarray(y_idx)]
+    n = len(scores)
+    level = math.ceil((n + 1) * coverage) / n if n else math.inf
+    if level > 1:
+        return math.inf
+    return float(np.quantile(scores, level, method="higher"))
+
+
+def prediction_sets(proba: Any, q: float) -> np.ndarray:
+    """Boolean ``(n, K)``: class ``c`` is in row ``i``'s set when ``1 - p_ic <= q``.
+
+    The predicted class is always in its set, so no set is empty.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    sets = (1.0 - proba) <= q + 1e-12
+    sets[np.arange(len(proba)), proba.argmax(axis=1)] = True
+    return sets
+
+
+@dataclass(frozen=True)
+class ConformalSets:
+    coverage: float
+    q: float
+    sets: np.ndarray  # (n, K) bool
+
+
+@dataclass(frozen=True)
+class ReviewResult:
+    """Predictions split into accepted and to-review, with the threshold that split them."""
+
+    proba: np.ndarray  # (n, K) calibrated
+    predicted: np.ndarray  # (n,) column of the predicted class
+    confidence: np.ndarray  # (n,) calibrated probability of the predicted class
+    accepted: np.ndarray  # (n,) bool
+    threshold: Threshold
+    conformal: ConformalSets | None = None
+
+    def summary(self) -> dict[str, Any]:
+        t = self.threshold
+        n = len(self.accepted)
+        out: dict[str, Any] = {
+            "n": n,
+            "n_accepted": int(self.accepted.sum()),
+            "n_review": int(n - self.accepted.sum()),
+            "coverage": float(self.accepted.mean()) if n else 0.0,
+            "target_precision": t.target,
+            "threshold": None if math.isinf(t.threshold) else t.threshold,
+            "estimated_precision": None if math.isnan(t.precision) else t.precision,
+            "expected_coverage": t.coverage,
+            "n_held_out": t.n,
+        }
+        if self.conformal is not None:
+            sizes = self.conformal.sets.sum(axis=1)
+            out["conformal"] = {
+                "coverage": self.conformal.coverage,
+                "q": None if math.isinf(self.conformal.q) else self.conformal.q,
+                "mean_set_size": float(sizes.mean()) if n else 0.0,
+                "singletons": float((sizes == 1).mean()) if n else 0.0,
+            }
+        return out
+
+
+def review(
+    clf: Any, proba: Any, *, target_precision: float, conformal: float | None = None
+) -> ReviewResult:
+    """Split predictions ``proba`` (calibrated, from ``clf``) by ``clf``'s held-out predictions.
+
+    ``clf`` is a :class:`~fewshot.FewShotClassifier` fitted (or saved) with
+    ``calibration``, which keeps the out-of-fold predictions this needs.
+    """
+    oof = getattr(clf, "oof_proba_", None)
+    if (oof is None or len(oof) == 0) and getattr(clf, "calibrator_", None) is not None:
+        raise ModelError(
+            "the model had no labelled example to hold out (a class needs two), so there is "
+            "nothing to set a threshold from; train with at least two examples per class"
+        )
+    if oof is None or len(oof) == 0:
+        raise ModelError(
+            "the model keeps no out-of-fold predictions to set a threshold from; retrain it "
+            "with calibration (fewshot train --calibration temperature)"
+        )
+    held = np.asarray(clf.calibrate(oof), dtype=np.float64)
+    y_held = np.asarray(clf.oof_labels_)
+    threshold = precision_threshold(
+        held.max(axis=1), held.argmax(axis=1) == y_held, target_precision
+    )
+    proba = np.asarray(proba, dtype=np.float64)
+    predicted = proba.argmax(axis=1)
+    confidence = proba[np.arange(len(proba)), predicted]
+    sets = None
+    if conformal is not None:
+        q = conformal_quantile(held, y_held, conformal)
+        sets = ConformalSets(conformal, q, prediction_sets(proba, q))
+    return ReviewResult(
+        proba=proba, predicted=predicted, confidence=confidence,
+        accepted=confidence >= threshold.threshold, threshold=threshold, conformal=sets,
+    )

@@ -1,0 +1,421 @@
+"""fewshot.confidence: calibration, review thresholds, conformal sets, audit, priors, self-train."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import SENTIMENT
+
+from fewshot import FewShotClassifier
+from fewshot.classifier import CALIBRATION_FILE, MANIFEST
+from fewshot.confidence.audit import audit_labels, near_duplicate_groups
+from fewshot.confidence.calibration import (
+    IdentityCalibration,
+    IsotonicCalibration,
+    TemperatureScaling,
+    brier_score,
+    expected_calibration_error,
+    fit_calibrator,
+    fold_ids,
+    out_of_fold_proba,
+)
+from fewshot.confidence.priors import check_label_descriptions, read_label_descriptions
+from fewshot.confidence.review import (
+    conformal_quantile,
+    precision_threshold,
+    prediction_sets,
+    review,
+)
+from fewshot.confidence.selftrain import select_pseudo_labels, self_train
+from fewshot.errors import DataError, ModelError, UsageError
+from fewshot.heads import CentroidHead, KNNHead, LogisticRegressionHead
+
+TEXTS = [t for t, _ in SENTIMENT]
+LABELS = [y for _, y in SENTIMENT]
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _overconfident(n: int, k: int = 4, true_t: float = 3.0, seed: int = 0):
+    """Labels drawn from softmax(z / true_t); the 'model' says softmax(z): overconfident."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 3.0, (n, k))
+    truth = _softmax(z / true_t)
+    y = np.array([rng.choice(k, p=p) for p in truth])
+    return _softmax(z), y
+
+
+def _blobs(n_per: int, k: int = 3, dim: int = 8, spread: float = 0.35, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    centres = np.eye(k, dim) * 2.0
+    Z = np.concatenate([c + rng.normal(0, spread, (n_per, dim)) for c in centres])
+    return Z.astype(np.float32), np.repeat(np.arange(k), n_per)
+
+
+# -- metrics ----------------------------------------------------------------------------------
+def test_ece_and_brier_by_hand() -> None:
+    proba = np.array([[0.9, 0.1], [0.6, 0.4]])
+    y = np.array([0, 1])
+    # Confidence 0.9 right, 0.6 wrong, in different bins: (|1 - .9| + |0 - .6|) / 2.
+    assert expected_calibration_error(proba, y) == pytest.approx(0.35)
+    # (0.1^2 + 0.1^2 + 0.6^2 + 0.6^2) / 2
+    assert brier_score(proba, y) == pytest.approx(0.37)
+    assert expected_calibration_error(np.eye(3), [0, 1, 2]) == 0.0
+    assert brier_score(np.eye(3), [0, 1, 2]) == 0.0
+
+
+# -- calibrators ------------------------------------------------------------------------------
+def test_temperature_scaling_recovers_temperature_and_lowers_ece() -> None:
+    proba, y = _overconfident(4000)
+    ts = TemperatureScaling().fit(proba, y)
+    assert ts.temperature == pytest.approx(3.0, rel=0.12)
+    test_p, test_y = _overconfident(4000, seed=1)
+    before = expected_calibration_error(test_p, test_y)
+    after = expected_calibration_error(ts.transform(test_p), test_y)
+    assert before > 0.2 and after < 0.04
+    assert brier_score(ts.transform(test_p), test_y) < brier_score(test_p, test_y)
+    # Temperature never changes the predicted class.
+    np.testing.assert_array_equal(ts.transform(test_p).argmax(1), test_p.argmax(1))
+
+
+def test_temperature_smoothing_calibrates_vote_shares() -> None:
+    # kNN-like votes of 4 neighbours (zeros included): unanimous votes are right 85%
+    # of the time, 3-to-1 votes 60%, so the raw shares are overconfident.
+    rng = np.random.default_rng(0)
+
+    def votes(n: int):
+        y = rng.integers(0, 3, n)
+        share = rng.choice([0.75, 1.0], n)
+        right = rng.random(n) < np.where(share == 1.0, 0.85, 0.6)
+        top = np.where(right, y, (y + rng.integers(1, 3, n)) % 3)
+        p = np.zeros((n, 3))
+        p[np.arange(n), top] = share
+        p[np.arange(n), (top + 1) % 3] = 1 - share
+        return p, y
+
+    class TemperatureOnly(TemperatureScaling):
+        EPS_GRID = (1e-4,)
+
+    cal_p, cal_y = votes(3000)
+    ts = TemperatureScaling().fit(cal_p, cal_y)
+    assert ts.smoothing > 1e-3  # a class without votes keeps some probability
+    test_p, test_y = votes(3000)
+    before = expected_calibration_error(test_p, test_y)
+    plain_ts = TemperatureOnly().fit(cal_p, cal_y)
+    plain = expected_calibration_error(plain_ts.transform(test_p), test_y)
+    after = expected_calibration_error(ts.transform(test_p), test_y)
+    assert before > 0.12 and after < 0.07 and after < plain - 0.02
+    again = TemperatureScaling.from_state(*ts.get_state())
+    np.testing.assert_array_equal(again.transform(test_p), ts.transform(test_p))
+
+
+def test_isotonic_lowers_ece_and_round_trips() -> None:
+    proba, y = _overconfident(4000)
+    iso = IsotonicCalibration().fit(proba, y)
+    test_p, test_y = _overconfident(4000, seed=1)
+    out = iso.transform(test_p)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)
+    assert expected_calibration_error(out, test_y) < 0.05
+    config, arrays = iso.get_state()
+    json.dumps(config)
+    again = IsotonicCalibration.from_state(config, arrays)
+    np.testing.assert_array_equal(again.transform(test_p), out)
+
+
+def test_fit_calibrator_fallbacks() -> None:
+    proba, y = _overconfident(60, k=3)
+    cal, why = fit_calibrator("isotonic", proba, y)
+    assert isinstance(cal, TemperatureScaling) and "isotonic needs 30" in why
+    cal, why = fit_calibrator("isotonic", *_overconfident(600, k=3))
+    assert isinstance(cal, IsotonicCalibration) and why is None
+    nothing = np.full((4, 3), np.nan)
+    cal, why = fit_calibrator("temperature", nothing, np.arange(4) % 3)
+    assert isinstance(cal, IdentityCalibration) and "uncalibrated" in why
+    with pytest.raises(UsageError, match="unknown calibration 'platt'"):
+        fit_calibrator("platt", proba, y)
+
+
+# -- out-of-fold predictions ------------------------------------------------------------------
+def test_fold_ids_are_stratified_and_keep_every_class_in_training() -> None:
+    y = np.array([0] * 8 + [1] * 3 + [2])
+    folds = fold_ids(y, 5, random_state=0)
+    assert (folds[y == 2] == -1).all()  # a single example is never held out
+    assert (folds[y != 2] >= 0).all()
+    for f in range(5):
+        held = folds == f
+        for c in (0, 1):
+            assert ((y == c) & ~held).any()  # training part keeps the class
+        assert (np.bincount(y[held], minlength=3) <= [2, 1, 0]).all()
+    assert (fold_ids(np.arange(4), 5) == -1).all()  # all singletons: nothing to hold out
+
+
+def test_out_of_fold_proba_never_trains_on_the_row() -> None:
+    Z, y = _blobs(6)
+    extra = (np.eye(3, 8, dtype=np.float32) * 2.0, np.arange(3))
+    proba, held = out_of_fold_proba(KNNHead(k=1), Z, y, 3, n_splits=3, extra=extra)
+    assert held.all() and proba.shape == (18, 3)
+    # 1-NN on a training row would always find itself; held out it finds a neighbour.
+    assert (proba.argmax(1) == y).mean() > 0.9
+    Z2 = np.concatenate([Z, Z[:1] + 5.0])
+    y2 = np.append(y, 3)  # a class with one row
+    proba2, held2 = out_of_fold_proba(CentroidHead(), Z2, y2, 4, n_splits=3)
+    assert not held2[-1] and np.isnan(proba2[-1]).all()
+    # The single row of class 3 stays in every fold's training part.
+    assert (proba2[held2, 3] > 0).all()
+    np.testing.assert_allclose(proba2[held2].sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_logreg_fold_clone_keeps_penalty_per_example() -> None:
+    head = LogisticRegressionHead(C=2.0)
+    assert head.for_subsample(0.8).C == 2.5
+    assert KNNHead(k=3).for_subsample(0.5).get_params() == KNNHead(k=3).get_params()
+
+
+# -- the classifier ---------------------------------------------------------------------------
+@pytest.fixture
+def calibrated(tiny_text_encoder) -> FewShotClassifier:
+    return FewShotClassifier(tiny_text_encoder, calibration="temperature", cache=False).fit(
+        TEXTS, LABELS
+    )
+
+
+def test_classifier_calibration(calibrated: FewShotClassifier, tiny_text_encoder) -> None:
+    assert calibrated.calibration_info_["method"] == "temperature"
+    assert calibrated.calibration_info_["n_held_out"] == 16
+    assert calibrated.oof_proba_.shape == (16, 2) and calibrated.oof_labels_.shape == (16,)
+    raw = calibrated.predict_proba(TEXTS, calibrated=False)
+    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    np.testing.assert_allclose(raw, plain.predict_proba(TEXTS), atol=1e-6)
+    cal = calibrated.predict_proba(TEXTS)
+    assert not np.allclose(cal, raw)
+    np.testing.assert_array_equal(cal.argmax(1), raw.argmax(1))
+    assert plain.calibrator_ is None and plain.oof_proba_.shape[0] == 0
+
+
+def test_calibrated_model_round_trips(calibrated: FewShotClassifier, tmp_path: Path) -> None:
+    folder = calibrated.save(tmp_path / "m")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    assert manifest["calibration"]["method"] == "temperature"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        CALIBRATION_FILE, "fewshot.json", "head.safetensors"
+    ]
+    loaded = FewShotClassifier.load(folder, cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(TEXTS), calibrated.predict_proba(TEXTS))
+    np.testing.assert_array_equal(loaded.oof_proba_, calibrated.oof_proba_)
+    assert loaded.calibration == "temperature"
+    (folder / CALIBRATION_FILE).unlink()
+    with pytest.raises(ModelError, match="missing calibration.safetensors"):
+        FewShotClassifier.load(folder, cache=False)
+    (folder / CALIBRATION_FILE).write_bytes(b"junk")
+    with pytest.raises(ModelError, match="corrupt"):
+        FewShotClassifier.load(folder, cache=False)
+
+
+def test_uncalibrated_folder_loads_as_before(tiny_text_encoder, tmp_path: Path) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    folder = clf.save(tmp_path / "m")
+    assert "calibration" not in json.loads((folder / MANIFEST).read_text())
+    loaded = FewShotClassifier.load(folder, cache=False)
+    assert loaded.calibrator_ is None
+    np.testing.assert_array_equal(loaded.predict_proba(TEXTS), clf.predict_proba(TEXTS))
+
+
+def test_isotonic_on_few_examples_falls_back(tiny_text_encoder) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, calibration="isotonic", cache=False)
+    clf.fit(TEXTS, LABELS)
+    assert clf.calibration_info_["method"] == "temperature"
+    assert "isotonic needs" in clf.calibration_info_["fallback"]
+    with pytest.raises(UsageError, match="unknown calibration 'platt'"):
+        FewShotClassifier(tiny_text_encoder, calibration="platt", cache=False).fit(
+            TEXTS, LABELS
+        )
+
+
+# -- review thresholds and conformal sets -----------------------------------------------------
+def test_precision_threshold_reaches_target_on_fresh_data() -> None:
+    rng = np.random.default_rng(0)
+
+    def sample(n: int):
+        conf = rng.uniform(0.3, 1.0, n)
+        return conf, rng.random(n) < conf  # calibrated: right with probability conf
+
+    t = precision_threshold(*sample(20000), target=0.9)
+    # Calibrated and uniform: accepted precision is (t + 1) / 2, so t is about 0.8.
+    assert t.threshold == pytest.approx(0.8, abs=0.02)
+    assert t.precision >= 0.9 and t.coverage == pytest.approx(0.2 / 0.7, abs=0.03)
+    conf, correct = sample(20000)
+    assert correct[conf >= t.threshold].mean() == pytest.approx(0.9, abs=0.015)
+
+
+def test_precision_threshold_ties_and_unreachable() -> None:
+    t = precision_threshold([0.9, 0.9, 0.8, 0.7], [True, False, True, True], target=0.5)
+    assert t.threshold == 0.7 and t.precision == 0.75 and t.coverage == 1.0
+    t = precision_threshold([0.9, 0.9, 0.8], [True, False, True], target=0.9)
+    assert math.isinf(t.threshold) and t.coverage == 0.0  # the tie cannot be split
+    with pytest.raises(UsageError):
+        precision_threshold([0.5], [True], target=1.5)
+
+
+def test_conformal_sets_cover_at_the_stated_rate() -> None:
+    rng = np.random.default_rng(0)
+
+    def sample(n: int):
+        p = rng.dirichlet(np.full(5, 0.6), n)
+        return p, np.array([rng.choice(5, p=r) for r in p])
+
+    cal_p, cal_y = sample(2000)
+    q = conformal_quantile(cal_p, cal_y, 0.9)
+    test_p, test_y = sample(5000)
+    sets = prediction_sets(test_p, q)
+    covered = sets[np.arange(len(test_y)), test_y].mean()
+    assert covered == pytest.approx(0.9, abs=0.02)
+    assert sets.sum(axis=1).min() >= 1 and sets.sum(axis=1).mean() < 5
+    assert math.isinf(conformal_quantile(cal_p[:5], cal_y[:5], 0.9))  # too few to promise 90%
+
+
+def test_review_needs_out_of_fold_predictions(tiny_text_encoder, calibrated) -> None:
+    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    with pytest.raises(ModelError, match="retrain it with calibration"):
+        review(plain, plain.predict_proba(TEXTS), target_precision=0.9)
+    proba = calibrated.predict_proba(["a good film", "awful plot", "the story"])
+    result = review(calibrated, proba, target_precision=0.9, conformal=0.8)
+    summary = result.summary()
+    assert summary["n"] == 3 and summary["n_accepted"] + summary["n_review"] == 3
+    assert result.accepted.tolist() == (result.confidence >= result.threshold.threshold).tolist()
+    assert result.conformal.sets.shape == (3, 2)
+
+
+# -- audit ------------------------------------------------------------------------------------
+def test_audit_ranks_flipped_labels_first() -> None:
+    Z, y = _blobs(30, k=3, spread=0.6)
+    rng = np.random.default_rng(1)
+    flipped = rng.choice(len(y), 9, replace=False)
+    noisy = y.copy()
+    noisy[flipped] = (y[flipped] + 1) % 3
+    result = audit_labels(Z, noisy, 3)
+    top = set(result.order[:9].tolist())
+    assert len(top & set(flipped.tolist())) >= 8
+    assert (result.suggested[flipped] == y[flipped]).mean() >= 0.8
+    assert result.suspicion.shape == (90,) and not result.outlier.any()
+
+
+def test_audit_duplicates_test_leaks_and_outliers() -> None:
+    Z, y = _blobs(10, k=2)
+    Z = np.concatenate([Z, Z[:1], -5 * np.ones((1, 8), np.float32)])
+    y = np.append(y, [1, 0])  # an exact copy of row 0 with another label; a far-away row
+    Z_test = np.concatenate([Z[5:6] + 1e-4, np.full((1, 8), 9.0, np.float32)])
+    result = audit_labels(Z, y, 2, k=5, Z_test=Z_test, duplicate_threshold=0.999)
+    assert [0, 20] in result.duplicate_groups
+    assert [0, 20] in result.conflicting_groups(y)
+    assert list(result.test_duplicates) == [5]
+    assert result.outlier[21] and result.outlier.sum() == 1
+    assert near_duplicate_groups(Z[:1]) == []
+
+
+# -- label-name priors ------------------------------------------------------------------------
+DESCRIPTIONS = {"pos": "good great excellent wonderful", "neg": "bad awful terrible boring"}
+
+
+def test_descriptions_give_zero_shot_accuracy(tiny_text_encoder) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, label_descriptions=DESCRIPTIONS, cache=False)
+    clf.fit([], [])
+    assert list(clf.classes_) == ["neg", "pos"]
+    accuracy = (clf.predict(TEXTS) == np.array(LABELS)).mean()
+    assert accuracy >= 0.8  # chance is 0.5
+    one_shot = FewShotClassifier(
+        tiny_text_encoder, label_descriptions=DESCRIPTIONS, calibration="temperature",
+        cache=False,
+    ).fit(TEXTS[:1] + TEXTS[8:9], ["pos", "neg"])
+    assert one_shot.calibration_info_["method"] == "identity"  # nothing to hold out
+    assert (one_shot.predict(TEXTS) == np.array(LABELS)).mean() >= 0.8
+
+
+def test_descriptions_saved_and_loaded(tiny_text_encoder, tmp_path: Path) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, label_descriptions=DESCRIPTIONS, cache=False)
+    clf.fit(TEXTS, LABELS).save(tmp_path / "m")
+    loaded = FewShotClassifier.load(tmp_path / "m", cache=False)
+    assert loaded.label_descriptions == DESCRIPTIONS
+    np.testing.assert_array_equal(loaded.predict_proba(TEXTS), clf.predict_proba(TEXTS))
+
+
+def test_read_label_descriptions(tmp_path: Path) -> None:
+    path = tmp_path / "d.json"
+    path.write_text(json.dumps({"pos": " good ", "neg": "bad"}))
+    assert read_label_descriptions(path) == {"pos": "good", "neg": "bad"}
+    lines = tmp_path / "d.jsonl"
+    lines.write_text('{"label": "pos", "description": "good"}\n\n')
+    assert read_label_descriptions(lines) == {"pos": "good"}
+    for text, match in [("[1, 2]", "holds a JSON list"), ("{", "not valid JSON"),
+                        ('{"pos": ""}', "label 'pos' has no description"), ("{}", "no label")]:
+        path.write_text(text)
+        with pytest.raises(DataError, match=match):
+            read_label_descriptions(path)
+    with pytest.raises(DataError, match="no label-descriptions file"):
+        read_label_descriptions(tmp_path / "missing.json")
+    with pytest.raises(DataError, match="must map label"):
+        check_label_descriptions(["pos"])  # type: ignore[arg-type]
+
+
+# -- self-training ----------------------------------------------------------------------------
+def test_select_pseudo_labels_is_class_balanced() -> None:
+    proba = np.array([
+        [0.99, 0.01], [0.97, 0.03], [0.95, 0.05], [0.6, 0.4], [0.02, 0.98], [0.5, 0.5],
+    ])
+    available = np.ones(6, bool)
+    rows, labels = select_pseudo_labels(proba, 0.9, per_class=5, available=available)
+    # Class 1 has one confident row, so each class gets one: the most confident.
+    assert sorted(zip(rows.tolist(), labels.tolist(), strict=True)) == [(0, 0), (4, 1)]
+    available[4] = False
+    rows, _ = select_pseudo_labels(proba, 0.9, per_class=5, available=available)
+    assert len(rows) == 0
+
+
+def test_self_train_adds_rounds_and_improves_a_weak_start() -> None:
+    Z, y = _blobs(200, k=3, spread=0.9, seed=2)
+    labelled = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(3)])
+    pool_rows = np.setdiff1d(np.arange(len(y)), labelled)
+    pool, pool_y = Z[pool_rows], y[pool_rows]
+    head = LogisticRegressionHead()
+    added_right: list[float] = []
+
+    def fit(rows: np.ndarray, labels: np.ndarray):
+        if len(rows):
+            added_right.append(float((labels == pool_y[rows]).mean()))
+        model = head.for_subsample(1.0).fit(
+            np.concatenate([Z[labelled], pool[rows]]), np.concatenate([y[labelled], labels])
+        )
+        return model.predict_proba
+
+    _, report = self_train(fit, pool, rounds=3, threshold=0.5, per_class=20)
+    assert [r["added"] for r in report.rounds] == [60, 60, 60] and report.added == 180
+    assert min(added_right) > 0.9
+    assert report.rounds[0]["per_class"] == {"0": 20, "1": 20, "2": 20}
+
+
+def test_classifier_self_training(tiny_text_encoder) -> None:
+    pool = ["good good film", "great great movie", "awful awful plot", "terrible bad film",
+            "the best actor", "the worst actor", "a story"]
+    clf = FewShotClassifier(
+        tiny_text_encoder, calibration="temperature", pseudo_label_threshold=0.5,
+        self_training_rounds=2, pseudo_labels_per_class=1, cache=False,
+    ).fit(TEXTS, LABELS, unlabelled=pool)
+    report = clf.self_training_
+    assert report["pool"] == 7 and report["added"] == 4
+    assert [r["per_class"] for r in report["rounds"]] == [{"neg": 1, "pos": 1}] * 2
+    with pytest.raises(UsageError, match="set calibration"):
+        FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS, unlabelled=pool)
+
+
+def test_descriptions_need_text(tiny_image_encoder, image_folder: Path) -> None:
+    paths = sorted(image_folder.rglob("*.png"))
+    clf = FewShotClassifier(tiny_image_encoder, label_descriptions={"red": "a red square"},
+                            cache=False)
+    with pytest.raises(UsageError, match="text data only"):
+        clf.fit(paths, [p.parent.name for p in paths])
