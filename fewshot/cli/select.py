@@ -186,6 +186,8 @@ def suggest(
                          "--labelled FILE with at least two labels")
     picks = suggest_indices(X, budget, strategy=strategy, labelled=labelled_idx, proba=proba,
                             seed=seed)
+    if not picks:
+        raise DataError("nothing to suggest; the pool has no unlabelled items left")
     key = "text" if pool_ds.modality == "text" else "path"
     from fewshot._io import atomic_file
 
@@ -201,8 +203,6 @@ def suggest(
             for rank, s in enumerate(picks, start=1):
                 w.writerow([rank, s.index, pool_ds.ids[s.index], pool_ds.display(s.index),
                             s.reason, f"{s.score:.6f}"])
-    if not picks:
-        raise DataError("nothing to suggest; the pool has no unlabelled items left")
     reasons = {r: sum(s.reason == r for s in picks) for r in {s.reason for s in picks}}
     info(f"wrote {len(picks)} suggestions to {output} "
          f"({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})")
