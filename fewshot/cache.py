@@ -24,7 +24,7 @@ import numpy as np
 
 from fewshot._io import atomic_file
 
-__all__ = ["EmbeddingCache", "default_cache_dir", "embed"]
+__all__ = ["EmbeddingCache", "as_cache", "default_cache_dir", "embed"]
 
 _FORMAT = "1"
 _KEY_BYTES = 16
@@ -218,6 +218,15 @@ class EmbeddingCache:
 
         target = self._folder(encoder_id) if encoder_id else self.root
         shutil.rmtree(target, ignore_errors=True)
+
+
+def as_cache(cache: Any) -> EmbeddingCache | None:
+    """``True`` -> the default cache; ``False``/``None`` -> no cache; a folder or cache as is."""
+    if cache is None or cache is False:
+        return None
+    if cache is True:
+        return EmbeddingCache()
+    return cache if isinstance(cache, EmbeddingCache) else EmbeddingCache(cache)
 
 
 def embed(

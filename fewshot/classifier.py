@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from fewshot._version import __version__
-from fewshot.cache import EmbeddingCache, embed
+from fewshot.cache import EmbeddingCache, as_cache, embed
 from fewshot.encoders import Encoder, get_encoder
 from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageError
 from fewshot.heads import HEADS, Head, make_head
@@ -108,13 +108,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     # -- helpers ------------------------------------------------------------------
     def _cache(self) -> EmbeddingCache | None:
-        if self.cache is False or self.cache is None:
-            return None
-        if self.cache is True:
-            return EmbeddingCache()
-        if isinstance(self.cache, EmbeddingCache):
-            return self.cache
-        return EmbeddingCache(self.cache)
+        return as_cache(self.cache)
 
     def _make_encoder(self, modality: str) -> Encoder:
         if isinstance(self.encoder, Encoder):

@@ -79,6 +79,31 @@ def tiny_image_encoder(_tiny_image_encoder_session):
     return _tiny_image_encoder_session
 
 
+@pytest.fixture(scope="session")
+def tiny_image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A timm ``local-dir:`` folder (config.json + model.safetensors) of a seeded test_vit."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-vit"
+    folder.mkdir()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(1)
+        net = timm.create_model("test_vit", pretrained=False, num_classes=0)
+    keys = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std",
+            "first_conv", "classifier")
+    config = {
+        "architecture": "test_vit",
+        "num_classes": 0,
+        "num_features": int(net.num_features),
+        "pretrained_cfg": {k: net.pretrained_cfg[k] for k in keys},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(net.state_dict(), str(folder / "model.safetensors"))
+    return folder
+
+
 SENTIMENT = [
     ("a good movie", "pos"), ("great film", "pos"), ("excellent plot", "pos"),
     ("wonderful actor", "pos"), ("i loved this film", "pos"), ("the best story", "pos"),

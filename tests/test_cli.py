@@ -68,26 +68,6 @@ def unlabelled(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def tiny_image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A timm ``local-dir:`` folder holding a seeded test_vit (64-d)."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("models") / "tiny-vit"
-    folder.mkdir()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        net = timm.create_model("test_vit", pretrained=False, num_classes=0)
-    keys = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std")
-    config = {"architecture": "test_vit", "num_classes": 0,
-              "pretrained_cfg": {k: net.pretrained_cfg[k] for k in keys}}
-    (folder / "config.json").write_text(json.dumps(config))
-    save_file(net.state_dict(), str(folder / "model.safetensors"))
-    return folder
-
-
 # -- help and imports -------------------------------------------------------------------------
 def test_help_lists_commands() -> None:
     result = ok("--help")

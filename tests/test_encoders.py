@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -36,31 +35,6 @@ def perturb_text_model(folder: Path) -> None:
     tensors[name] = tensors[name].copy()
     tensors[name].flat[-1] += 0.5
     save_file(tensors, str(files[0]))
-
-
-@pytest.fixture(scope="module")
-def tiny_image_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A timm ``local-dir:`` folder (config.json + model.safetensors) of a seeded test_vit."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-
-    folder = tmp_path_factory.mktemp("models") / "tiny-vit"
-    folder.mkdir()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(1)
-        net = timm.create_model("test_vit", pretrained=False, num_classes=0)
-    keys = ("input_size", "interpolation", "crop_pct", "crop_mode", "mean", "std",
-            "first_conv", "classifier")
-    config = {
-        "architecture": "test_vit",
-        "num_classes": 0,
-        "num_features": int(net.num_features),
-        "pretrained_cfg": {k: net.pretrained_cfg[k] for k in keys},
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    save_file(net.state_dict(), str(folder / "model.safetensors"))
-    return folder
 
 
 def _images(n: int = 5, size: int = 40):

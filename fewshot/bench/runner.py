@@ -113,7 +113,7 @@ def run_bench(
     with its error and the others go on.
     """
     from fewshot._progress import progress
-    from fewshot.cache import EmbeddingCache, embed
+    from fewshot.cache import as_cache, embed
     from fewshot.encoders import Encoder, get_encoder
 
     output = Path(output)
@@ -122,11 +122,7 @@ def run_bench(
     _repair_tail(results_path)
     done = {_key(r) for r in load_results(results_path) if not r.get("error")}
     method_objs = [get_method(m) for m in methods]
-    cache_obj = (
-        None if cache is False or cache is None
-        else cache if isinstance(cache, EmbeddingCache)
-        else EmbeddingCache(None if cache is True else cache)
-    )
+    cache_obj = as_cache(cache)
     say = log or (lambda msg: None)
     new_rows: list[dict[str, Any]] = []
     for folder in map(Path, datasets):

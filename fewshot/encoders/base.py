@@ -152,9 +152,24 @@ class Encoder(TransformerMixin, BaseEstimator):
                 )
         return h.hexdigest()
 
+    def _resolve(self) -> Any:
+        """Where ``self.model`` resolves (a ResolvedModel), or None if it cannot."""
+        return None
+
     def _local_folder(self) -> str | None:
         """The resolved local model folder, without loading (None if not local)."""
-        return None
+        from fewshot.errors import EncoderNotFoundError
+
+        try:
+            resolved = self._resolve()
+        except EncoderNotFoundError:
+            return None
+        if resolved is None or not resolved.is_local:
+            return None
+        # Set here too: a warm cache may identify the encoder without loading it,
+        # and a saved model still records where the encoder came from.
+        self.resolved_ = resolved
+        return resolved.location
 
     def adopt_identity(self, encoder_id: str, dim: int) -> None:
         """Take a remembered ``(id, dim)`` for this fingerprint instead of loading."""

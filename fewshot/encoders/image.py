@@ -100,21 +100,8 @@ class ImageEncoder(Encoder):
             ref["pretrained"] = False  # so loading rebuilds the seeded weights, not the hub's
         return ref
 
-    def _local_folder(self) -> str | None:
-        from fewshot.errors import EncoderNotFoundError
-
-        if not self.pretrained:
-            return None
-        try:
-            resolved = resolve_image_model(str(self.model))
-        except EncoderNotFoundError:
-            return None
-        if not resolved.is_local:
-            return None
-        # Set here too: a warm cache may identify the encoder without loading it,
-        # and a saved model still records where the encoder came from.
-        self.resolved_ = resolved
-        return resolved.location
+    def _resolve(self) -> Any:
+        return resolve_image_model(str(self.model)) if self.pretrained else None
 
     def _identity(self) -> dict[str, Any]:
         cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in self.data_config_.items()}

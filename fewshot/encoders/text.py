@@ -78,19 +78,8 @@ class TextEncoder(Encoder):
         self.device_ = device
         self.dim_ = int(st.get_embedding_dimension())
 
-    def _local_folder(self) -> str | None:
-        from fewshot.errors import EncoderNotFoundError
-
-        try:
-            resolved = resolve_text_model(str(self.model))
-        except EncoderNotFoundError:
-            return None
-        if not resolved.is_local:
-            return None
-        # Set here too: a warm cache may identify the encoder without loading it,
-        # and a saved model still records where the encoder came from.
-        self.resolved_ = resolved
-        return resolved.location
+    def _resolve(self) -> Any:
+        return resolve_text_model(str(self.model))
 
     def _identity(self) -> dict[str, Any]:
         st = self.model_

@@ -93,16 +93,10 @@ class ExampleSelector:
             raise UsageError(f"order must be 'ascending' or 'descending', got '{self.order}'")
 
     def _embed(self, items: Sequence[Any]) -> np.ndarray:
-        from fewshot.cache import EmbeddingCache, embed
+        from fewshot.cache import as_cache, embed
 
-        cache = self.cache
-        if cache is True:
-            cache = EmbeddingCache()
-        elif cache is False:
-            cache = None
-        elif cache is not None and not isinstance(cache, EmbeddingCache):
-            cache = EmbeddingCache(cache)
-        return embed(self.encoder_, list(items), cache, show_progress=self.show_progress)
+        return embed(self.encoder_, list(items), as_cache(self.cache),
+                     show_progress=self.show_progress)
 
     def fit(
         self,
