@@ -9,7 +9,7 @@ from typing import Protocol
 
 
 class Advance(Protocol):
-    def __call__(self, n: int = 1) -> None: ...
+    def __call__(self, n: int = 1, info: str | None = None) -> None: ...
 
 
 def _auto() -> bool:
@@ -22,7 +22,7 @@ def progress(description: str, total: int, enabled: bool | None = None) -> Itera
     if enabled is None:
         enabled = _auto()
     if not enabled:
-        yield lambda n=1: None
+        yield lambda n=1, info=None: None
         return
     from rich.console import Console
     from rich.progress import (
@@ -40,8 +40,16 @@ def progress(description: str, total: int, enabled: bool | None = None) -> Itera
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
         console=Console(stderr=True),
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n=1: bar.advance(task, n)
+        task = bar.add_task(description, total=total, info="")
+
+        def advance(n: int = 1, info: str | None = None) -> None:
+            if info is None:
+                bar.advance(task, n)
+            else:  # e.g. the running loss of a training loop
+                bar.update(task, advance=n, info=info)
+
+        yield advance

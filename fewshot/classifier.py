@@ -22,11 +22,14 @@ from fewshot.heads import HEADS, Head, make_head
 __all__ = ["FORMAT_VERSION", "FewShotClassifier", "guess_modality"]
 
 #: Version of the saved-model folder layout; loading refuses newer ones.
-FORMAT_VERSION = 1
+#: 2 added body.safetensors (tuned encoders); folders of version 1 still load.
+FORMAT_VERSION = 2
 MANIFEST = "fewshot.json"
 HEAD_FILE = "head.safetensors"
 #: Calibrator and out-of-fold predictions; only in folders of calibrated models.
 CALIBRATION_FILE = "calibration.safetensors"
+#: The tuned encoder's changed tensors; only in folders of models fitted with ``tune``.
+BODY_FILE = "body.safetensors"
 
 
 def guess_modality(items: Sequence[Any]) -> str:
@@ -68,9 +71,18 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         adding at most ``pseudo_labels_per_class`` (default: the labelled examples
         per class, at least 8) pool items per class whose calibrated confidence is
         at least the threshold (see :mod:`fewshot.confidence.selftrain`).
+    tune:
+        Fine-tune the encoder contrastively on the labelled examples before
+        fitting the head (SetFit-style): ``True`` (supervised contrastive
+        defaults), ``"supcon"`` or ``"pairs"``, a dict of
+        :class:`~fewshot.tuning.ContrastiveTuner` settings, or a tuner. The
+        encoder given is copied, never changed; the tuned one is ``encoder_``
+        and is saved with the model (``body.safetensors``).
     cache:
         ``True`` for the default embedding cache, a folder or an
         :class:`~fewshot.cache.EmbeddingCache`, or ``False`` to always encode.
+        Tuned encoders have their own id, so frozen-encoder vectors are never
+        served for them.
 
     >>> clf = FewShotClassifier().fit(texts, labels)    # doctest: +SKIP
     >>> clf.predict(["what a film"])                    # doctest: +SKIP
@@ -88,12 +100,14 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self_training_rounds: int = 5,
         pseudo_label_threshold: float = 0.9,
         pseudo_labels_per_class: int | None = None,
+        tune: Any = None,
         cache: bool | str | Path | EmbeddingCache = True,
         batch_size: int = 32,
         device: str | None = None,
         show_progress: bool | None = None,
     ) -> None:
         self.encoder = encoder
+        self.tune = tune
         self.head = head
         self.calibration = calibration
         self.calibration_folds = calibration_folds
@@ -156,6 +170,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 "drop label_descriptions for images"
             )
         self.encoder_ = self._make_encoder(modality)
+        self.tuning_: dict[str, Any] | None = None
+        tuner = self._tuner()
+        if tuner is not None:
+            self._tune(tuner, X, y)
         start = time.perf_counter()
         Z = self._embed_rows(X)
         D = self._embed_rows(list(descriptions.values())) if descriptions else None
@@ -169,6 +187,26 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             self._fit_embeddings(Z, y, extra=extra)
         self.n_train_ = len(X)
         return self
+
+    def _tuner(self) -> Any:
+        if self.tune is None or self.tune is False:
+            return None
+        from fewshot.tuning import as_tuner
+
+        return as_tuner(self.tune, show_progress=self.show_progress)
+
+    def _tune(self, tuner: Any, X: list[Any], y: list[Any]) -> None:
+        """Tune a private copy of the encoder, so the one passed in is never changed."""
+        import copy
+
+        if not X:
+            raise DataError("tuning needs labelled examples; pass some or drop tune")
+        if isinstance(self.encoder, Encoder) or self.encoder_.is_tuned:
+            self.encoder_.fit()
+            self.encoder_ = copy.deepcopy(self.encoder_)
+        report = tuner.tune(self.encoder_, X, y)
+        params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
+        self.tuning_ = {"settings": params, "report": report.to_dict()}
 
     def _self_train(
         self, Z: np.ndarray, y: list[Any], extra: tuple[np.ndarray, list[Any]] | None,
@@ -308,9 +346,19 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             manifest["calibration"] = calibration[0]
         if getattr(self, "self_training_", None):
             manifest["self_training"] = self.self_training_
+        if getattr(self, "distillation_", None):
+            manifest["distillation"] = self.distillation_
+        body = None
+        if self.encoder_.is_tuned:
+            body = self.encoder_.tuned_state()
+            manifest["tuning"] = getattr(self, "tuning_", None) or {}
         try:
             with atomic_dir(path, overwrite=overwrite) as tmp:
                 save_file(arrays, str(tmp / HEAD_FILE), metadata={"format": str(FORMAT_VERSION)})
+                if body is not None:
+                    from safetensors.torch import save_file as save_torch
+
+                    save_torch(body, str(tmp / BODY_FILE), metadata={"format": str(FORMAT_VERSION)})
                 if calibration is not None:
                     save_file(
                         calibration[1], str(tmp / CALIBRATION_FILE),
@@ -396,11 +444,20 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             )
         cache_obj = self._cache()
         enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
-        if enc_id != ref["id"]:
+        base_id = ref.get("base_id", ref["id"]) if ref.get("tuned") else ref["id"]
+        if enc_id != base_id:
             raise EncoderMismatchError(
                 f"encoder '{enc.name}' now has id {enc_id}, but {path} was trained with "
-                f"'{ref['name']}' (id {ref['id']}); pass the original encoder with --encoder"
+                f"'{ref['name']}' (id {base_id}); pass the original encoder with --encoder"
             )
+        self.tuning_ = manifest.get("tuning")
+        if ref.get("tuned"):
+            if isinstance(encoder, Encoder):
+                import copy
+
+                enc.fit()
+                enc = copy.deepcopy(enc)  # the caller's encoder stays frozen
+            _load_body(enc, path, ref, base_id)
         self.encoder_ = enc
         self.head_ = head
         self.classes_ = head.classes_
@@ -444,6 +501,30 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             k: config[k] for k in ("method", "requested", "fallback", "folds", "n_held_out")
             if k in config
         }
+
+
+def _load_body(enc: Encoder, path: Path, ref: dict[str, Any], base_id: str) -> None:
+    """Put the saved tuned tensors into the base encoder; check the result's id."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    file = path / BODY_FILE
+    if not file.is_file():
+        raise ModelError(
+            f"{path} is incomplete (missing {BODY_FILE}); re-run fewshot train to rebuild it"
+        )
+    try:
+        tensors = load_file(str(file), device="cpu")
+        enc.load_tuned_state(tensors, {"base_id": base_id})
+    except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as e:
+        raise ModelError(
+            f"{file} is corrupt ({e}); re-run fewshot train to rebuild the model"
+        ) from e
+    if enc.id != ref["id"]:
+        raise ModelError(
+            f"{file} does not give the tuned encoder the model was saved with (id {enc.id}, "
+            f"expected {ref['id']}); re-run fewshot train to rebuild the model"
+        )
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from fewshot._version import __version__
-from fewshot.cli import audit, bench, embed, evaluate, predict, review, train
+from fewshot.cli import audit, bench, distill, embed, evaluate, predict, review, train
 from fewshot.cli import select as select_cmd
 
 __all__ = ["app", "main"]
@@ -26,6 +26,7 @@ app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
 app.command("bench", no_args_is_help=True)(bench.bench)
 app.command("review", no_args_is_help=True)(review.review)
 app.command("audit", no_args_is_help=True)(audit.audit)
+app.command("distill", no_args_is_help=True)(distill.distill)
 app.command("select", no_args_is_help=True)(select_cmd.select)
 app.command("suggest", no_args_is_help=True)(select_cmd.suggest)
 

@@ -49,7 +49,7 @@ def train(
             "trains from the descriptions alone.",
         ),
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for --shots sampling.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for --shots sampling and --tune.")] = 0,
     calibration: Annotated[
         str,
         typer.Option(
@@ -95,6 +95,43 @@ def train(
             show_default="labelled examples per class, at least 8",
         ),
     ] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune/--no-tune",
+            help="Fine-tune the encoder contrastively on the examples before fitting the head "
+            "(SetFit-style; saved in the model folder).",
+        ),
+    ] = False,
+    tune_objective: Annotated[
+        str, typer.Option("--tune-objective", help="supcon (in-batch) or pairs (SetFit's).")
+    ] = "supcon",
+    tune_epochs: Annotated[
+        int | None,
+        typer.Option("--tune-epochs", min=1, help="Passes over the examples.",
+                     show_default="tuner default"),
+    ] = None,
+    tune_max_steps: Annotated[
+        int | None,
+        typer.Option("--tune-max-steps", min=1, help="Cap on optimizer steps.",
+                     show_default="tuner default"),
+    ] = None,
+    tune_time_budget: Annotated[
+        float | None,
+        typer.Option("--tune-time-budget", min=1.0, help="Stop tuning after this many seconds."),
+    ] = None,
+    tune_lr: Annotated[
+        float | None,
+        typer.Option("--tune-lr", min=0.0, help="Learning rate of the body.",
+                     show_default="tuner default"),
+    ] = None,
+    tune_validation: Annotated[
+        float,
+        typer.Option(
+            "--tune-validation", min=0.0, max=0.9,
+            help="Hold out this fraction per class for early stopping (0: off).",
+        ),
+    ] = 0.0,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
@@ -125,6 +162,8 @@ def train(
     if shots == 0 and label_descriptions is None:
         raise UsageError("--shots 0 trains from label descriptions; pass --label-descriptions")
     head_obj = make_head(head, **parse_params(head_param))
+    tuner = _tuner(tune, tune_objective, tune_epochs, tune_max_steps, tune_time_budget, tune_lr,
+                   tune_validation, seed) if tune else None
     descriptions = None
     if label_descriptions is not None:
         from fewshot.confidence.priors import read_label_descriptions
@@ -156,7 +195,7 @@ def train(
         device=device, calibration=None if calibration == "none" else calibration,
         calibration_folds=calibration_folds, label_descriptions=descriptions,
         self_training_rounds=self_train_rounds, pseudo_label_threshold=pseudo_label_threshold,
-        pseudo_labels_per_class=pseudo_labels_per_class,
+        pseudo_labels_per_class=pseudo_labels_per_class, tune=tuner,
     ).fit(ds.items, ds.labels, unlabelled=pool)
     seconds = time.perf_counter() - start
     clf.save(output, overwrite=force)
@@ -165,10 +204,36 @@ def train(
         f"{f' (+ {len(descriptions)} label descriptions)' if descriptions else ''}, "
         f"encoder {clf.encoder_.name} ({seconds:.1f}s); saved to {output}"
     )
+    if clf.tuning_ is not None:
+        r = clf.tuning_["report"]
+        info(
+            f"tuning: {r['objective']}, {r['steps']} steps ({r['epochs']:g} epochs) in "
+            f"{r['seconds']:.1f}s, stopped by {r['stopped'].replace('_', ' ')}, "
+            f"final epoch loss {r['epoch_losses'][-1]:.4f}"
+        )
     if clf.calibrator_ is not None:
         info(_calibration_line(clf))
     if clf.self_training_ is not None:
         info(_self_training_line(clf.self_training_))
+
+
+def _tuner(
+    tune: bool, objective: str, epochs: int | None, max_steps: int | None,
+    time_budget: float | None, lr: float | None, validation: float, seed: int,
+) -> Any:
+    from fewshot.tuning import ContrastiveTuner
+
+    settings: dict[str, Any] = {"objective": objective, "seed": seed,
+                                "validation_fraction": validation, "time_budget": time_budget}
+    if epochs is not None:
+        settings["epochs"] = epochs
+    if max_steps is not None:
+        settings["max_steps"] = max_steps
+    if lr is not None:
+        settings["learning_rate"] = lr
+    tuner = ContrastiveTuner(**settings)
+    tuner._check()  # bad values are usage errors before any data is read
+    return tuner
 
 
 def _check_descriptions(

@@ -133,8 +133,8 @@ class Encoder(TransformerMixin, BaseEstimator):
         a warm run need not load weights at all. None when the model is not a
         local folder.
         """
-        if not isinstance(self.model, str):
-            return None
+        if not isinstance(self.model, str) or getattr(self, "tuned_", None):
+            return None  # tuned weights are not the files': the id must come from them
         folder = self._local_folder()
         if folder is None:
             return None
@@ -192,10 +192,67 @@ class Encoder(TransformerMixin, BaseEstimator):
     def _torch_module(self) -> Any:
         return self.model_
 
+    # -- training hooks, used by fewshot.tuning -----------------------------------
+    def training_module(self) -> Any:
+        """The torch module whose parameters tuning updates (loads the model)."""
+        self._ensure_loaded()
+        return self._torch_module()
+
+    def training_items(self, items: Sequence[Any]) -> list[Any]:
+        """Items prepared once before training (e.g. images decoded)."""
+        return list(items)
+
+    def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
+        """Model inputs for a batch of prepared items, on the encoder's device."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be tuned")
+
+    def training_forward(self, batch: Any) -> Any:
+        """Embeddings (a torch tensor with gradients) of a training batch."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be tuned")
+
+    def mark_tuned(self, info: dict[str, Any]) -> None:
+        """Record that the weights were changed in place; the id is recomputed from them.
+
+        A tuned encoder never borrows the id of its base model's files, so the
+        embedding cache can never serve frozen-encoder vectors for it.
+        """
+        self._torch_module().eval()
+        self.tuned_ = dict(info)
+        self.__dict__.pop("id_", None)
+
+    def tuned_state(self) -> dict[str, Any]:
+        """The tensors tuning changed (CPU, contiguous), for ``body.safetensors``."""
+        state = self._torch_module().state_dict()
+        names = self.tuned_.get("parameters") or list(state)
+        return {n: state[n].detach().to("cpu").contiguous().clone() for n in names}
+
+    def load_tuned_state(self, tensors: dict[str, Any], info: dict[str, Any]) -> None:
+        """Load tensors saved by :meth:`tuned_state` into the loaded base model."""
+        self._ensure_loaded()
+        module = self._torch_module()
+        state = module.state_dict()
+        unknown = sorted(set(tensors) - set(state))
+        if unknown:
+            raise KeyError(f"tensors {', '.join(unknown[:3])} are not in the encoder")
+        for name, t in tensors.items():
+            if tuple(t.shape) != tuple(state[name].shape):
+                raise ValueError(f"tensor {name} has shape {tuple(t.shape)}, "
+                                 f"expected {tuple(state[name].shape)}")
+        module.load_state_dict(tensors, strict=False)
+        self.mark_tuned({**info, "parameters": sorted(tensors)})
+
+    @property
+    def is_tuned(self) -> bool:
+        return bool(getattr(self, "tuned_", None))
+
     def reference(self) -> dict[str, Any]:
         """What a saved model records about its encoder."""
-        return {"modality": self.modality, "name": self.name, "id": self.id,
-                "normalize": bool(self.normalize)}
+        ref = {"modality": self.modality, "name": self.name, "id": self.id,
+               "normalize": bool(self.normalize)}
+        if self.is_tuned:
+            ref["tuned"] = True
+            ref["base_id"] = self.tuned_["base_id"]
+        return ref
 
     def encode(
         self,

@@ -152,6 +152,48 @@ class ImageEncoder(Encoder):
         return out
 
 
+    # -- training hooks -------------------------------------------------------------
+    def training_items(self, items: Sequence[Any]) -> list[Any]:
+        """Decoded RGB images, so each epoch does not decode the files again."""
+        out = []
+        for item in items:
+            img, error = _decode(item)
+            if error is not None:
+                raise ImageReadError(*error)
+            out.append(img)
+        return out
+
+    def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
+        import torch
+
+        if augment and not hasattr(self, "train_transform_"):
+            import timm
+
+            # Random crops of most of the image, colour left alone and no flips
+            # (digits and text in images are not mirror-symmetric).
+            self.train_transform_ = timm.data.create_transform(
+                **self.data_config_, is_training=True, scale=(0.6, 1.0), hflip=0.0,
+                color_jitter=0.0, auto_augment=None,
+            )
+        transform = self.train_transform_ if augment else self.transform_
+        return torch.stack([transform(img) for img in items]).to(self.device_)
+
+    def training_forward(self, batch: Any) -> Any:
+        return self.model_(batch)
+
+
+def _decode(item: Any) -> tuple[Any, tuple[str, str] | None]:
+    from PIL import Image
+
+    try:
+        if isinstance(item, (str, os.PathLike)):
+            with Image.open(item) as im:
+                return im.convert("RGB"), None
+        return item.convert("RGB"), None
+    except Exception as e:  # PIL raises many types for broken files
+        return None, (str(item), str(e) or type(e).__name__)
+
+
 class _Images:
     """Map-style dataset that reports unreadable files instead of raising in a worker."""
 
@@ -163,18 +205,10 @@ class _Images:
         return len(self.items)
 
     def __getitem__(self, i: int) -> tuple[Any, tuple[str, str] | None]:
-        from PIL import Image
-
-        item = self.items[i]
-        try:
-            if isinstance(item, (str, os.PathLike)):
-                with Image.open(item) as im:
-                    img = im.convert("RGB")
-            else:
-                img = item.convert("RGB")
-            return self.transform(img), None
-        except Exception as e:  # PIL raises many types for broken files
-            return None, (str(item), str(e) or type(e).__name__)
+        img, error = _decode(self.items[i])
+        if error is not None:
+            return None, error
+        return self.transform(img), None
 
 
 def _collate(batch: list[tuple[Any, tuple[str, str] | None]]) -> tuple[Any, list]:

@@ -123,3 +123,19 @@ class TextEncoder(Encoder):
                 )
                 advance(len(part))
         return out
+
+    # -- training hooks -------------------------------------------------------------
+    def training_items(self, items: Sequence[Any]) -> list[Any]:
+        return [str(t) for t in items]
+
+    def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
+        import torch
+
+        features = self.model_.preprocess(list(items))
+        return {
+            k: v.to(self.device_) if isinstance(v, torch.Tensor) else v
+            for k, v in features.items()
+        }
+
+    def training_forward(self, batch: Any) -> Any:
+        return self.model_(batch)["sentence_embedding"]

@@ -1,0 +1,46 @@
+"""Contrastive objectives: what tuning minimises.
+
+``supcon`` (default): supervised contrastive loss (Khosla et al., 2020) over a
+class-aware batch: each item is pulled towards every other item of its class in
+the batch and pushed from the rest. One forward pass per item, every pair in the
+batch used.
+
+``pairs``: SetFit's objective (Tunstall et al., 2022): sampled positive and
+negative pairs, mean squared error between their cosine similarity and 1
+(same class) or 0. Two forward passes per pair.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["OBJECTIVES", "pair_cosine_loss", "supcon_loss"]
+
+OBJECTIVES = ("supcon", "pairs")
+
+
+def supcon_loss(embeddings: Any, labels: Any, temperature: float = 0.07) -> Any:
+    """Supervised contrastive loss of one batch; anchors without a positive are skipped."""
+    import torch
+    import torch.nn.functional as F
+
+    z = F.normalize(embeddings.float(), dim=1)
+    n = z.shape[0]
+    logits = z @ z.T / temperature
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    logits = logits.masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    positives = (labels[:, None] == labels[None, :]) & ~self_mask
+    n_pos = positives.sum(1)
+    has_pos = n_pos > 0
+    if not bool(has_pos.any()):
+        return z.sum() * 0.0  # no anchor has a positive: nothing to learn from this batch
+    pos_log_prob = log_prob.masked_fill(~positives, 0.0).sum(1)
+    return -(pos_log_prob[has_pos] / n_pos[has_pos]).mean()
+
+
+def pair_cosine_loss(a: Any, b: Any, targets: Any) -> Any:
+    """SetFit's CosineSimilarityLoss: MSE between cos(a, b) and the 0/1 target."""
+    import torch.nn.functional as F
+
+    return F.mse_loss(F.cosine_similarity(a.float(), b.float()), targets.float())

@@ -1,0 +1,456 @@
+"""ContrastiveTuner: fine-tune an encoder's body on a few labelled examples.
+
+One training loop for every encoder: it asks the encoder for its torch module,
+for model inputs of a batch (``training_batch``) and for embeddings with
+gradients (``training_forward``), so text (sentence-transformers) and image
+(timm) encoders share it. After tuning, fit any head on the tuned embeddings;
+:class:`~fewshot.FewShotClassifier` does both with ``tune=``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from fewshot.errors import DataError, UsageError
+from fewshot.tuning.objectives import OBJECTIVES, pair_cosine_loss, supcon_loss
+from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
+
+__all__ = ["ContrastiveTuner", "TuningReport", "as_tuner"]
+
+
+@dataclass
+class TuningReport:
+    """What a tuning run did; saved in the model's ``fewshot.json``."""
+
+    objective: str
+    steps: int = 0
+    epochs: float = 0.0
+    seconds: float = 0.0
+    stopped: str = "epochs"
+    trainable_parameters: int = 0
+    epoch_losses: list[float] = field(default_factory=list)
+    validation_scores: list[float] = field(default_factory=list)
+    best_epoch: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ContrastiveTuner:
+    """Contrastive fine-tuning of an encoder body, SetFit-style but cheaper.
+
+    Parameters
+    ----------
+    objective:
+        ``"supcon"`` (default; supervised contrastive loss on class-aware
+        batches) or ``"pairs"`` (SetFit's cosine-similarity loss on sampled
+        pairs). See docs/benchmarks.md for the measurement behind the default.
+    epochs:
+        Passes over the labelled items (``pairs``: over the sampled pairs).
+    max_steps:
+        Cap on optimizer steps, so cost stays bounded with many examples or
+        classes. ``None`` for no cap.
+    time_budget:
+        Stop after this many seconds of training (checked after each step).
+    batch_size, per_class:
+        Items per batch, and items of one class grouped together in it
+        (``supcon``; every item then has positives in its batch).
+    learning_rate, weight_decay, warmup_ratio:
+        AdamW with linear warm-up and decay.
+    temperature:
+        Softmax temperature of the ``supcon`` loss.
+    pairs_per_item:
+        ``pairs``: positive pairs and negative pairs sampled per item, so
+        ``2 * pairs_per_item * n`` pairs in all (linear in n).
+    freeze_embeddings:
+        Keep token-embedding tables (``nn.Embedding``) fixed: they hold half of
+        MiniLM's parameters, and the words of a few examples cannot retrain them.
+    augment:
+        Image encoders: random crops of each image every epoch.
+    validation_fraction, patience:
+        Hold out this fraction of the labelled items (per class, at least one
+        item kept for training), score nearest-centroid accuracy on them after
+        each epoch, stop after ``patience`` epochs without improvement and keep
+        the best weights. ``tune(..., validation=(items, labels))`` gives an
+        explicit validation set instead.
+    mixed_precision:
+        ``"auto"`` (bfloat16 autocast on a GPU that supports it, off on CPU),
+        ``"bf16"``, ``"fp16"`` or ``"no"``.
+    seed:
+        Seeds batch order, dropout and augmentation; on CPU the same seed gives
+        the same weights.
+    """
+
+    def __init__(
+        self,
+        objective: str = "supcon",
+        *,
+        epochs: int = 10,
+        max_steps: int | None = 200,
+        time_budget: float | None = None,
+        batch_size: int = 32,
+        per_class: int = 4,
+        learning_rate: float = 5e-5,
+        weight_decay: float = 0.01,
+        warmup_ratio: float = 0.1,
+        temperature: float = 0.07,
+        pairs_per_item: int = 4,
+        freeze_embeddings: bool = True,
+        augment: bool = True,
+        validation_fraction: float = 0.0,
+        patience: int = 2,
+        mixed_precision: str = "auto",
+        seed: int = 0,
+        show_progress: bool | None = None,
+    ) -> None:
+        self.objective = objective
+        self.epochs = epochs
+        self.max_steps = max_steps
+        self.time_budget = time_budget
+        self.batch_size = batch_size
+        self.per_class = per_class
+        self.learning_rate = learning_rate
+        self.weight_decay = weight_decay
+        self.warmup_ratio = warmup_ratio
+        self.temperature = temperature
+        self.pairs_per_item = pairs_per_item
+        self.freeze_embeddings = freeze_embeddings
+        self.augment = augment
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.mixed_precision = mixed_precision
+        self.seed = seed
+        self.show_progress = show_progress
+
+    def get_params(self) -> dict[str, Any]:
+        names = self.__init__.__code__.co_varnames[1 : self.__init__.__code__.co_argcount
+                                                   + self.__init__.__code__.co_kwonlyargcount]
+        return {k: getattr(self, k) for k in names}
+
+    def __repr__(self) -> str:
+        defaults = ContrastiveTuner().get_params()
+        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
+        inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
+        return f"ContrastiveTuner({inner})"
+
+    def _check(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise UsageError(
+                f"unknown tuning objective '{self.objective}'; choose {' or '.join(OBJECTIVES)}"
+            )
+        for name in ("epochs", "batch_size", "per_class", "pairs_per_item"):
+            if int(getattr(self, name)) < 1:
+                raise UsageError(f"tuning {name} must be at least 1, got {getattr(self, name)}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise UsageError(f"tuning max_steps must be at least 1 or None, got {self.max_steps}")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise UsageError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
+            )
+        if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
+            raise UsageError(
+                f"unknown mixed_precision '{self.mixed_precision}'; choose auto, bf16, fp16 or no"
+            )
+
+    # -- the loop -------------------------------------------------------------------
+    def tune(
+        self,
+        encoder: Any,
+        items: Sequence[Any],
+        labels: Sequence[Any],
+        *,
+        validation: tuple[Sequence[Any], Sequence[Any]] | None = None,
+    ) -> TuningReport:
+        """Fine-tune ``encoder`` in place on ``items``/``labels``; returns a report.
+
+        Afterwards the encoder is in eval mode, ``encoder.is_tuned`` is true and
+        its ``id`` is recomputed from the new weights.
+        """
+        import torch
+
+        self._check()
+        items, y_raw = list(items), np.asarray(list(labels))
+        if len(items) != len(y_raw):
+            raise DataError(f"got {len(items)} items but {len(y_raw)} labels; give one per item")
+        classes, y = np.unique(y_raw, return_inverse=True)
+        if len(classes) < 2:
+            raise DataError(
+                "contrastive tuning needs at least two classes; add examples of another class "
+                "or train without tuning"
+            )
+        if np.bincount(y).max() < 2:
+            raise DataError(
+                "contrastive tuning needs a class with at least two examples; add examples "
+                "or train without tuning"
+            )
+        train_idx, val_items, val_y = self._validation_split(items, y, classes, validation)
+        module = encoder.training_module()
+        base_id = encoder.id
+        prepared = encoder.training_items([items[i] for i in train_idx])
+        y_train = y[train_idx]
+        val_prepared = encoder.training_items(val_items) if val_items else []
+        report = TuningReport(objective=self.objective)
+        with torch.random.fork_rng(devices=[]):
+            random_state = random.getstate()
+            torch.manual_seed(self.seed)
+            random.seed(self.seed)
+            try:
+                self._train(encoder, module, prepared, y_train, val_prepared, val_y, report)
+            finally:
+                random.setstate(random_state)
+                module.eval()
+        names = [n for n, _ in self._trainable(module, named=True)]
+        encoder.mark_tuned({"base_id": base_id, "objective": self.objective, "parameters": names})
+        return report
+
+    def _validation_split(
+        self,
+        items: list[Any],
+        y: np.ndarray,
+        classes: np.ndarray,
+        validation: tuple[Sequence[Any], Sequence[Any]] | None,
+    ) -> tuple[np.ndarray, list[Any], np.ndarray]:
+        all_idx = np.arange(len(items))
+        if validation is not None:
+            v_items, v_labels = list(validation[0]), np.asarray(list(validation[1]))
+            index = {c: i for i, c in enumerate(classes.tolist())}
+            unknown = sorted({str(v) for v in v_labels.tolist() if v not in index})
+            if unknown:
+                raise DataError(
+                    f"validation labels {', '.join(unknown[:5])} are not training labels; "
+                    "drop those rows or add training examples of them"
+                )
+            return all_idx, v_items, np.asarray([index[v] for v in v_labels.tolist()])
+        if self.validation_fraction <= 0:
+            return all_idx, [], np.zeros(0, int)
+        rng = np.random.default_rng(self.seed + 7919)
+        held: list[int] = []
+        for c in range(len(classes)):
+            idx = rng.permutation(np.flatnonzero(y == c))
+            k = min(len(idx) - 2, int(round(self.validation_fraction * len(idx))))
+            held.extend(idx[: max(k, 0)].tolist())
+        if not held:
+            raise DataError(
+                "too few examples per class to hold out a validation set; set "
+                "validation_fraction=0 or give more examples"
+            )
+        keep = np.setdiff1d(all_idx, held)
+        return keep, [items[i] for i in sorted(held)], y[sorted(held)]
+
+    def _plan(self, y: np.ndarray, rng: np.random.Generator) -> tuple[list[Any], int]:
+        """The epoch-0 batches and the number of steps per epoch."""
+        if self.objective == "supcon":
+            batches = class_balanced_batches(y, self.batch_size, self.per_class, rng)
+        else:
+            left, right, target = sample_pairs(y, self.pairs_per_item, rng)
+            half = max(1, self.batch_size // 2)  # two forward passes per pair
+            batches = [
+                (left[i : i + half], right[i : i + half], target[i : i + half])
+                for i in range(0, len(left), half)
+            ]
+        return batches, len(batches)
+
+    def _train(
+        self,
+        encoder: Any,
+        module: Any,
+        prepared: list[Any],
+        y: np.ndarray,
+        val_prepared: list[Any],
+        val_y: np.ndarray,
+        report: TuningReport,
+    ) -> None:
+        import torch
+
+        from fewshot._progress import progress
+
+        rng = np.random.default_rng(self.seed)
+        params = self._trainable(module)
+        report.trainable_parameters = int(sum(p.numel() for p in params))
+        batches, per_epoch = self._plan(y, rng)
+        total = per_epoch * self.epochs
+        if self.max_steps is not None:
+            total = min(total, self.max_steps)
+        optimizer = torch.optim.AdamW(
+            params, lr=self.learning_rate, weight_decay=self.weight_decay
+        )
+        warmup = int(self.warmup_ratio * total)
+
+        def schedule(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (total - step) / max(1, total - warmup))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        autocast, scaler = self._precision(encoder.device_)
+        labels_t = torch.as_tensor(y, device=encoder.device_)
+        best_score, best_state, bad_epochs = -math.inf, None, 0
+        start = time.perf_counter()
+        step, epoch, running = 0, 0, None
+        self._set_train_mode(module)
+        with progress("Tuning encoder", total, self.show_progress) as advance:
+            while step < total:
+                if epoch > 0:
+                    batches, _ = self._plan(y, rng)
+                losses = []
+                for batch in batches:
+                    with autocast():
+                        loss = self._loss(encoder, prepared, labels_t, batch)
+                    optimizer.zero_grad(set_to_none=True)
+                    if scaler is not None:
+                        scaler.scale(loss).backward()
+                        scaler.step(optimizer)
+                        scaler.update()
+                    else:
+                        loss.backward()
+                        optimizer.step()
+                    scheduler.step()
+                    value = float(loss.detach())
+                    losses.append(value)
+                    running = value if running is None else 0.9 * running + 0.1 * value
+                    step += 1
+                    advance(1, info=f"loss {running:.4f}")
+                    if step >= total:
+                        break
+                    if self.time_budget is not None and (
+                        time.perf_counter() - start >= self.time_budget
+                    ):
+                        report.stopped = "time_budget"
+                        total = step
+                        break
+                epoch += 1
+                report.epoch_losses.append(float(np.mean(losses)) if losses else 0.0)
+                if val_prepared:
+                    score = self._validate(encoder, module, prepared, y, val_prepared, val_y)
+                    report.validation_scores.append(score)
+                    if score > best_score:
+                        best_score, bad_epochs = score, 0
+                        report.best_epoch = epoch
+                        best_state = {k: v.detach().clone() for k, v in
+                                      module.state_dict().items()}
+                    else:
+                        bad_epochs += 1
+                        if bad_epochs >= self.patience:
+                            report.stopped = "early_stopping"
+                            break
+                if report.stopped == "time_budget":
+                    break
+        if report.stopped == "epochs" and step < per_epoch * self.epochs:
+            report.stopped = "max_steps"
+        if best_state is not None:
+            module.load_state_dict(best_state)
+        report.steps = step
+        report.epochs = round(step / max(1, per_epoch), 3)
+        report.seconds = round(time.perf_counter() - start, 3)
+
+    def _loss(self, encoder: Any, prepared: list[Any], labels: Any, batch: Any) -> Any:
+        import torch
+
+        if self.objective == "supcon":
+            idx = batch
+            inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
+            emb = encoder.training_forward(inputs)
+            return supcon_loss(emb, labels[torch.as_tensor(idx, device=labels.device)],
+                               self.temperature)
+        left, right, target = batch
+        idx = np.concatenate([left, right])
+        inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
+        emb = encoder.training_forward(inputs)
+        a, b = emb[: len(left)], emb[len(left):]
+        return pair_cosine_loss(a, b, torch.as_tensor(target, device=emb.device))
+
+    def _validate(
+        self, encoder: Any, module: Any, prepared: list[Any], y: np.ndarray,
+        val_prepared: list[Any], val_y: np.ndarray,
+    ) -> float:
+        """Nearest-centroid accuracy of the validation items under the current weights."""
+        import torch
+
+        module.eval()
+        try:
+            with torch.inference_mode():
+                def embed(xs: list[Any]) -> np.ndarray:
+                    out = []
+                    for i in range(0, len(xs), 64):
+                        batch = encoder.training_batch(xs[i : i + 64], augment=False)
+                        out.append(encoder.training_forward(batch).float().cpu().numpy())
+                    z = np.concatenate(out)
+                    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+
+                zt, zv = embed(prepared), embed(val_prepared)
+        finally:
+            self._set_train_mode(module)
+        centroids = np.stack([zt[y == c].mean(0) for c in range(int(y.max()) + 1)])
+        return float(np.mean(np.argmax(zv @ centroids.T, axis=1) == val_y))
+
+    # -- torch details -------------------------------------------------------------
+    def _trainable(self, module: Any, *, named: bool = False) -> list[Any]:
+        """Parameters tuning updates (``(name, parameter)`` pairs with ``named``)."""
+        import torch
+
+        frozen: set[int] = set()
+        if self.freeze_embeddings:
+            for m in module.modules():
+                if isinstance(m, torch.nn.Embedding):
+                    frozen.update(id(p) for p in m.parameters())
+        pairs = [(n, p) for n, p in module.named_parameters()
+                 if id(p) not in frozen and p.requires_grad]
+        if not pairs:
+            raise UsageError(
+                "the encoder has no trainable parameters besides its embedding tables; "
+                "tune with freeze_embeddings=False"
+            )
+        return pairs if named else [p for _, p in pairs]
+
+    @staticmethod
+    def _set_train_mode(module: Any) -> None:
+        """Train mode (dropout on), but normalisation layers keep their running statistics."""
+        import torch
+
+        module.train()
+        for m in module.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+                m.eval()
+
+    def _precision(self, device: str) -> tuple[Any, Any]:
+        import contextlib
+
+        import torch
+
+        mode = self.mixed_precision
+        on_gpu = str(device).startswith("cuda")
+        if mode == "auto":
+            mode = "bf16" if on_gpu and torch.cuda.is_bf16_supported() else "no"
+        if mode == "no":
+            return contextlib.nullcontext, None
+        if not on_gpu:
+            raise UsageError(f"mixed_precision='{mode}' needs a CUDA device; use 'no' on {device}")
+        dtype = torch.bfloat16 if mode == "bf16" else torch.float16
+        scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+        return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
+
+
+def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
+    """``tune=`` argument -> a tuner: False/None, True, an objective name, a dict or a tuner."""
+    if tune is None or tune is False:
+        return None
+    if isinstance(tune, ContrastiveTuner):
+        return copy.deepcopy(tune)
+    if tune is True:
+        return ContrastiveTuner(**defaults)
+    if isinstance(tune, str):
+        return ContrastiveTuner(objective=tune, **defaults)
+    if isinstance(tune, dict):
+        return ContrastiveTuner(**{**defaults, **tune})
+    raise UsageError(
+        f"tune={tune!r} is not understood; pass True, 'supcon', 'pairs', a dict of "
+        "ContrastiveTuner settings or a ContrastiveTuner"
+    )
