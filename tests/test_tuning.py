@@ -1,0 +1,380 @@
+"""Contrastive tuning, tuned models on disk, distillation: on tiny offline models."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from fewshot import FewShotClassifier
+from fewshot.cache import EmbeddingCache, embed
+from fewshot.cli import app
+from fewshot.encoders import ImageEncoder, TextEncoder
+from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageError
+from fewshot.tuning import ContrastiveTuner, as_tuner, distill
+from fewshot.tuning.objectives import pair_cosine_loss, supcon_loss
+from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
+
+from conftest import SENTIMENT
+
+TEXTS = [t for t, _ in SENTIMENT]
+LABELS = [y for _, y in SENTIMENT]
+
+
+def fresh_text(model_dir: Path) -> TextEncoder:
+    enc = TextEncoder(str(model_dir), device="cpu", show_progress=False)
+    enc.fit()
+    return enc
+
+
+def state(enc) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in enc.training_module().state_dict().items()}
+
+
+# -- objectives and sampling --------------------------------------------------------
+def test_supcon_loss_exact_value() -> None:
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    z = torch.stack([e1, e1, e2, e2])
+    loss = supcon_loss(z, torch.tensor([0, 0, 1, 1]), temperature=1.0)
+    # each anchor: one positive at similarity 1, two negatives at 0
+    assert float(loss) == pytest.approx(math.log(math.e + 2) - 1, abs=1e-6)
+
+
+def test_supcon_loss_prefers_separated_classes_and_skips_lonely_anchors() -> None:
+    labels = torch.tensor([0, 0, 1, 1])
+    separated = torch.tensor([[1.0, 0], [1, 0.1], [0, 1], [0.1, 1]])
+    mixed = torch.tensor([[1.0, 0], [0, 1], [1, 0.1], [0.1, 1]])
+    assert supcon_loss(separated, labels) < supcon_loss(mixed, labels)
+    assert float(supcon_loss(separated, torch.tensor([0, 1, 2, 3]))) == 0.0
+
+
+def test_pair_cosine_loss_exact_value() -> None:
+    a = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    b = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    # cosines 1 and 0 against targets 0 and 0: mse = (1 + 0) / 2
+    assert float(pair_cosine_loss(a, b, torch.tensor([0.0, 0.0]))) == pytest.approx(0.5)
+
+
+def test_class_balanced_batches_cover_each_item_once_in_class_groups() -> None:
+    y = np.repeat(np.arange(5), 9)
+    batches = class_balanced_batches(y, 16, 4, np.random.default_rng(0))
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(len(y)))
+    assert all(len(b) <= 16 + 3 for b in batches)
+    for b in batches:  # every item of a full group has a positive in its batch
+        counts = np.bincount(y[b], minlength=5)
+        assert counts[counts > 0].max() >= 2
+
+
+def test_sample_pairs_linear_count_and_targets() -> None:
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2])
+    left, right, target = sample_pairs(y, 3, np.random.default_rng(0))
+    assert len(left) == 2 * 3 * len(y)
+    same = y[left] == y[right]
+    assert np.array_equal(same, target == 1)
+    assert not np.any(left[target == 1] == right[target == 1])
+
+
+# -- the tuner ------------------------------------------------------------------------
+def test_tune_is_deterministic_changes_weights_and_id(tiny_text_model_dir: Path) -> None:
+    a, b, c = (fresh_text(tiny_text_model_dir) for _ in range(3))
+    before = state(a)
+    frozen_id = a.id
+    report = ContrastiveTuner(epochs=6, seed=0, learning_rate=1e-2).tune(a, TEXTS, LABELS)
+    ContrastiveTuner(epochs=6, seed=0, learning_rate=1e-2).tune(b, TEXTS, LABELS)
+    ContrastiveTuner(epochs=6, seed=1, learning_rate=1e-2).tune(c, TEXTS, LABELS)
+    sa, sb, sc = state(a), state(b), state(c)
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    assert any(not torch.equal(sa[k], before[k]) for k in sa)
+    assert a.is_tuned and a.id != frozen_id and a.id == b.id
+    assert a.fingerprint() is None
+    assert report.steps == 6 and report.stopped == "epochs"
+    assert report.epoch_losses[-1] < report.epoch_losses[0]
+    assert not a.training_module().training  # back in eval mode
+
+
+def test_tuning_separates_classes_better(tiny_text_model_dir: Path) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    labels = ["a", "b"] * 8  # a split the frozen model does not know
+
+    def margin() -> float:
+        z = enc.encode(TEXTS)
+        y = np.asarray(labels)
+        sim = z @ z.T
+        same = (y[:, None] == y[None, :]) & ~np.eye(len(y), dtype=bool)
+        return float(sim[same].mean() - sim[y[:, None] != y[None, :]].mean())
+
+    before = margin()
+    ContrastiveTuner(epochs=20, learning_rate=5e-2).tune(enc, TEXTS, labels)
+    assert margin() > before + 0.1
+
+
+def test_cache_never_serves_frozen_vectors_for_tuned_body(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    cache = EmbeddingCache(tmp_path / "cache")
+    enc = fresh_text(tiny_text_model_dir)
+    frozen = embed(enc, TEXTS, cache)
+    tuned = fresh_text(tiny_text_model_dir)
+    ContrastiveTuner(epochs=5, learning_rate=5e-2).tune(tuned, TEXTS, LABELS)
+    through_cache = embed(tuned, TEXTS, cache)
+    np.testing.assert_array_equal(through_cache, tuned.encode(TEXTS))
+    assert not np.allclose(through_cache, frozen)
+    assert cache.identify(tuned) == tuned.id != cache.identify(fresh_text(tiny_text_model_dir))
+
+
+def test_max_steps_and_time_budget_cap_the_work(tiny_text_model_dir: Path) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    r = ContrastiveTuner(epochs=50, max_steps=7, batch_size=4, per_class=2).tune(
+        enc, TEXTS, LABELS)
+    assert (r.steps, r.stopped) == (7, "max_steps")
+    enc = fresh_text(tiny_text_model_dir)
+    r = ContrastiveTuner(epochs=10_000, max_steps=None, time_budget=0.3).tune(enc, TEXTS, LABELS)
+    assert r.stopped == "time_budget" and 1 <= r.steps < 10_000 and r.seconds < 3
+
+
+def test_pairs_objective_and_validation_early_stopping(tiny_text_model_dir: Path) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    r = ContrastiveTuner("pairs", epochs=30, pairs_per_item=2, learning_rate=5e-2,
+                         validation_fraction=0.25, patience=2).tune(enc, TEXTS, LABELS)
+    assert r.objective == "pairs" and r.validation_scores
+    assert r.best_epoch == int(np.argmax(r.validation_scores)) + 1
+    assert r.stopped in ("early_stopping", "epochs")
+    if r.stopped == "early_stopping":
+        assert len(r.validation_scores) == r.best_epoch + 2
+
+
+def test_explicit_validation_labels_must_be_known(tiny_text_model_dir: Path) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    with pytest.raises(DataError, match="validation labels surprise are not training labels"):
+        ContrastiveTuner().tune(enc, TEXTS, LABELS, validation=(["a film"], ["surprise"]))
+
+
+@pytest.mark.parametrize(
+    ("items", "labels", "error", "message"),
+    [
+        (TEXTS[:4], ["pos"] * 4, DataError, "at least two classes"),
+        (TEXTS[:3], ["pos", "neg", "x"], DataError, "class with at least two examples"),
+        (TEXTS[:3], ["pos"], DataError, "got 3 items but 1 labels"),
+    ],
+)
+def test_bad_training_data_is_one_clear_error(
+    tiny_text_model_dir: Path, items, labels, error, message
+) -> None:
+    with pytest.raises(error, match=message):
+        ContrastiveTuner().tune(fresh_text(tiny_text_model_dir), items, labels)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"objective": "triplet"}, "unknown tuning objective 'triplet'; choose supcon or pairs"),
+        ({"epochs": 0}, "epochs must be at least 1"),
+        ({"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\)"),
+        ({"mixed_precision": "fp8"}, "unknown mixed_precision 'fp8'"),
+    ],
+)
+def test_bad_settings_are_usage_errors(tiny_text_model_dir: Path, settings, message) -> None:
+    with pytest.raises(UsageError, match=message):
+        ContrastiveTuner(**settings).tune(fresh_text(tiny_text_model_dir), TEXTS, LABELS)
+
+
+def test_mixed_precision_needs_a_gpu(tiny_text_model_dir: Path) -> None:
+    with pytest.raises(UsageError, match="needs a CUDA device"):
+        ContrastiveTuner(mixed_precision="bf16").tune(
+            fresh_text(tiny_text_model_dir), TEXTS, LABELS)
+
+
+def test_as_tuner_forms() -> None:
+    assert as_tuner(None) is None and as_tuner(False) is None
+    assert as_tuner(True).objective == "supcon"
+    assert as_tuner("pairs").objective == "pairs"
+    assert as_tuner({"epochs": 3}).epochs == 3
+    t = ContrastiveTuner(epochs=4)
+    assert as_tuner(t) is not t and as_tuner(t).epochs == 4
+    with pytest.raises(UsageError, match="tune=3 is not understood"):
+        as_tuner(3)
+    assert repr(ContrastiveTuner(epochs=4)) == "ContrastiveTuner(epochs=4)"
+
+
+def test_batchnorm_statistics_stay_fixed_while_tuning(image_folder: Path) -> None:
+    enc = ImageEncoder("test_efficientnet", pretrained=False, device="cpu", show_progress=False)
+    enc.fit()
+    bn = {k: v.clone() for k, v in enc.training_module().state_dict().items()
+          if "running_" in k}
+    assert bn
+    paths = sorted(image_folder.rglob("*.png"))
+    labels = [p.parent.name for p in paths]
+    report = ContrastiveTuner(epochs=2, batch_size=8).tune(enc, paths, labels)
+    after = enc.training_module().state_dict()
+    assert report.steps >= 2
+    assert all(torch.equal(after[k], v) for k, v in bn.items())
+
+
+# -- classifier integration ---------------------------------------------------------
+def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path: Path) -> None:
+    user_enc = fresh_text(tiny_text_model_dir)
+    frozen_id = user_enc.id
+    before = state(user_enc)
+    clf = FewShotClassifier(user_enc, tune={"epochs": 8, "learning_rate": 2e-2},
+                            cache=tmp_path / "cache").fit(TEXTS, LABELS)
+    assert user_enc.id == frozen_id and not user_enc.is_tuned  # the caller's encoder is untouched
+    assert all(torch.equal(before[k], v) for k, v in state(user_enc).items())
+    assert clf.encoder_.is_tuned and clf.tuning_["report"]["steps"] == 8
+    proba = clf.predict_proba(TEXTS)
+    folder = clf.save(tmp_path / "model")
+    manifest = json.loads((folder / "fewshot.json").read_text())
+    assert manifest["format_version"] == 2
+    assert manifest["encoder"]["tuned"] is True
+    assert manifest["encoder"]["base_id"] == frozen_id != manifest["encoder"]["id"]
+    assert manifest["tuning"]["settings"]["epochs"] == 8
+    assert (folder / "body.safetensors").is_file()
+    for cache in (tmp_path / "cache", False):
+        loaded = FewShotClassifier.load(folder, cache=cache)
+        assert loaded.encoder_.id == clf.encoder_.id
+        np.testing.assert_array_equal(loaded.predict_proba(TEXTS), proba)
+
+
+def test_tuned_model_with_missing_or_wrong_body_fails_clearly(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    clf = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 3}, cache=False,
+                            show_progress=False).fit(TEXTS, LABELS)
+    folder = clf.save(tmp_path / "model")
+    broken = tmp_path / "broken"
+    shutil.copytree(folder, broken)
+    (broken / "body.safetensors").unlink()
+    with pytest.raises(ModelError, match="missing body.safetensors"):
+        FewShotClassifier.load(broken, cache=False)
+    (broken / "body.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="body.safetensors is corrupt"):
+        FewShotClassifier.load(broken, cache=False)
+    # A body from another tuning run gives another id: refused, not silently used.
+    other = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 3, "seed": 5},
+                              cache=False).fit(TEXTS, LABELS).save(tmp_path / "other")
+    shutil.copy(other / "body.safetensors", broken / "body.safetensors")
+    with pytest.raises(ModelError, match="does not give the tuned encoder"):
+        FewShotClassifier.load(broken, cache=False)
+
+
+def test_tuned_model_refuses_another_base_encoder(
+    tiny_text_model_dir: Path, tmp_path: Path, copy_tree
+) -> None:
+    clf = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 2}, cache=False).fit(
+        TEXTS, LABELS)
+    folder = clf.save(tmp_path / "model")
+    from sentence_transformers import SentenceTransformer
+
+    other_dir = tmp_path / "other-model"
+    st = SentenceTransformer(str(tiny_text_model_dir))
+    with torch.no_grad():
+        next(iter(st.parameters())).mul_(2.0)
+    st.save(str(other_dir))
+    with pytest.raises(EncoderMismatchError, match="pass the original encoder"):
+        FewShotClassifier.load(folder, encoder=str(other_dir), cache=False)
+
+
+def test_image_classifier_tunes_and_round_trips(
+    image_folder: Path, tiny_image_dir: Path, tmp_path: Path
+) -> None:
+    paths = sorted(image_folder.rglob("*.png"))
+    labels = [p.parent.name for p in paths]
+    clf = FewShotClassifier(f"local-dir:{tiny_image_dir}", tune={"epochs": 2, "batch_size": 8},
+                            cache=False, device="cpu", show_progress=False).fit(paths, labels)
+    folder = clf.save(tmp_path / "model")
+    loaded = FewShotClassifier.load(folder, cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(paths), clf.predict_proba(paths))
+
+
+# -- distillation ---------------------------------------------------------------------
+def test_distill_student_matches_teacher_and_saves(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    teacher = FewShotClassifier(str(tiny_text_model_dir), cache=False).fit(TEXTS, LABELS)
+    student = distill(teacher, TEXTS * 2, str(tiny_text_model_dir), cache=False,
+                      tune={"learning_rate": 1e-2})
+    assert student.encoder_.is_tuned
+    assert student.distillation_["pool"] == 32
+    assert student.distillation_["agreement_on_pool"] == 1.0
+    assert list(student.predict(TEXTS)) == list(teacher.predict(TEXTS))
+    folder = student.save(tmp_path / "student")
+    manifest = json.loads((folder / "fewshot.json").read_text())
+    assert manifest["distillation"]["pool"] == 32
+    np.testing.assert_array_equal(
+        FewShotClassifier.load(folder, cache=False).predict_proba(TEXTS),
+        student.predict_proba(TEXTS))
+
+
+def test_distill_errors(tiny_text_model_dir: Path, image_folder: Path) -> None:
+    teacher = FewShotClassifier(str(tiny_text_model_dir), cache=False).fit(TEXTS, LABELS)
+    with pytest.raises(DataError, match="at least 2"):
+        distill(teacher, ["one"], str(tiny_text_model_dir))
+    with pytest.raises(DataError, match="predicts one class"):
+        distill(teacher, ["good movie", "great film"], str(tiny_text_model_dir))
+    with pytest.raises(DataError, match="items are image but the teacher classifies text"):
+        distill(teacher, sorted(image_folder.rglob("*.png")), str(tiny_text_model_dir))
+
+
+# -- CLI and bench ----------------------------------------------------------------------
+def test_cli_train_tune_predict_and_distill(
+    tiny_text_model_dir: Path, sentiment_jsonl: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    cache = ["--cache-dir", str(tmp_path / "cache")]
+    r = runner.invoke(app, ["train", str(sentiment_jsonl), "-o", str(tmp_path / "m"),
+                            "--encoder", str(tiny_text_model_dir), "--tune",
+                            "--tune-epochs", "4", "--tune-lr", "0.02", *cache])
+    assert r.exit_code == 0, r.output
+    assert "tuning: supcon, 4 steps (4 epochs)" in r.output
+    r = runner.invoke(app, ["predict", str(tmp_path / "m"), str(sentiment_jsonl),
+                            "-o", str(tmp_path / "p.jsonl"), *cache])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert np.mean([row["label"] == y for row, y in zip(rows, LABELS, strict=True)]) == 1.0
+    pool = tmp_path / "pool.txt"
+    pool.write_text("\n".join(TEXTS) + "\n")
+    r = runner.invoke(app, ["distill", str(tmp_path / "m"), str(pool), "--student",
+                            str(tiny_text_model_dir), "-o", str(tmp_path / "s"), *cache])
+    assert r.exit_code == 0, r.output
+    assert "the student agrees with the teacher on 100.0%" in r.output
+    assert (tmp_path / "s" / "body.safetensors").is_file()
+
+
+def test_cli_tune_errors_exit_nonzero(
+    tiny_text_model_dir: Path, sentiment_jsonl: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", str(sentiment_jsonl), "-o", str(tmp_path / "m"),
+                            "--encoder", str(tiny_text_model_dir), "--tune",
+                            "--tune-objective", "triplet"])
+    assert r.exit_code == 2
+    assert "error: unknown tuning objective 'triplet'" in r.output
+    r = runner.invoke(app, ["distill", str(tmp_path / "missing"), str(sentiment_jsonl),
+                            "--student", str(tiny_text_model_dir), "-o", str(tmp_path / "s")])
+    assert r.exit_code == 1
+    assert "no model folder at" in r.output
+
+
+def test_bench_runs_tuned_methods(tiny_text_model_dir: Path, tmp_path: Path) -> None:
+    from fewshot.bench import run_bench
+
+    data = tmp_path / "tiny_sentiment"
+    data.mkdir()
+    for split in ("train", "test"):
+        (data / f"{split}.jsonl").write_text(
+            "".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in SENTIMENT))
+    rows = run_bench([data], tmp_path / "out", shots=[4], seeds=[0],
+                     methods=["logreg", "tuned-logreg", "tuned-centroid"],
+                     encoder=str(tiny_text_model_dir), cache=False, show_progress=False)
+    by_method = {r["method"]: r for r in rows}
+    assert set(by_method) == {"logreg", "tuned-logreg", "tuned-centroid"}
+    for r in by_method.values():
+        assert r["error"] is None and r["accuracy"] >= 0.75
+    assert by_method["tuned-logreg"]["fit_seconds"] > 0
