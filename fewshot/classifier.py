@@ -206,6 +206,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             self.encoder_ = copy.deepcopy(self.encoder_)
         report = tuner.tune(self.encoder_, X, y)
         params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
+        params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_)
         self.tuning_ = {"settings": params, "report": report.to_dict()}
 
     def _self_train(
