@@ -67,3 +67,23 @@ def test_train_on_gpu_load_on_cpu(sentiment_jsonl: Path, tiny_text_model_dir: Pa
     np.testing.assert_allclose(cpu.predict_proba(ds.items), clf.predict_proba(ds.items),
                                atol=1e-4)
     assert (cpu.predict(ds.items) == np.asarray(ds.labels)).mean() == 1.0
+
+
+@pytest.mark.parametrize("precision", ["auto", "bf16", "fp16", "no"])
+def test_tuning_on_gpu_with_mixed_precision(image_folder: Path, tmp_path: Path,
+                                            precision: str) -> None:
+    """The tuner on CUDA (autocast, GradScaler for fp16); the tuned model loads on CPU."""
+    from fewshot import FewShotClassifier
+    from fewshot.encoders import ImageEncoder
+
+    paths = sorted(image_folder.rglob("*.png"))
+    labels = [p.parent.name for p in paths]
+    clf = FewShotClassifier(
+        ImageEncoder("test_efficientnet", pretrained=False, device="cuda"), cache=False,
+        tune={"epochs": 3, "batch_size": 8, "mixed_precision": precision},
+    ).fit(paths, labels)
+    report = clf.tuning_["report"]
+    assert report["steps"] == 6 and all(np.isfinite(report["epoch_losses"]))
+    folder = clf.save(tmp_path / "m")
+    on_cpu = FewShotClassifier.load(folder, device="cpu", cache=False)
+    np.testing.assert_allclose(on_cpu.predict_proba(paths), clf.predict_proba(paths), atol=1e-3)

@@ -1,0 +1,122 @@
+"""Tables and plots for docs/benchmarks.md from benchmarks/results/tuning/results.jsonl.
+
+python benchmarks/tuning_report.py [RESULTS_DIR]
+Prints markdown; writes docs/img/tuning_accuracy.png and docs/img/tuning_fit_time.png.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ["logreg", "tuned-logreg", "tuned-pairs-logreg", "setfit-lib"]
+TEXT = ["sst5", "amazon_counterfactual_en", "ag_news", "trec", "banking77"]
+IMAGES = ["hymenoptera", "mnist"]
+
+
+def metric(dataset: str) -> str:
+    return "mcc" if dataset == "amazon_counterfactual_en" else "accuracy"
+
+
+def load(folder: Path) -> dict[tuple, dict[int, dict]]:
+    runs: dict[tuple, dict[int, dict]] = defaultdict(dict)
+    for line in (folder / "results.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        if r.get("error"):
+            continue
+        runs[(r["dataset"], r["n_shot"], r["method"])][r["seed"]] = r
+    return runs
+
+
+def cell(rows: dict[int, dict], dataset: str, seeds: list[int] | None = None) -> str:
+    seeds = sorted(rows) if seeds is None else [s for s in seeds if s in rows]
+    if not seeds:
+        return "-"
+    v = np.array([rows[s][metric(dataset)] for s in seeds])
+    sd = f" +- {v.std(ddof=1):.3f}" if len(v) > 1 else ""
+    n = "" if seeds == [0, 1, 2, 3, 4] else f" (seeds {','.join(map(str, seeds))})"
+    return f"{v.mean():.3f}{sd}{n}"
+
+
+def fit(rows: dict[int, dict], seeds: list[int] | None = None) -> float | None:
+    seeds = sorted(rows) if seeds is None else [s for s in seeds if s in rows]
+    return float(np.mean([rows[s]["fit_seconds"] for s in seeds])) if seeds else None
+
+
+def main() -> None:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "benchmarks/results/tuning"
+    runs = load(folder)
+    for shots in (8, 64):
+        print(f"\n#### {shots} shots, text (all-MiniLM-L6-v2)\n")
+        print("| dataset (metric) | logreg (frozen) | tuned-logreg | tuned-pairs-logreg | setfit-lib "
+              "| fit s tuned | fit s setfit | time ratio (same seeds) |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for d in TEXT:
+            r = {m: runs.get((d, shots, m), {}) for m in METHODS}
+            common = sorted(set(r["tuned-logreg"]) & set(r["setfit-lib"]))
+            ft, fs = fit(r["tuned-logreg"], common), fit(r["setfit-lib"], common)
+            ratio = f"{ft / fs:.2f}" if ft and fs else "-"
+            ft_all = fit(r["tuned-logreg"])
+            print(f"| {d} ({metric(d)}) | {cell(r['logreg'], d)} | {cell(r['tuned-logreg'], d)} "
+                  f"| {cell(r['tuned-pairs-logreg'], d)} | {cell(r['setfit-lib'], d)} "
+                  f"| {ft_all or 0:.1f} | {fs or 0:.1f} | {ratio} |")
+            if common and len(common) < len(r["tuned-logreg"]):
+                print(f"| ... tuned-logreg on setfit's seeds {','.join(map(str, common))} | | "
+                      f"{cell(r['tuned-logreg'], d, common)} | | | | | |")
+    print("\n#### 8 shots, images (mobilenetv2-tf-in1k)\n")
+    print("| dataset | logreg (frozen) | tuned-logreg | fit s tuned |")
+    print("| --- | ---: | ---: | ---: |")
+    for d in IMAGES:
+        r = {m: runs.get((d, 8, m), {}) for m in METHODS}
+        print(f"| {d} | {cell(r['logreg'], d)} | {cell(r['tuned-logreg'], d)} "
+              f"| {fit(r['tuned-logreg']) or 0:.1f} |")
+    plot(runs)
+
+
+def plot(runs: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
+    colors = {"logreg": "#999999", "tuned-logreg": "#1f77b4", "tuned-pairs-logreg": "#aec7e8",
+              "setfit-lib": "#ff7f0e"}
+    for ax, shots in zip(axes, (8, 64), strict=True):
+        for j, m in enumerate(METHODS):
+            means, errs = [], []
+            for d in TEXT:
+                rows = runs.get((d, shots, m), {})
+                v = [rows[s][metric(d)] for s in sorted(rows)]
+                means.append(np.mean(v) if v else np.nan)
+                errs.append(np.std(v, ddof=1) if len(v) > 1 else 0)
+            x = np.arange(len(TEXT)) + (j - 1.5) * 0.2
+            ax.bar(x, means, 0.2, yerr=errs, label=m, color=colors[m], capsize=2)
+        ax.set_xticks(range(len(TEXT)), [d.replace("_counterfactual_en", "_cf (MCC)")
+                                         for d in TEXT], rotation=15)
+        ax.set_title(f"{shots} shots, all-MiniLM-L6-v2 (mean +- std over seeds)")
+        ax.set_ylabel("accuracy (MCC for amazon_cf)")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs/img/tuning_accuracy.png", dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for j, m in enumerate(["tuned-logreg", "tuned-pairs-logreg", "setfit-lib"]):
+        vals = [fit(runs.get((d, 8, m), {})) or np.nan for d in TEXT]
+        ax.bar(np.arange(len(TEXT)) + (j - 1) * 0.27, vals, 0.27, label=m, color=colors[m])
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(TEXT)), [d.replace("_counterfactual_en", "_cf") for d in TEXT],
+                  rotation=15)
+    ax.set_ylabel("fit seconds (log), 2-core CPU")
+    ax.set_title("8 shots: mean fit time per run")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(ROOT / "docs/img/tuning_fit_time.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()
