@@ -204,7 +204,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.encoder, Encoder) or self.encoder_.is_tuned:
             self.encoder_.fit()
             self.encoder_ = copy.deepcopy(self.encoder_)
-        report = tuner.tune(self.encoder_, X, y)
+        try:
+            report = tuner.tune(self.encoder_, X, y)
+        except BaseException:
+            del self.encoder_  # half-tuned weights must not be used as a fitted encoder
+            raise
         params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
         params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_)
         self.tuning_ = {"settings": params, "report": report.to_dict()}
@@ -289,6 +293,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             "fallback": fallback, "folds": self.calibration_folds,
             "n_held_out": int(held.sum()),
         }
+        if getattr(self, "tuning_", None):
+            # The body was tuned on every fold, so held-out items are not truly unseen:
+            # out-of-fold probabilities (and the calibrator) lean over-confident.
+            self.calibration_info_["body_tuned_on_all_folds"] = True
 
     def predict_proba(self, X: Sequence[Any], *, calibrated: bool = True) -> np.ndarray:
         """Probabilities, columns in the order of ``classes_``.
@@ -499,7 +507,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 f"{file} is corrupt ({e}); re-run fewshot train to rebuild the model"
             ) from e
         self.calibration_info_ = {
-            k: config[k] for k in ("method", "requested", "fallback", "folds", "n_held_out")
+            k: config[k] for k in ("method", "requested", "fallback", "folds", "n_held_out",
+                                   "body_tuned_on_all_folds")
             if k in config
         }
 

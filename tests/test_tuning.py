@@ -62,14 +62,16 @@ def test_pair_cosine_loss_exact_value() -> None:
 
 
 def test_class_balanced_batches_cover_each_item_once_in_class_groups() -> None:
-    y = np.repeat(np.arange(5), 9)
+    y = np.repeat(np.arange(5), 8)
     batches = class_balanced_batches(y, 16, 4, np.random.default_rng(0))
     flat = np.concatenate(batches)
     assert sorted(flat.tolist()) == list(range(len(y)))
-    assert all(len(b) <= 16 + 3 for b in batches)
-    for b in batches:  # every item of a full group has a positive in its batch
+    assert [len(b) for b in batches] == [16, 16, 8]
+    for b in batches:  # groups of 4 of one class: every item has 3 positives in its batch
         counts = np.bincount(y[b], minlength=5)
-        assert counts[counts > 0].max() >= 2
+        assert set(counts[counts > 0].tolist()) <= {4, 8}
+        assert [len(set(y[b[i:i + 4]].tolist())) for i in range(0, len(b), 4)] == [1] * (
+            len(b) // 4)
 
 
 def test_sample_pairs_linear_count_and_targets() -> None:
@@ -140,15 +142,13 @@ def test_max_steps_and_time_budget_cap_the_work(tiny_text_model_dir: Path) -> No
     assert r.stopped == "time_budget" and 1 <= r.steps < 10_000 and r.seconds < 3
 
 
-def test_pairs_objective_and_validation_early_stopping(tiny_text_model_dir: Path) -> None:
+def test_pairs_objective_with_validation(tiny_text_model_dir: Path) -> None:
     enc = fresh_text(tiny_text_model_dir)
-    r = ContrastiveTuner("pairs", epochs=30, pairs_per_item=2, learning_rate=5e-2,
-                         validation_fraction=0.25, patience=2).tune(enc, TEXTS, LABELS)
-    assert r.objective == "pairs" and r.validation_scores
-    assert r.best_epoch == int(np.argmax(r.validation_scores)) + 1
-    assert r.stopped in ("early_stopping", "epochs")
-    if r.stopped == "early_stopping":
-        assert len(r.validation_scores) == r.best_epoch + 2
+    r = ContrastiveTuner("pairs", epochs=3, pairs_per_item=2, batch_size=8,
+                         validation_fraction=0.25).tune(enc, TEXTS, LABELS)
+    # 12 training items (2 per class held out) x 2 x 2 pairs, 4 pairs per step
+    assert (r.objective, r.steps, r.epochs) == ("pairs", 36, 3.0)
+    assert len(r.validation_scores) == 3 and all(0 <= v <= 1 for v in r.validation_scores)
 
 
 def test_explicit_validation_labels_must_be_known(tiny_text_model_dir: Path) -> None:
@@ -179,6 +179,8 @@ def test_bad_training_data_is_one_clear_error(
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\)"),
         ({"mixed_precision": "fp8"}, "unknown mixed_precision 'fp8'"),
+        ({"temperature": 0.0}, "temperature must be positive"),
+        ({"learning_rate": -1.0}, "learning_rate must be positive"),
     ],
 )
 def test_bad_settings_are_usage_errors(tiny_text_model_dir: Path, settings, message) -> None:
@@ -201,7 +203,71 @@ def test_as_tuner_forms() -> None:
     assert as_tuner(t) is not t and as_tuner(t).epochs == 4
     with pytest.raises(UsageError, match="tune=3 is not understood"):
         as_tuner(3)
+    with pytest.raises(UsageError, match="unknown tuning setting.s. lr; choose from"):
+        as_tuner({"lr": 1e-3})
     assert repr(ContrastiveTuner(epochs=4)) == "ContrastiveTuner(epochs=4)"
+
+
+def test_classifier_with_tuner_clones_and_sets_nested_params() -> None:
+    from sklearn.base import clone
+
+    clf = FewShotClassifier(tune=ContrastiveTuner(epochs=3))
+    copy = clone(clf)
+    assert copy.tune is not clf.tune and copy.tune.epochs == 3
+    clf.set_params(tune__epochs=7)
+    assert clf.get_params()["tune__epochs"] == 7
+
+
+def test_interrupted_tuning_never_keeps_the_frozen_id(tiny_text_model_dir: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    frozen_id = enc.id
+
+    def boom(self, *args, **kwargs):
+        next(iter(enc.training_module().parameters())).data.add_(1.0)  # half a step
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ContrastiveTuner, "_train", boom)
+    with pytest.raises(KeyboardInterrupt):
+        ContrastiveTuner().tune(enc, TEXTS, LABELS)
+    assert enc.fingerprint() is None and enc.id != frozen_id
+    clf = FewShotClassifier(fresh_text(tiny_text_model_dir), tune=True, cache=False)
+    with pytest.raises(KeyboardInterrupt):
+        clf.fit(TEXTS, LABELS)
+    assert not hasattr(clf, "encoder_")
+
+
+def test_tuning_twice_keeps_the_pretrained_base(tiny_text_model_dir: Path,
+                                                tmp_path: Path) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    frozen_id = enc.id
+    ContrastiveTuner(epochs=2, learning_rate=1e-2).tune(enc, TEXTS, LABELS)
+    ContrastiveTuner(epochs=2, learning_rate=1e-2, seed=3).tune(enc, TEXTS, LABELS)
+    assert enc.tuned_["base_id"] == frozen_id
+    clf = FewShotClassifier(enc, cache=False).fit(TEXTS, LABELS)
+    folder = clf.save(tmp_path / "m")
+    np.testing.assert_array_equal(FewShotClassifier.load(folder, cache=False).predict_proba(TEXTS),
+                                  clf.predict_proba(TEXTS))
+
+
+def test_early_stopping_restores_the_best_epoch(tiny_text_model_dir: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = iter([(0.4, 0.0), (0.5, 0.0), (0.9, 0.0), (0.8, 0.0), (0.7, 0.0), (1.0, 0.0)])
+    saved: dict[int, dict] = {}
+
+    def scripted(self, encoder, module, *args):
+        saved[len(saved)] = {k: v.clone() for k, v in module.state_dict().items()}
+        return next(scores)
+
+    monkeypatch.setattr(ContrastiveTuner, "_validate", scripted)
+    enc = fresh_text(tiny_text_model_dir)
+    report = ContrastiveTuner(epochs=10, learning_rate=1e-2, validation_fraction=0.25,
+                              patience=2).tune(enc, TEXTS, LABELS)
+    assert report.validation_scores == [0.5, 0.9, 0.8, 0.7]
+    assert (report.best_epoch, report.stopped, report.steps) == (2, "early_stopping", 4)
+    final = enc.training_module().state_dict()
+    assert all(torch.equal(final[k], v) for k, v in saved[2].items())
+    assert any(not torch.equal(final[k], v) for k, v in saved[4].items())
 
 
 def test_batchnorm_statistics_stay_fixed_while_tuning(image_folder: Path) -> None:
@@ -314,6 +380,8 @@ def test_distill_student_matches_teacher_and_saves(
 
 def test_distill_errors(tiny_text_model_dir: Path, image_folder: Path) -> None:
     teacher = FewShotClassifier(str(tiny_text_model_dir), cache=False).fit(TEXTS, LABELS)
+    with pytest.raises(UsageError, match="drop validation_fraction and objective"):
+        distill(teacher, TEXTS, str(tiny_text_model_dir), tune={"validation_fraction": 0.2})
     with pytest.raises(DataError, match="at least 2"):
         distill(teacher, ["one"], str(tiny_text_model_dir))
     with pytest.raises(DataError, match="predicts one class"):

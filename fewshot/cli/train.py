@@ -122,7 +122,7 @@ def train(
     ] = None,
     tune_lr: Annotated[
         float | None,
-        typer.Option("--tune-lr", min=0.0, help="Learning rate of the body.",
+        typer.Option("--tune-lr", min=1e-9, help="Learning rate of the body.",
                      show_default="tuner default"),
     ] = None,
     tune_validation: Annotated[
@@ -285,9 +285,12 @@ def _calibration_line(clf: Any) -> str:
         extra = f", T={clf.calibrator_.temperature:.3g}"
         if clf.calibrator_.smoothing > 1e-4:
             extra += f", smoothing={clf.calibrator_.smoothing:.3g}"
+    note = ""
+    if cal.get("body_tuned_on_all_folds"):
+        note = "; the encoder was tuned on all examples, so these lean over-confident"
     return (
         f"calibration: {cal['method']}{extra}, fitted on {cal['n_held_out']} out-of-fold "
-        f"predictions ({cal['folds']} folds)"
+        f"predictions ({cal['folds']} folds){note}"
     )
 
 

@@ -204,11 +204,17 @@ class Encoder(TransformerMixin, BaseEstimator):
 
     def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
         """Model inputs for a batch of prepared items, on the encoder's device."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be tuned")
+        from fewshot.errors import UsageError
+
+        raise UsageError(f"{type(self).__name__} cannot be tuned; use a TextEncoder or "
+                         "ImageEncoder, or train without tuning")
 
     def training_forward(self, batch: Any) -> Any:
         """Embeddings (a torch tensor with gradients) of a training batch."""
-        raise NotImplementedError(f"{type(self).__name__} cannot be tuned")
+        from fewshot.errors import UsageError
+
+        raise UsageError(f"{type(self).__name__} cannot be tuned; use a TextEncoder or "
+                         "ImageEncoder, or train without tuning")
 
     def mark_tuned(self, info: dict[str, Any]) -> None:
         """Record that the weights were changed in place; the id is recomputed from them.
@@ -233,7 +239,7 @@ class Encoder(TransformerMixin, BaseEstimator):
         state = module.state_dict()
         unknown = sorted(set(tensors) - set(state))
         if unknown:
-            raise KeyError(f"tensors {', '.join(unknown[:3])} are not in the encoder")
+            raise ValueError(f"tensors {', '.join(unknown[:3])} are not in the encoder")
         for name, t in tensors.items():
             if tuple(t.shape) != tuple(state[name].shape):
                 raise ValueError(f"tensor {name} has shape {tuple(t.shape)}, "

@@ -131,7 +131,10 @@ class TextEncoder(Encoder):
     def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
         import torch
 
-        features = self.model_.preprocess(list(items))
+        st = self.model_
+        # sentence-transformers >= 6 calls it preprocess; older releases tokenize.
+        prepare = getattr(st, "preprocess", None) or st.tokenize
+        features = prepare(list(items))
         return {
             k: v.to(self.device_) if isinstance(v, torch.Tensor) else v
             for k, v in features.items()

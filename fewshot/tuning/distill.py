@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from fewshot.errors import DataError
+from fewshot.errors import DataError, UsageError
 from fewshot.tuning.tuner import ContrastiveTuner
 
 __all__ = ["distill"]
@@ -25,7 +25,7 @@ class _SimilarityTuner(ContrastiveTuner):
 
     teacher_embeddings: np.ndarray
 
-    def _plan(self, y: np.ndarray, rng: np.random.Generator) -> tuple[list[Any], int]:
+    def _plan(self, y: np.ndarray, rng: np.random.Generator) -> list[Any]:
         n = len(y)
         left = np.repeat(np.arange(n), 2 * self.pairs_per_item)
         right = rng.integers(0, n, len(left))
@@ -34,11 +34,10 @@ class _SimilarityTuner(ContrastiveTuner):
         t = self.teacher_embeddings
         target = np.einsum("ij,ij->i", t[left], t[right]).astype(np.float32)
         half = max(1, self.batch_size // 2)
-        batches = [
+        return [
             (left[i : i + half], right[i : i + half], target[i : i + half])
             for i in range(0, len(left), half)
         ]
-        return batches, len(batches)
 
 
 def distill(
@@ -95,13 +94,25 @@ def distill(
     else:
         enc = get_encoder(student, modality, show_progress=show_progress)
     student_clf.tuning_ = None
-    if tune:
+    if tune is not False and tune is not None:
+        settings = dict(tune) if isinstance(tune, dict) else {}
+        if settings.get("validation_fraction") or "objective" in settings:
+            raise UsageError(
+                "distillation tunes on the teacher's pair similarities over the whole pool; "
+                "drop validation_fraction and objective from tune"
+            )
+        from fewshot.tuning.tuner import as_tuner
+
+        as_tuner(settings)  # unknown settings are a usage error here too
         tuner = _SimilarityTuner(
             objective="pairs", seed=seed, show_progress=show_progress,
             **({"epochs": 1, "pairs_per_item": 4, "max_steps": 500, "learning_rate": 5e-5}
-               | (tune if isinstance(tune, dict) else {})),
+               | settings),
         )
-        tuner.teacher_embeddings = teacher.embed(items)
+        t = np.asarray(teacher.embed(items), dtype=np.float32)
+        # Cosine targets, whether or not the teacher normalises its embeddings.
+        tuner.teacher_embeddings = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True),
+                                                  1e-12)
         report = tuner.tune(enc, items, labels)
         params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
         params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_)

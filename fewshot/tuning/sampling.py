@@ -47,6 +47,7 @@ def sample_pairs(
     """
     left, right, target = [], [], []
     by_class = {c: np.flatnonzero(y == c) for c in np.unique(y)}
+    others = {c: np.flatnonzero(y != c) for c in by_class}  # O(n * classes), not O(n^2)
     n = len(y)
     for i in range(n):
         same = by_class[y[i]]
@@ -55,7 +56,7 @@ def sample_pairs(
             left.append(np.full(pairs_per_item, i))
             right.append(rng.choice(same, pairs_per_item))
             target.append(np.ones(pairs_per_item))
-        other = np.flatnonzero(y != y[i])
+        other = others[y[i]]
         if len(other):
             left.append(np.full(pairs_per_item, i))
             right.append(rng.choice(other, pairs_per_item))

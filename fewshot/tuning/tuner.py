@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.base import BaseEstimator
 
 from fewshot.errors import DataError, UsageError
 from fewshot.tuning.objectives import OBJECTIVES, pair_cosine_loss, supcon_loss
@@ -44,7 +45,7 @@ class TuningReport:
         return asdict(self)
 
 
-class ContrastiveTuner:
+class ContrastiveTuner(BaseEstimator):
     """Contrastive fine-tuning of an encoder body, SetFit-style but cheaper.
 
     Parameters
@@ -134,17 +135,6 @@ class ContrastiveTuner:
         self.seed = seed
         self.show_progress = show_progress
 
-    def get_params(self) -> dict[str, Any]:
-        names = self.__init__.__code__.co_varnames[1 : self.__init__.__code__.co_argcount
-                                                   + self.__init__.__code__.co_kwonlyargcount]
-        return {k: getattr(self, k) for k in names}
-
-    def __repr__(self) -> str:
-        defaults = ContrastiveTuner().get_params()
-        changed = {k: v for k, v in self.get_params().items() if v != defaults[k]}
-        inner = ", ".join(f"{k}={v!r}" for k, v in changed.items())
-        return f"ContrastiveTuner({inner})"
-
     def _check(self) -> None:
         if self.objective not in OBJECTIVES:
             raise UsageError(
@@ -153,6 +143,14 @@ class ContrastiveTuner:
         for name in ("epochs", "batch_size", "per_class", "pairs_per_item"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise UsageError(f"tuning {name} must be at least 1, got {getattr(self, name)}")
+        for name in ("learning_rate", "temperature", "time_budget"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise UsageError(f"tuning {name} must be positive, got {value}")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise UsageError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
+        if self.patience < 1:
+            raise UsageError(f"patience must be at least 1, got {self.patience}")
         if self.max_steps is not None and self.max_steps < 1:
             raise UsageError(f"tuning max_steps must be at least 1 or None, got {self.max_steps}")
         if not 0.0 <= self.validation_fraction < 1.0:
@@ -198,12 +196,23 @@ class ContrastiveTuner:
             )
         train_idx, val_items, val_y = self._validation_split(items, y, classes, validation)
         module = encoder.training_module()
-        base_id = encoder.id
+        # A second tuning run builds on the first: the base stays the pretrained files.
+        previous = dict(encoder.tuned_) if encoder.is_tuned else {}
+        base_id = previous.get("base_id") or encoder.id
         prepared = encoder.training_items([items[i] for i in train_idx])
         y_train = y[train_idx]
         val_prepared = encoder.training_items(val_items) if val_items else []
+        names = [n for n, _ in self._trainable(module, named=True)]
+        if previous.get("parameters"):
+            names = sorted(set(names) | set(previous["parameters"]))
+        info = {"base_id": base_id, "objective": self.objective, "parameters": names}
+        # Marked before the first step: weights changed by a run that then fails or is
+        # interrupted must never be identified (or cached) as the frozen encoder.
+        encoder.mark_tuned({**info, "complete": False})
         report = TuningReport(objective=self.objective)
-        with torch.random.fork_rng(devices=[]):
+        devices = [torch.device(encoder.device_).index or 0] if str(
+            encoder.device_).startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices):
             random_state = random.getstate()
             torch.manual_seed(self.seed)
             random.seed(self.seed)
@@ -212,8 +221,7 @@ class ContrastiveTuner:
             finally:
                 random.setstate(random_state)
                 module.eval()
-        names = [n for n, _ in self._trainable(module, named=True)]
-        encoder.mark_tuned({"base_id": base_id, "objective": self.objective, "parameters": names})
+        encoder.mark_tuned(info)
         return report
 
     #: ``(epochs, learning_rate)`` used when left as None, per modality.
@@ -250,7 +258,7 @@ class ContrastiveTuner:
         held: list[int] = []
         for c in range(len(classes)):
             idx = rng.permutation(np.flatnonzero(y == c))
-            k = min(len(idx) - 2, int(round(self.validation_fraction * len(idx))))
+            k = min(len(idx) - 2, int(round(self.validation_fraction * len(idx))))  # keep 2
             held.extend(idx[: max(k, 0)].tolist())
         if not held:
             raise DataError(
@@ -260,18 +268,16 @@ class ContrastiveTuner:
         keep = np.setdiff1d(all_idx, held)
         return keep, [items[i] for i in sorted(held)], y[sorted(held)]
 
-    def _plan(self, y: np.ndarray, rng: np.random.Generator) -> tuple[list[Any], int]:
-        """The epoch-0 batches and the number of steps per epoch."""
+    def _plan(self, y: np.ndarray, rng: np.random.Generator) -> list[Any]:
+        """One epoch of batches (index arrays; ``pairs``: (left, right, target))."""
         if self.objective == "supcon":
-            batches = class_balanced_batches(y, self.batch_size, self.per_class, rng)
-        else:
-            left, right, target = sample_pairs(y, self.pairs_per_item, rng)
-            half = max(1, self.batch_size // 2)  # two forward passes per pair
-            batches = [
-                (left[i : i + half], right[i : i + half], target[i : i + half])
-                for i in range(0, len(left), half)
-            ]
-        return batches, len(batches)
+            return class_balanced_batches(y, self.batch_size, self.per_class, rng)
+        left, right, target = sample_pairs(y, self.pairs_per_item, rng)
+        half = max(1, self.batch_size // 2)  # two forward passes per pair
+        return [
+            (left[i : i + half], right[i : i + half], target[i : i + half])
+            for i in range(0, len(left), half)
+        ]
 
     def _train(
         self,
@@ -288,12 +294,14 @@ class ContrastiveTuner:
         from fewshot._progress import progress
 
         rng = np.random.default_rng(self.seed)
-        params = self._trainable(module)
+        named = self._trainable(module, named=True)
+        params = [p for _, p in named]
         report.trainable_parameters = int(sum(p.numel() for p in params))
-        batches, per_epoch = self._plan(y, rng)
-        total = per_epoch * self.epochs_
-        if self.max_steps is not None:
-            total = min(total, self.max_steps)
+        # Every epoch planned up front: batch counts can differ between epochs when
+        # class sizes do not divide evenly, and the schedule needs the true total.
+        epochs = [self._plan(y, rng) for _ in range(self.epochs_)]
+        planned = sum(len(b) for b in epochs)
+        total = planned if self.max_steps is None else min(planned, self.max_steps)
         optimizer = torch.optim.AdamW(
             params, lr=self.learning_rate_, weight_decay=self.weight_decay
         )
@@ -307,14 +315,21 @@ class ContrastiveTuner:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         autocast, scaler = self._precision(encoder.device_)
         labels_t = torch.as_tensor(y, device=encoder.device_)
-        best_score, best_state, bad_epochs = -math.inf, None, 0
+
+        def snapshot() -> dict[str, Any]:
+            return {n: p.detach().to("cpu", copy=True) for n, p in named}
+
+        best_score: tuple[float, float] | None = None
+        best_state, bad_epochs = None, 0
+        if val_prepared:  # the untuned weights are a candidate too
+            best_score = self._validate(encoder, module, prepared, y, val_prepared, val_y)
+            best_state, report.best_epoch = snapshot(), 0
         start = time.perf_counter()
-        step, epoch, running = 0, 0, None
+        step, running = 0, None
+        stopped = None
         self._set_train_mode(module)
         with progress("Tuning encoder", total, self.show_progress) as advance:
-            while step < total:
-                if epoch > 0:
-                    batches, _ = self._plan(y, rng)
+            for epoch, batches in enumerate(epochs, start=1):
                 losses = []
                 for batch in batches:
                     with autocast():
@@ -334,36 +349,35 @@ class ContrastiveTuner:
                     step += 1
                     advance(1, info=f"loss {running:.4f}")
                     if step >= total:
+                        stopped = "epochs" if step == planned else "max_steps"
                         break
                     if self.time_budget is not None and (
                         time.perf_counter() - start >= self.time_budget
                     ):
-                        report.stopped = "time_budget"
-                        total = step
+                        stopped = "time_budget"
                         break
-                epoch += 1
                 report.epoch_losses.append(float(np.mean(losses)) if losses else 0.0)
                 if val_prepared:
                     score = self._validate(encoder, module, prepared, y, val_prepared, val_y)
-                    report.validation_scores.append(score)
-                    if score > best_score:
+                    report.validation_scores.append(round(score[0], 6))
+                    if best_score is None or score > best_score:
                         best_score, bad_epochs = score, 0
                         report.best_epoch = epoch
-                        best_state = {k: v.detach().clone() for k, v in
-                                      module.state_dict().items()}
+                        best_state = snapshot()
                     else:
                         bad_epochs += 1
-                        if bad_epochs >= self.patience:
-                            report.stopped = "early_stopping"
-                            break
-                if report.stopped == "time_budget":
+                        if bad_epochs >= self.patience and stopped is None:
+                            stopped = "early_stopping"
+                if stopped is not None:
                     break
-        if report.stopped == "epochs" and step < per_epoch * self.epochs_:
-            report.stopped = "max_steps"
+        report.stopped = stopped or "epochs"
         if best_state is not None:
-            module.load_state_dict(best_state)
+            with torch.no_grad():
+                for n, p in named:
+                    p.copy_(best_state[n].to(p.device))
         report.steps = step
-        report.epochs = round(step / max(1, per_epoch), 3)
+        per_epoch = planned / max(1, len(epochs))
+        report.epochs = round(step / max(1.0, per_epoch), 3)
         report.seconds = round(time.perf_counter() - start, 3)
 
     def _loss(self, encoder: Any, prepared: list[Any], labels: Any, batch: Any) -> Any:
@@ -373,20 +387,22 @@ class ContrastiveTuner:
             idx = batch
             inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
             emb = encoder.training_forward(inputs)
-            return supcon_loss(emb, labels[torch.as_tensor(idx, device=labels.device)],
-                               self.temperature)
+            with _no_autocast(emb):  # similarities / temperature need float32
+                return supcon_loss(emb, labels[torch.as_tensor(idx, device=labels.device)],
+                                   self.temperature)
         left, right, target = batch
         idx = np.concatenate([left, right])
         inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
         emb = encoder.training_forward(inputs)
         a, b = emb[: len(left)], emb[len(left):]
-        return pair_cosine_loss(a, b, torch.as_tensor(target, device=emb.device))
+        with _no_autocast(emb):
+            return pair_cosine_loss(a, b, torch.as_tensor(target, device=emb.device))
 
     def _validate(
         self, encoder: Any, module: Any, prepared: list[Any], y: np.ndarray,
         val_prepared: list[Any], val_y: np.ndarray,
-    ) -> float:
-        """Nearest-centroid accuracy of the validation items under the current weights."""
+    ) -> tuple[float, float]:
+        """Nearest-centroid accuracy of the validation items, and their mean margin."""
         import torch
 
         module.eval()
@@ -404,7 +420,11 @@ class ContrastiveTuner:
         finally:
             self._set_train_mode(module)
         centroids = np.stack([zt[y == c].mean(0) for c in range(int(y.max()) + 1)])
-        return float(np.mean(np.argmax(zv @ centroids.T, axis=1) == val_y))
+        sims = zv @ centroids.T
+        true = sims[np.arange(len(val_y)), val_y]
+        sims[np.arange(len(val_y)), val_y] = -np.inf
+        accuracy = float(np.mean(true > sims.max(axis=1)))
+        return accuracy, float(np.mean(true - sims.max(axis=1)))
 
     # -- torch details -------------------------------------------------------------
     def _trainable(self, module: Any, *, named: bool = False) -> list[Any]:
@@ -453,6 +473,12 @@ class ContrastiveTuner:
         return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
+def _no_autocast(tensor: Any) -> Any:
+    import torch
+
+    return torch.autocast(tensor.device.type, enabled=False)
+
+
 def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
     """``tune=`` argument -> a tuner: False/None, True, an objective name, a dict or a tuner."""
     if tune is None or tune is False:
@@ -464,6 +490,13 @@ def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
     if isinstance(tune, str):
         return ContrastiveTuner(objective=tune, **defaults)
     if isinstance(tune, dict):
+        known = set(ContrastiveTuner().get_params())
+        unknown = sorted(set(tune) - known)
+        if unknown:
+            raise UsageError(
+                f"unknown tuning setting(s) {', '.join(unknown)}; choose from "
+                f"{', '.join(sorted(known))}"
+            )
         return ContrastiveTuner(**{**defaults, **tune})
     raise UsageError(
         f"tune={tune!r} is not understood; pass True, 'supcon', 'pairs', a dict of "
