@@ -210,7 +210,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             del self.encoder_  # half-tuned weights must not be used as a fitted encoder
             raise
         params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
-        params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_)
+        params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_,
+                      temperature=tuner.temperature_)
         self.tuning_ = {"settings": params, "report": report.to_dict()}
 
     def _self_train(

@@ -115,7 +115,8 @@ def distill(
                                                   1e-12)
         report = tuner.tune(enc, items, labels)
         params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
-        params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_)
+        params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_,
+                      temperature=tuner.temperature_)
         student_clf.tuning_ = {"settings": params, "report": report.to_dict(),
                                "distilled_from": teacher.encoder_.reference()}
     student_clf.encoder_ = enc

@@ -70,13 +70,18 @@ class ContrastiveTuner(BaseEstimator):
         text encoders, 2e-5 for image encoders (pretrained ImageNet features
         are easily disturbed by a few images; measured in docs/benchmarks.md).
     temperature:
-        Softmax temperature of the ``supcon`` loss.
+        Softmax temperature of the ``supcon`` loss. ``None``: 0.1 for text
+        encoders, 0.07 for image encoders.
     pairs_per_item:
         ``pairs``: positive pairs and negative pairs sampled per item, so
         ``2 * pairs_per_item * n`` pairs in all (linear in n).
     freeze_embeddings:
         Keep token-embedding tables (``nn.Embedding``) fixed: they hold half of
         MiniLM's parameters, and the words of a few examples cannot retrain them.
+    trainable_fraction:
+        Update only the top layers: the last parameter tensors, in the module's
+        order (input to output), that hold this fraction of the trainable
+        weights. Backpropagation then stops below them, which is cheaper.
     augment:
         Image encoders: random crops of each image every epoch (off by
         default: it lowered accuracy on both image benchmarks).
@@ -106,9 +111,10 @@ class ContrastiveTuner(BaseEstimator):
         learning_rate: float | None = None,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
-        temperature: float = 0.07,
+        temperature: float | None = None,
         pairs_per_item: int = 4,
         freeze_embeddings: bool = True,
+        trainable_fraction: float = 1.0,
         augment: bool = False,
         validation_fraction: float = 0.0,
         patience: int = 2,
@@ -128,6 +134,7 @@ class ContrastiveTuner(BaseEstimator):
         self.temperature = temperature
         self.pairs_per_item = pairs_per_item
         self.freeze_embeddings = freeze_embeddings
+        self.trainable_fraction = trainable_fraction
         self.augment = augment
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -147,6 +154,10 @@ class ContrastiveTuner(BaseEstimator):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise UsageError(f"tuning {name} must be positive, got {value}")
+        if not 0.0 < self.trainable_fraction <= 1.0:
+            raise UsageError(
+                f"trainable_fraction must be in (0, 1], got {self.trainable_fraction}"
+            )
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise UsageError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
         if self.patience < 1:
@@ -179,7 +190,7 @@ class ContrastiveTuner(BaseEstimator):
         import torch
 
         self._check()
-        self.epochs_, self.learning_rate_ = self._resolved(encoder)
+        self.epochs_, self.learning_rate_, self.temperature_ = self._resolved(encoder)
         items, y_raw = list(items), np.asarray(list(labels))
         if len(items) != len(y_raw):
             raise DataError(f"got {len(items)} items but {len(y_raw)} labels; give one per item")
@@ -202,7 +213,8 @@ class ContrastiveTuner(BaseEstimator):
         prepared = encoder.training_items([items[i] for i in train_idx])
         y_train = y[train_idx]
         val_prepared = encoder.training_items(val_items) if val_items else []
-        names = [n for n, _ in self._trainable(module, named=True)]
+        named = self._trainable(module, named=True)
+        names = [n for n, _ in named]
         if previous.get("parameters"):
             names = sorted(set(names) | set(previous["parameters"]))
         info = {"base_id": base_id, "objective": self.objective, "parameters": names}
@@ -216,22 +228,34 @@ class ContrastiveTuner(BaseEstimator):
             random_state = random.getstate()
             torch.manual_seed(self.seed)
             random.seed(self.seed)
+            # Parameters outside the trained set get no gradients at all, so
+            # backpropagation stops below the lowest trained layer.
+            trained = {id(p) for _, p in named}
+            flags = {id(p): p.requires_grad for p in module.parameters()}
+            for p in module.parameters():
+                p.requires_grad_(id(p) in trained)
             try:
-                self._train(encoder, module, prepared, y_train, val_prepared, val_y, report)
+                self._train(encoder, module, named, prepared, y_train, val_prepared, val_y,
+                            report)
             finally:
                 random.setstate(random_state)
+                for p in module.parameters():
+                    p.requires_grad_(flags[id(p)])
                 module.eval()
         encoder.mark_tuned(info)
         return report
 
-    #: ``(epochs, learning_rate)`` used when left as None, per modality.
-    DEFAULTS = {"text": (20, 1e-4), "image": (10, 2e-5)}
+    #: ``(epochs, learning_rate, temperature)`` used when left as None, per modality
+    #: (chosen in pilot runs; see docs/benchmarks.md, "Contrastive tuning").
+    DEFAULTS = {"text": (20, 1e-4, 0.1), "image": (10, 2e-5, 0.07)}
 
-    def _resolved(self, encoder: Any) -> tuple[int, float]:
-        epochs, lr = self.DEFAULTS.get(getattr(encoder, "modality", ""), self.DEFAULTS["text"])
+    def _resolved(self, encoder: Any) -> tuple[int, float, float]:
+        epochs, lr, temp = self.DEFAULTS.get(getattr(encoder, "modality", ""),
+                                             self.DEFAULTS["text"])
         return (
             int(self.epochs) if self.epochs is not None else epochs,
             float(self.learning_rate) if self.learning_rate is not None else lr,
+            float(self.temperature) if self.temperature is not None else temp,
         )
 
     def _validation_split(
@@ -283,6 +307,7 @@ class ContrastiveTuner(BaseEstimator):
         self,
         encoder: Any,
         module: Any,
+        named: list[Any],
         prepared: list[Any],
         y: np.ndarray,
         val_prepared: list[Any],
@@ -294,7 +319,6 @@ class ContrastiveTuner(BaseEstimator):
         from fewshot._progress import progress
 
         rng = np.random.default_rng(self.seed)
-        named = self._trainable(module, named=True)
         params = [p for _, p in named]
         report.trainable_parameters = int(sum(p.numel() for p in params))
         # Every epoch planned up front: batch counts can differ between epochs when
@@ -389,7 +413,7 @@ class ContrastiveTuner(BaseEstimator):
             emb = encoder.training_forward(inputs)
             with _no_autocast(emb):  # similarities / temperature need float32
                 return supcon_loss(emb, labels[torch.as_tensor(idx, device=labels.device)],
-                                   self.temperature)
+                                   self.temperature_)
         left, right, target = batch
         idx = np.concatenate([left, right])
         inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
@@ -438,6 +462,11 @@ class ContrastiveTuner(BaseEstimator):
                     frozen.update(id(p) for p in m.parameters())
         pairs = [(n, p) for n, p in module.named_parameters()
                  if id(p) not in frozen and p.requires_grad]
+        if pairs and self.trainable_fraction < 1.0:
+            sizes = np.array([p.numel() for _, p in pairs], dtype=np.float64)
+            from_top = np.cumsum(sizes[::-1])[::-1]  # weights at or above each tensor
+            pairs = [pair for pair, above in zip(pairs, from_top, strict=True)
+                     if above <= self.trainable_fraction * sizes.sum() + 0.5]
         if not pairs:
             raise UsageError(
                 "the encoder has no trainable parameters besides its embedding tables; "
