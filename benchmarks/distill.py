@@ -87,9 +87,10 @@ def main() -> None:
     print("| --- | ---: | ---: |")
     for m in ("teacher", "student-frozen-8shot", "student"):
         acc = [r["accuracy"] for r in rows if r["model"] == m]
-        sec = [r.get("predict_seconds", np.nan) for r in rows if r["model"] == m]
-        print(f"| {m} | {np.mean(acc):.3f} +- {np.std(acc, ddof=1) if len(acc) > 1 else 0:.3f} "
-              f"| {np.nanmean(sec):.2f} |")
+        sec = [r["predict_seconds"] for r in rows if r["model"] == m and "predict_seconds" in r]
+        spread = f" +- {np.std(acc, ddof=1):.3f}" if len(acc) > 1 else ""
+        print(f"| {m} | {np.mean(acc):.3f}{spread} | "
+              f"{f'{np.mean(sec):.2f}' if sec else '-'} |")
 
 
 if __name__ == "__main__":
