@@ -446,3 +446,24 @@ def test_bench_runs_tuned_methods(tiny_text_model_dir: Path, tmp_path: Path) -> 
     for r in by_method.values():
         assert r["error"] is None and r["accuracy"] >= 0.75
     assert by_method["tuned-logreg"]["fit_seconds"] > 0
+
+
+def test_trainable_fraction_updates_only_the_top_layers(image_folder: Path) -> None:
+    enc = ImageEncoder("test_vit", pretrained=False, device="cpu", show_progress=False)
+    enc.fit()
+    before = state(enc)
+    paths = sorted(image_folder.rglob("*.png"))
+    labels = [p.parent.name for p in paths]
+    tuner = ContrastiveTuner(epochs=2, batch_size=8, learning_rate=1e-2, trainable_fraction=0.3)
+    tuner.tune(enc, paths, labels)
+    module = enc.training_module()
+    names = [n for n, _ in module.named_parameters()]
+    trained = enc.tuned_["parameters"]
+    assert trained and set(trained) < set(names)
+    assert names.index(trained[0]) > len(names) // 3  # the bottom stays frozen
+    after = module.state_dict()
+    assert all(torch.equal(after[n], before[n]) for n in names if n not in trained)
+    assert any(not torch.equal(after[n], before[n]) for n in trained)
+    assert all(p.requires_grad for p in module.parameters())  # flags restored
+    with pytest.raises(UsageError, match=r"trainable_fraction must be in \(0, 1\]"):
+        ContrastiveTuner(trainable_fraction=0).tune(enc, paths, labels)
