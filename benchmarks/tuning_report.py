@@ -82,7 +82,8 @@ def main() -> None:
             ft_all = fit(r["tuned-logreg"])
             print(f"| {d} ({metric(d)}) | {cell(r['logreg'], d)} | {cell(r['tuned-logreg'], d)} "
                   f"| {cell(r['tuned-pairs-logreg'], d)} | {cell(r['setfit-lib'], d)} "
-                  f"| {ft_all or 0:.1f} | {fs or 0:.1f} | {ratio} |")
+                  f"| {f'{ft_all:.1f}' if ft_all else '-'} | {f'{fs:.1f}' if fs else '-'} "
+                  f"| {ratio} |")
     print("\n#### 8 shots, images (mobilenetv2-tf-in1k)\n")
     print("| dataset | logreg (frozen) | tuned-logreg | fit s tuned |")
     print("| --- | ---: | ---: | ---: |")
