@@ -128,17 +128,32 @@ class TextEncoder(Encoder):
     def training_items(self, items: Sequence[Any]) -> list[Any]:
         return [str(t) for t in items]
 
+    #: Texts per forward pass inside a training batch (grouped by length).
+    _TRAIN_CHUNK = 8
+
     def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
+        """Length-sorted chunks of the batch, so short texts are not padded to the longest."""
         import torch
 
         st = self.model_
         # sentence-transformers >= 6 calls it preprocess; older releases tokenize.
         prepare = getattr(st, "preprocess", None) or st.tokenize
-        features = prepare(list(items))
-        return {
-            k: v.to(self.device_) if isinstance(v, torch.Tensor) else v
-            for k, v in features.items()
-        }
+        texts = list(items)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        chunks = []
+        for start in range(0, len(order), self._TRAIN_CHUNK):
+            part = [texts[i] for i in order[start : start + self._TRAIN_CHUNK]]
+            chunks.append({
+                k: v.to(self.device_) if isinstance(v, torch.Tensor) else v
+                for k, v in prepare(part).items()
+            })
+        return {"chunks": chunks, "order": order}
 
     def training_forward(self, batch: Any) -> Any:
-        return self.model_(batch)["sentence_embedding"]
+        import torch
+
+        emb = torch.cat([self.model_(f)["sentence_embedding"] for f in batch["chunks"]])
+        inverse = torch.empty(len(batch["order"]), dtype=torch.long, device=emb.device)
+        inverse[torch.as_tensor(batch["order"], device=emb.device)] = torch.arange(
+            len(batch["order"]), device=emb.device)
+        return emb[inverse]
