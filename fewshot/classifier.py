@@ -197,13 +197,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     def _tune(self, tuner: Any, X: list[Any], y: list[Any]) -> None:
         """Tune a private copy of the encoder, so the one passed in is never changed."""
-        import copy
-
         if not X:
             raise DataError("tuning needs labelled examples; pass some or drop tune")
         if isinstance(self.encoder, Encoder) or self.encoder_.is_tuned:
-            self.encoder_.fit()
-            self.encoder_ = copy.deepcopy(self.encoder_)
+            self.encoder_ = self.encoder_.loaded_copy()
         try:
             report = tuner.tune(self.encoder_, X, y)
         except BaseException:
@@ -463,10 +460,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.tuning_ = manifest.get("tuning")
         if ref.get("tuned"):
             if isinstance(encoder, Encoder):
-                import copy
-
-                enc.fit()
-                enc = copy.deepcopy(enc)  # the caller's encoder stays frozen
+                enc = enc.loaded_copy()  # the caller's encoder stays frozen
             _load_body(enc, path, ref, base_id)
         self.encoder_ = enc
         self.head_ = head

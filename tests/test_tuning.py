@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import SENTIMENT
 from typer.testing import CliRunner
 
 from fewshot import FewShotClassifier
@@ -20,8 +21,6 @@ from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageErr
 from fewshot.tuning import ContrastiveTuner, as_tuner, distill
 from fewshot.tuning.objectives import pair_cosine_loss, supcon_loss
 from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
-
-from conftest import SENTIMENT
 
 TEXTS = [t for t, _ in SENTIMENT]
 LABELS = [y for _, y in SENTIMENT]

@@ -28,7 +28,9 @@ from fewshot.errors import UsageError
 
 @handle_errors
 def distill(
-    teacher_dir: Annotated[Path, typer.Argument(help="Model folder of the teacher (fewshot train).")],
+    teacher_dir: Annotated[
+        Path, typer.Argument(help="Model folder of the teacher (fewshot train).")
+    ],
     data: Annotated[
         Path,
         typer.Argument(help="Unlabelled items: JSONL/CSV/Parquet/TXT, image folder or dataset "

@@ -193,6 +193,13 @@ class Encoder(TransformerMixin, BaseEstimator):
         return self.model_
 
     # -- training hooks, used by fewshot.tuning -----------------------------------
+    def loaded_copy(self) -> Encoder:
+        """An independent copy with the model loaded, to tune without changing this one."""
+        import copy
+
+        self._ensure_loaded()
+        return copy.deepcopy(self)
+
     def training_module(self) -> Any:
         """The torch module whose parameters tuning updates (loads the model)."""
         self._ensure_loaded()

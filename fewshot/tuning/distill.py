@@ -62,8 +62,6 @@ def distill(
     sample) so cost stays bounded. ``distillation_`` on the result reports the
     student's agreement with the teacher on the pool.
     """
-    import copy
-
     from fewshot.classifier import FewShotClassifier, guess_modality
     from fewshot.encoders import Encoder, get_encoder
 
@@ -89,8 +87,7 @@ def distill(
         )
     student_clf = FewShotClassifier(student, head, cache=cache, show_progress=show_progress)
     if isinstance(student, Encoder):
-        student.fit()
-        enc = copy.deepcopy(get_encoder(student, modality))
+        enc = get_encoder(student, modality).loaded_copy()
     else:
         enc = get_encoder(student, modality, show_progress=show_progress)
     student_clf.tuning_ = None

@@ -10,7 +10,6 @@ gradients (``training_forward``), so text (sentence-transformers) and image
 from __future__ import annotations
 
 import copy
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -427,20 +426,12 @@ class ContrastiveTuner(BaseEstimator):
         val_prepared: list[Any], val_y: np.ndarray,
     ) -> tuple[float, float]:
         """Nearest-centroid accuracy of the validation items, and their mean margin."""
-        import torch
+        from fewshot.encoders.base import normalize_rows
 
         module.eval()
         try:
-            with torch.inference_mode():
-                def embed(xs: list[Any]) -> np.ndarray:
-                    out = []
-                    for i in range(0, len(xs), 64):
-                        batch = encoder.training_batch(xs[i : i + 64], augment=False)
-                        out.append(encoder.training_forward(batch).float().cpu().numpy())
-                    z = np.concatenate(out)
-                    return z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
-
-                zt, zv = embed(prepared), embed(val_prepared)
+            zt, zv = (normalize_rows(encoder.encode(xs, show_progress=False))
+                      for xs in (prepared, val_prepared))
         finally:
             self._set_train_mode(module)
         centroids = np.stack([zt[y == c].mean(0) for c in range(int(y.max()) + 1)])
