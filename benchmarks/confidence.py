@@ -129,7 +129,9 @@ def run_calibration(b: Bench) -> dict[str, Any]:
                         "brier_before": brier_score(raw, yt),
                         "brier_temperature": brier_score(cal, yt),
                         "ece_floor": _ece_floor(cal),
-                        "temperature": clf.calibrator_.temperature,
+                        # identity: the likelihood-ratio test kept the head's own
+                        "calibrator": clf.calibrator_.name,
+                        "temperature": getattr(clf.calibrator_, "temperature", 1.0),
                     }
                     if shots == 64 and head == "logreg":
                         iso = b.classifier(head, calibration="isotonic").fit(X, y)
@@ -141,8 +143,8 @@ def run_calibration(b: Bench) -> dict[str, Any]:
             print(f"calibration {name} {shots}-shot done", file=sys.stderr)
     lines = [
         "| dataset | shots | head | accuracy | ECE before | ECE after (temperature) "
-        "| ECE floor | Brier before | Brier after |",
-        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| ECE floor | Brier before | Brier after | seeds left as they were |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     summary = []
     for name in DATASETS:
@@ -162,7 +164,8 @@ def run_calibration(b: Bench) -> dict[str, Any]:
                     f"| {_mean_sd([r['ece_temperature'] for r in rs])} "
                     f"| {s['ece_floor']:.3f} "
                     f"| {_mean_sd([r['brier_before'] for r in rs])} "
-                    f"| {_mean_sd([r['brier_temperature'] for r in rs])} |"
+                    f"| {_mean_sd([r['brier_temperature'] for r in rs])} "
+                    f"| {sum(r['calibrator'] == 'identity' for r in rs)} of {len(rs)} |"
                 )
     iso_lines = [
         "| dataset | ECE temperature | ECE isotonic | Brier temperature | Brier isotonic |",

@@ -283,7 +283,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             head, Z, y_idx, len(self.classes_), n_splits=self.calibration_folds,
             extra=(Ze, ye_idx),
         )
-        self.calibrator_, fallback = fit_calibrator(self.calibration, proba, y_idx)
+        self.calibrator_, fallback = fit_calibrator(
+            self.calibration, proba, y_idx,
+            zero_probabilities=getattr(head, "zero_probabilities", True),
+        )
         self.oof_proba_ = proba[held].astype(np.float32)
         self.oof_labels_ = y_idx[held]
         self.calibration_info_ = {

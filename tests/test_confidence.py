@@ -116,6 +116,44 @@ def test_temperature_smoothing_calibrates_vote_shares() -> None:
     np.testing.assert_array_equal(again.transform(test_p), ts.transform(test_p))
 
 
+def test_temperature_prior_shrinks_small_fits_towards_the_heads_own_scale() -> None:
+    # 30 held-out rows of a 4x overconfident model: the penalised fit moves less far
+    # from T=1 than the plain maximum-likelihood one, but still the right way.
+    proba, y = _overconfident(30, true_t=4.0, seed=3)
+    plain = TemperatureScaling(prior_sd=None).fit(proba, y)
+    shrunk = TemperatureScaling().fit(proba, y)
+    assert 1.0 < shrunk.temperature < plain.temperature
+    # With thousands of rows the prior is negligible.
+    proba, y = _overconfident(4000)
+    big_plain = TemperatureScaling(prior_sd=None).fit(proba, y).temperature
+    assert TemperatureScaling().fit(proba, y).temperature == pytest.approx(big_plain, rel=0.01)
+
+
+def test_softmax_heads_keep_the_smoothing_floor() -> None:
+    proba, y = _overconfident(400)
+    ts = TemperatureScaling(fit_smoothing=False).fit(proba, y)
+    assert ts.smoothing == 1e-4
+    cal, _ = fit_calibrator("temperature", proba, y, zero_probabilities=False)
+    assert cal.smoothing == 1e-4 and cal.temperature == pytest.approx(ts.temperature)
+    assert KNNHead.zero_probabilities and not LogisticRegressionHead.zero_probabilities
+
+
+def test_insignificant_temperature_leaves_probabilities_alone() -> None:
+    # 40 held-out rows from fold models at chance: labels independent of the
+    # probabilities. A maximum-likelihood temperature still moves far from 1 (it fits
+    # the noise); the likelihood-ratio test keeps the head's own probabilities.
+    rng = np.random.default_rng(0)
+    proba = _softmax(rng.normal(0, 0.3, (40, 5)))
+    y = rng.integers(0, 5, 40)
+    assert abs(np.log(TemperatureScaling(prior_sd=None).fit(proba, y).temperature)) > 0.5
+    cal, why = fit_calibrator("temperature", proba, y, zero_probabilities=False)
+    assert isinstance(cal, IdentityCalibration)
+    assert "no significant improvement" in why and "40 held-out" in why
+    # Clear evidence (4000 overconfident rows) passes the test.
+    cal, why = fit_calibrator("temperature", *_overconfident(4000))
+    assert isinstance(cal, TemperatureScaling) and why is None and cal.evidence_ > 100
+
+
 def test_isotonic_lowers_ece_and_round_trips() -> None:
     proba, y = _overconfident(4000)
     iso = IsotonicCalibration().fit(proba, y)

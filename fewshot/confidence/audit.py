@@ -128,11 +128,14 @@ def audit_labels(
     Z = np.asarray(Z, dtype=np.float32)
     y_idx = np.asarray(y_idx, dtype=np.int64)
     n = len(Z)
+    head = make_head(head)
     proba, held = out_of_fold_proba(
-        make_head(head), Z, y_idx, n_classes, n_splits=folds, random_state=random_state
+        head, Z, y_idx, n_classes, n_splits=folds, random_state=random_state
     )
     if held.any():
-        calibrator, _ = fit_calibrator("temperature", proba, y_idx)
+        calibrator, _ = fit_calibrator(
+            "temperature", proba, y_idx, zero_probabilities=head.zero_probabilities
+        )
         proba[held] = calibrator.transform(proba[held])
     label_proba = np.where(held, proba[np.arange(n), y_idx], np.nan)
     suggested = np.where(held, np.nan_to_num(proba, nan=0.0).argmax(axis=1), y_idx)

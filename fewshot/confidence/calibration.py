@@ -36,6 +36,9 @@ __all__ = [
 
 #: Smallest smoothing added to probabilities before taking logs (kNN votes can be 0).
 EPS = 1e-4
+#: 95% point of chi-squared with one degree of freedom: the likelihood-ratio test a
+#: fitted temperature must pass before it replaces the head's own probabilities.
+CHI2_1DF_95 = 3.841
 
 
 # -- metrics ----------------------------------------------------------------------------
@@ -147,6 +150,13 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _log_loss(logits: np.ndarray, y_idx: np.ndarray) -> float:
+    """Mean cross-entropy of ``softmax(logits)`` against the columns ``y_idx``."""
+    m = logits.max(axis=1)
+    lse = m + np.log(np.exp(logits - m[:, None]).sum(axis=1))
+    return float(np.mean(lse - logits[np.arange(len(logits)), y_idx]))
+
+
 class Calibrator:
     """Maps a head's probabilities ``(n, K)`` to calibrated ones (rows sum to 1).
 
@@ -182,47 +192,63 @@ class IdentityCalibration(Calibrator):
 
 
 class TemperatureScaling(Calibrator):
-    """``softmax(log(p + eps) / T)``, ``T`` and ``eps`` minimising the log-loss.
+    """``softmax(log(p + eps) / T)``, ``T`` (and ``eps``) fitted by penalised log-loss.
 
     Temperature scaling (Guo et al. 2017) with one more parameter for heads whose
     probabilities are not a softmax: ``eps`` says how much probability a class
-    with no kNN vote keeps. For softmax heads (logistic regression, centroid)
-    ``log(p)`` are the logits up to a constant and the fitted ``eps`` stays near
-    its floor of ``1e-4``. Two parameters are safe with a few dozen examples, and
-    the map never changes which class is predicted. ``T`` is searched for each
-    ``eps`` on a grid (the log-loss is convex in ``1/T``), keeping the best pair.
+    with no kNN vote keeps. It is only fitted with ``fit_smoothing`` (heads whose
+    probabilities can be exactly 0); for softmax heads (logistic regression,
+    centroid) ``log(p)`` are the logits up to a constant and a fitted ``eps`` would
+    only add a way to overfit a few dozen held-out rows.
+
+    ``1/T`` gets a log-normal prior centred on 1 (the head's own probabilities)
+    with standard deviation ``prior_sd`` (in log units), i.e. the fit minimises
+    ``mean log-loss + log(1/T)^2 / (2 * prior_sd^2 * n)``: with a few dozen
+    held-out rows from near-chance fold models the prior keeps ``T`` from running
+    to the extremes, with hundreds it is negligible. ``evidence_`` is the
+    likelihood-ratio statistic ``2 n (loss(T=1) - loss(T))`` of the fit against the
+    head's own probabilities; :func:`fit_calibrator` keeps the probabilities
+    unchanged when it is not significant. The map never changes the predicted
+    class. ``T`` is searched on a log scale for each ``eps`` (the log-loss is
+    convex in ``1/T``), keeping the best pair.
     """
 
     name = "temperature"
     EPS_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 
-    def __init__(self, temperature: float = 1.0, smoothing: float = EPS) -> None:
+    def __init__(
+        self, temperature: float = 1.0, smoothing: float = EPS, *,
+        fit_smoothing: bool = True, prior_sd: float | None = 1.0,
+    ) -> None:
         self.temperature = temperature
         self.smoothing = smoothing
+        self.fit_smoothing = fit_smoothing
+        self.prior_sd = prior_sd
 
     def fit(self, proba: np.ndarray, y_idx: np.ndarray) -> TemperatureScaling:
         from scipy.optimize import minimize_scalar
 
         proba = np.asarray(proba, dtype=np.float64)
-        rows = np.arange(len(proba))
         y_idx = np.asarray(y_idx)
+        n = len(proba)
+        penalty = 0.0 if not self.prior_sd else 1.0 / (2.0 * self.prior_sd**2 * n)
         best = (np.inf, 1.0, EPS)
-        for eps in self.EPS_GRID:
+        for eps in self.EPS_GRID if self.fit_smoothing else (EPS,):
             z = np.log(proba + eps)
-            zy = z[rows, y_idx]
 
-            def nll(log_beta: float, z: np.ndarray = z, zy: np.ndarray = zy) -> float:
-                b = np.exp(log_beta)
-                s = b * z
-                m = s.max(axis=1)
-                lse = m + np.log(np.exp(s - m[:, None]).sum(axis=1))
-                return float(np.mean(lse - b * zy))
+            def objective(log_beta: float, z: np.ndarray = z) -> float:
+                return _log_loss(np.exp(log_beta) * z, y_idx) + penalty * log_beta**2
 
             # 1/T in [0.01, 100].
-            res = minimize_scalar(nll, bounds=(np.log(0.01), np.log(100.0)), method="bounded")
+            res = minimize_scalar(
+                objective, bounds=(np.log(0.01), np.log(100.0)), method="bounded"
+            )
             if res.fun < best[0] - 1e-9:
                 best = (float(res.fun), float(np.exp(-res.x)), eps)
         _, self.temperature, self.smoothing = best
+        fitted = _log_loss(np.log(proba + self.smoothing) / self.temperature, y_idx)
+        own = _log_loss(np.log(proba + EPS), y_idx)
+        self.evidence_ = float(max(0.0, 2.0 * n * (own - fitted)))
         return self
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
@@ -292,12 +318,18 @@ CALIBRATORS: dict[str, type[Calibrator]] = {
 
 
 def fit_calibrator(
-    method: str, proba: np.ndarray, y_idx: np.ndarray, *, min_isotonic: int = 30
+    method: str, proba: np.ndarray, y_idx: np.ndarray, *, min_isotonic: int = 30,
+    zero_probabilities: bool = True,
 ) -> tuple[Calibrator, str | None]:
     """``(calibrator, fallback)``: ``method`` fitted on held-out rows, or its fallback.
 
-    ``proba`` rows that are NaN (never held out) are ignored. ``fallback`` says in
-    words why another method was used, else None.
+    ``proba`` rows that are NaN (never held out) are ignored. ``zero_probabilities``
+    says the head's probabilities can be exactly 0 (kNN vote shares), so temperature
+    scaling also fits its smoothing term. A fitted temperature that does not beat
+    the head's own probabilities by a likelihood-ratio test (chi-squared, one
+    degree of freedom, p < 0.05) on the held-out rows is not used: with a few dozen
+    rows from near-chance fold models it would mostly fit noise. ``fallback`` says
+    in words why another method was used, else None.
     """
     if method not in ("temperature", "isotonic"):
         from fewshot.errors import UsageError
@@ -319,4 +351,14 @@ def fit_calibrator(
                 f"{int(counts.min())}); used temperature scaling"
             )
             method = "temperature"
-    return CALIBRATORS[method]().fit(proba, y_idx), fallback
+    if method == "isotonic":
+        return IsotonicCalibration().fit(proba, y_idx), fallback
+    ts = TemperatureScaling(fit_smoothing=zero_probabilities).fit(proba, y_idx)
+    if ts.evidence_ < CHI2_1DF_95:
+        return IdentityCalibration(), (
+            f"a temperature fitted on {len(proba)} held-out predictions (T="
+            f"{ts.temperature:.2f}) is no significant improvement on the head's own "
+            f"probabilities (likelihood ratio {ts.evidence_:.2f} < {CHI2_1DF_95}), so they "
+            "are left uncalibrated"
+        )
+    return ts, fallback

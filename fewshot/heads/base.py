@@ -22,6 +22,9 @@ class Head(ClassifierMixin, BaseEstimator):
     """
 
     name: ClassVar[str] = ""
+    #: True when ``predict_proba`` can give exact zeros (vote shares, not a softmax),
+    #: so calibration must smooth them before taking logs.
+    zero_probabilities: ClassVar[bool] = False
 
     def fit(self, X: Any, y: Any) -> Head:
         X, y = check_X_y(X, y, dtype=np.float32)

@@ -22,6 +22,7 @@ class KNNHead(Head):
     """
 
     name = "knn"
+    zero_probabilities = True
 
     def __init__(
         self, k: int = 5, *, weights: Literal["distance", "uniform"] = "distance",
