@@ -70,8 +70,9 @@ def main() -> None:
             runs[key].setdefault(seed, r)
     for shots in (8, 64):
         print(f"\n#### {shots} shots, text (all-MiniLM-L6-v2)\n")
-        print("| dataset (metric) | logreg (frozen) | tuned-logreg | tuned-pairs-logreg | setfit-lib "
-              "| fit s tuned | fit s setfit (timed seeds) | fit-time ratio tuned/setfit |")
+        print("| dataset (metric) | logreg (frozen) | tuned-logreg | tuned-pairs-logreg "
+              "| setfit-lib | fit s tuned | fit s setfit (timed seeds) "
+              "| fit-time ratio tuned/setfit |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for d in TEXT:
             r = {m: runs.get((d, shots, m), {}) for m in METHODS}

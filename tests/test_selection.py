@@ -153,7 +153,7 @@ def test_prompt_template_renders_and_rejects_unknown_fields() -> None:
 
 
 # -- what to label next -----------------------------------------------------------------
-def test_diverse_picks_one_typical_item_per_cluster(clustered) -> None:
+def test_diverse_picks_one_central_item_per_cluster(clustered) -> None:
     X, labels = clustered
     picks = suggest(X, 3, strategy="diverse", seed=0)
     assert sorted(labels[p.index] for p in picks) == ["a", "b", "c"]
@@ -170,9 +170,19 @@ def test_uncertain_prefers_small_margins_with_diversity(clustered) -> None:
     picks = suggest(X, 2, strategy="uncertain", proba=proba, seed=0)
     assert [p.index for p in picks][0] == 5
     assert {p.index for p in picks} == {5, 45}  # 6 is near 5: the guard skips it
-    hybrid = suggest(X, 4, strategy="hybrid", proba=proba, seed=0)
-    assert [p.reason for p in hybrid] == ["uncertain", "uncertain", "diverse", "diverse"]
-    assert len({p.index for p in hybrid}) == 4
+    # hybrid: one item per uncovered cluster (as diverse), the most uncertain of the
+    # 10 nearest its centre. Clusters a and b are labelled, so it picks in c.
+    Xc = _norm(X[40:])
+    central = 40 + np.argsort(np.linalg.norm(Xc - Xc.mean(0), axis=1))[:10]
+    unc_proba = np.tile([0.9, 0.1], (60, 1))
+    unc_proba[40:, 0] = np.random.default_rng(1).uniform(0.5, 0.85, 20)
+    unc_proba[central[0], 0] = 0.9  # the most central item is the most confident
+    unc_proba[40:, 1] = 1 - unc_proba[40:, 0]
+    (pick,) = suggest(X, 1, strategy="hybrid", labelled=[0, 20], proba=unc_proba, seed=0)
+    assert pick.reason == "hybrid"
+    assert pick.index == central[np.argmin(unc_proba[central, 0])]
+    (d,) = suggest(X, 1, strategy="diverse", labelled=[0, 20], seed=0)
+    assert d.index == central[0] and d.index != pick.index
 
 
 def test_random_and_errors(clustered) -> None:
@@ -258,7 +268,7 @@ def test_cli_suggest(sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path:
     assert res.exit_code == 0, res.output
     rows = [json.loads(line) for line in out2.read_text().splitlines()]
     assert not {r["index"] for r in rows} & {0, 1, 2, 3, 8, 9, 10, 11}
-    assert {r["reason"] for r in rows} == {"uncertain", "diverse"}
+    assert {r["reason"] for r in rows} == {"hybrid"}
     res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--budget", "2", "--strategy",
                               "uncertain", "-o", str(tmp_path / "u.jsonl"), "--encoder",
                               str(tiny_text_model_dir), "--no-cache"])

@@ -1,17 +1,21 @@
 """Choose what to label next from an unlabelled pool (selective annotation).
 
 - ``diverse``: needs no labels. The pool is clustered into ``budget + n_labelled``
-  groups (k-means on the embeddings) and the most *typical* item (densest
-  neighbourhood) of each of the largest groups holding no labelled item is
-  chosen: TypiClust (Hacohen et al. 2022), which beats random selection most
-  when the budget is a few items per class.
+  groups (k-means on the embeddings) and, in each of the largest groups holding
+  no labelled item, the item nearest the group's centre is chosen: the picks
+  represent the pool like a stratified sample, one per region, which is what a
+  head trained on a few labels needs most. (TypiClust, Hacohen et al. 2022, picks
+  the densest item of each group instead; on the shared text sets the centre
+  was as good or better at every budget, see docs/benchmarks.md.)
 - ``uncertain``: the items the current model is least sure of (smallest margin
   between its top two probabilities), with a diversity guard: the most
   uncertain ``10 x budget`` items are clustered into ``budget`` groups and the
   most uncertain item of each group is taken, so a batch is not ten copies of
   one confusing phrasing.
-- ``hybrid``: ``diverse`` while there is no model; with one, half the budget
-  ``uncertain`` and the rest ``diverse`` over regions not yet covered.
+- ``hybrid``: ``diverse`` while there is no model; with one, the same groups as
+  ``diverse``, but in each group the most uncertain of the ``10`` items nearest
+  its centre: representative of a region not yet labelled *and* informative
+  to the current model (density-weighted uncertainty, Settles & Craven 2008).
 - ``random``: a seeded uniform draw, the baseline.
 """
 
@@ -30,7 +34,7 @@ ANNOTATION_STRATEGIES = ("diverse", "uncertain", "hybrid", "random")
 
 
 class Suggestion(NamedTuple):
-    """A pool index to label, its score (typicality or uncertainty) and why."""
+    """A pool index to label, its score (cosine to its region's centre, or uncertainty) and why."""
 
     index: int
     score: float
@@ -43,8 +47,8 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
-def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
-    """Cluster labels for ``x`` into ``k`` groups (mini-batch k-means on big pools)."""
+def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(labels, centres)`` of ``x`` in ``k`` groups (mini-batch k-means on big pools)."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     k = min(k, len(x))
@@ -52,41 +56,66 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> np.ndarray:
         model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=3, batch_size=4096)
     else:
         model = KMeans(n_clusters=k, random_state=seed, n_init=3)
-    return model.fit_predict(x)
+    labels = model.fit_predict(x)
+    return labels, model.cluster_centers_.astype(np.float32)
 
 
-def _typicality(x: np.ndarray, members: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Inverse mean cosine distance to the nearest 20 members (TypiClust's density)."""
-    sample = members if len(members) <= 5000 else rng.choice(members, 5000, replace=False)
-    sims = x[members] @ x[sample].T
-    kk = min(20, len(sample) - 1)
-    if kk < 1:
-        return np.ones(len(members), dtype=np.float32)
-    # The largest similarity of each row is the item itself (when it is in the sample).
-    top = -np.partition(-sims, kk, axis=1)[:, 1 : kk + 1]
-    return 1.0 / np.maximum(1.0 - top.mean(axis=1), 1e-6)
+def _regions(
+    x: np.ndarray, budget: int, labelled: np.ndarray, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Unlabelled regions to draw from, largest first: ``(members, centre distances)``.
+
+    The pool is split into ``budget + n_labelled`` k-means groups; groups holding
+    a labelled item are covered already. Members are sorted nearest-centre first.
+    """
+    assign, centres = _kmeans(x, budget + len(labelled), seed)
+    covered = set(assign[labelled].tolist())
+    free = np.ones(len(x), dtype=bool)
+    free[labelled] = False
+    sizes = np.bincount(assign, minlength=len(centres))
+    out = []
+    for c in np.argsort(-sizes, kind="stable"):
+        if c in covered:
+            continue
+        members = np.flatnonzero((assign == c) & free)
+        if len(members):
+            dist = np.linalg.norm(x[members] - centres[c], axis=1)
+            order = np.argsort(dist, kind="stable")
+            out.append((members[order], dist[order]))
+    return out
 
 
 def _diverse(
-    x: np.ndarray, budget: int, labelled: np.ndarray, seed: int
+    x: np.ndarray, budget: int, labelled: np.ndarray, seed: int,
+    uncertainty: np.ndarray | None = None, near: int = 10,
 ) -> list[Suggestion]:
-    rng = np.random.default_rng(seed)
-    assign = _kmeans(x, budget + len(labelled), seed)
-    covered = set(assign[labelled].tolist())
-    sizes = np.bincount(assign)
-    order = [c for c in np.argsort(-sizes, kind="stable") if c not in covered]
-    taken = set(labelled.tolist())
+    """One item per uncovered region: its most central, or with ``uncertainty`` the
+    most uncertain of its ``near`` most central items (``hybrid``)."""
+    regions = _regions(x, budget, labelled, seed)
     out: list[Suggestion] = []
-    for c in order:
-        if len(out) == budget:
+    for members, dist in regions[:budget]:
+        if uncertainty is None:
+            # Score: cosine similarity to the centre direction (x is unit-norm).
+            out.append(Suggestion(int(members[0]), float(1.0 - dist[0] ** 2 / 2), "diverse"))
+        else:
+            cand = members[:near]
+            j = int(cand[int(np.argmax(uncertainty[cand]))])
+            out.append(Suggestion(j, float(uncertainty[j]), "hybrid"))
+    # Fewer regions than the budget (k-means leaves groups empty on pools full of
+    # duplicates): take the next most central items of the regions, in turn.
+    taken = {s.index for s in out}
+    depth = 0
+    while len(out) < budget and regions:
+        depth += 1
+        for members, dist in regions:
+            if len(out) == budget:
+                break
+            if depth < len(members) and int(members[depth]) not in taken:
+                out.append(Suggestion(int(members[depth]), float(1.0 - dist[depth] ** 2 / 2),
+                                      "diverse"))
+                taken.add(int(members[depth]))
+        if all(depth >= len(m) for m, _ in regions):
             break
-        members = np.array([i for i in np.flatnonzero(assign == c) if i not in taken])
-        if len(members) == 0:
-            continue
-        typ = _typicality(x, members, rng)
-        j = int(np.argmax(typ))
-        out.append(Suggestion(int(members[j]), float(typ[j]), "diverse"))
-        taken.add(int(members[j]))
     return out
 
 
@@ -105,7 +134,7 @@ def _uncertain(
     cand = allowed[: min(len(allowed), 10 * budget)]
     if len(cand) <= budget:
         return [Suggestion(int(i), float(unc[i]), "uncertain") for i in cand]
-    groups = _kmeans(x[cand], budget, seed)
+    groups, _ = _kmeans(x[cand], budget, seed)
     out = []
     for g in range(groups.max() + 1):
         members = cand[groups == g]
@@ -159,9 +188,6 @@ def suggest(
             )
         return _uncertain(x, proba, budget, set(labelled_arr.tolist()), seed)
     if strategy == "hybrid" and proba is not None:
-        first = _uncertain(x, proba, budget - budget // 2, set(labelled_arr.tolist()), seed)
-        if len(first) == budget:
-            return first
-        known = np.concatenate([labelled_arr, [s.index for s in first]]).astype(np.int64)
-        return first + _diverse(x, budget - len(first), known, seed)
+        unc = _margin_uncertainty(np.asarray(proba, dtype=np.float64))
+        return _diverse(x, budget, labelled_arr, seed, uncertainty=unc)
     return _diverse(x, budget, labelled_arr, seed)
