@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,17 @@ def test_diverse_picks_one_central_item_per_cluster(clustered) -> None:
     # With cluster a already labelled, the 2 picks come from b and c.
     picks = suggest(X, 2, strategy="diverse", labelled=[0, 1], seed=0)
     assert sorted(labels[p.index] for p in picks) == ["b", "c"]
+
+
+def test_diverse_fills_the_budget_on_a_pool_of_duplicates() -> None:
+    # Two distinct vectors, 5 copies each: k-means finds 2 groups, not 4, so the
+    # picks after the two centres come from the groups' next items.
+    X = np.repeat(np.eye(2, 4, dtype=np.float32), 5, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn: fewer distinct clusters than asked
+        picks = suggest(X, 4, strategy="diverse", seed=0)
+    assert len({p.index for p in picks}) == 4
+    assert {p.index // 5 for p in picks[:2]} == {0, 1}
 
 
 def test_uncertain_prefers_small_margins_with_diversity(clustered) -> None:
