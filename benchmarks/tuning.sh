@@ -25,5 +25,6 @@ b $D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec --methods setfit-lib --
 b $D/amazon_counterfactual_en $D/trec --methods tuned-pairs-logreg --shots 8 --seeds 0-2
 # 5. 64 shots (seeds 0-2 so far; 3-4 when time allows: --seeds 0-4)
 b $TEXT --methods tuned-logreg,logreg --shots 64 --seeds ${SEEDS_64:-0-2}
-# 6. the setfit library at 64 shots: ~10x the 8-shot cost; the smallest set, seed 0
-b $D/amazon_counterfactual_en --methods setfit-lib --shots 64 --seeds 0
+# 6. the setfit library at 64 shots: ~6 minutes a fit on the smallest set (amazon, 128
+#    texts), 20-40 on the others; seeds 0-2 of amazon so far
+b $D/amazon_counterfactual_en --methods setfit-lib --shots 64 --seeds ${SETFIT_SEEDS_64:-0-2}
