@@ -285,7 +285,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         )
         self.calibrator_, fallback = fit_calibrator(
             self.calibration, proba, y_idx,
-            zero_probabilities=getattr(head, "zero_probabilities", True),
+            zero_probabilities=head.zero_probabilities,
         )
         self.oof_proba_ = proba[held].astype(np.float32)
         self.oof_labels_ = y_idx[held]

@@ -91,12 +91,12 @@ def _regions(
     return out
 
 
-def _diverse(
+def _per_region(
     x: np.ndarray, budget: int, labelled: np.ndarray, seed: int,
     uncertainty: np.ndarray | None = None, near: int = 10,
 ) -> list[Suggestion]:
-    """One item per uncovered region: its most central, or with ``uncertainty`` the
-    most uncertain of its ``near`` most central items (``hybrid``)."""
+    """One item per uncovered region: its most central (``diverse``), or with
+    ``uncertainty`` the most uncertain of its ``near`` most central items (``hybrid``)."""
     regions = _regions(x, budget, labelled, seed)
     out: list[Suggestion] = []
     for members, cos in regions[:budget]:
@@ -191,5 +191,5 @@ def suggest(
         return _uncertain(x, proba, budget, set(labelled_arr.tolist()), seed)
     if strategy == "hybrid" and proba is not None:
         unc = _margin_uncertainty(np.asarray(proba, dtype=np.float64))
-        return _diverse(x, budget, labelled_arr, seed, uncertainty=unc)
-    return _diverse(x, budget, labelled_arr, seed)
+        return _per_region(x, budget, labelled_arr, seed, uncertainty=unc)
+    return _per_region(x, budget, labelled_arr, seed)
