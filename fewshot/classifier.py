@@ -73,8 +73,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         at least the threshold (see :mod:`fewshot.confidence.selftrain`).
     tune:
         Fine-tune the encoder contrastively on the labelled examples before
-        fitting the head (SetFit-style): ``True`` (supervised contrastive
-        defaults), ``"supcon"`` or ``"pairs"``, a dict of
+        fitting the head (SetFit-style): ``True`` (the tuner's defaults), an
+        objective name (``"cosine"``, ``"supcon"``, ``"pairs"``), a dict of
         :class:`~fewshot.tuning.ContrastiveTuner` settings, or a tuner. The
         encoder given is copied, never changed; the tuned one is ``encoder_``
         and is saved with the model (``body.safetensors``).

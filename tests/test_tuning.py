@@ -19,7 +19,7 @@ from fewshot.cli import app
 from fewshot.encoders import ImageEncoder, TextEncoder
 from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageError
 from fewshot.tuning import ContrastiveTuner, as_tuner, distill
-from fewshot.tuning.objectives import pair_cosine_loss, supcon_loss
+from fewshot.tuning.objectives import inbatch_cosine_loss, pair_cosine_loss, supcon_loss
 from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
 
 TEXTS = [t for t, _ in SENTIMENT]
@@ -58,6 +58,20 @@ def test_pair_cosine_loss_exact_value() -> None:
     b = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
     # cosines 1 and 0 against targets 0 and 0: mse = (1 + 0) / 2
     assert float(pair_cosine_loss(a, b, torch.tensor([0.0, 0.0]))) == pytest.approx(0.5)
+
+
+def test_inbatch_cosine_loss_exact_values() -> None:
+    e1, e2 = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 3.0])
+    labels = torch.tensor([0, 0, 1, 1])
+    # separated classes: positives at cosine 1, negatives at 0 -> no loss
+    assert float(inbatch_cosine_loss(torch.stack([e1, e1, e2, e2]), labels)) == 0.0
+    # everything collapsed: positives fine, negatives at cosine 1 -> (0 + 1) / 2,
+    # positive and negative pairs weighted equally whatever their counts
+    assert float(inbatch_cosine_loss(torch.stack([e1] * 4), labels)) == pytest.approx(0.5)
+    assert float(inbatch_cosine_loss(torch.stack([e1] * 5), torch.tensor([0, 0, 0, 0, 1]))
+                 ) == pytest.approx(0.5)
+    # only negatives in the batch: their term alone
+    assert float(inbatch_cosine_loss(torch.stack([e1, e2]), torch.tensor([0, 1]))) == 0.0
 
 
 def test_class_balanced_batches_cover_each_item_once_in_class_groups() -> None:
@@ -101,7 +115,8 @@ def test_tune_is_deterministic_changes_weights_and_id(tiny_text_model_dir: Path)
     assert not a.training_module().training  # back in eval mode
 
 
-def test_tuning_separates_classes_better(tiny_text_model_dir: Path) -> None:
+@pytest.mark.parametrize("objective", ["cosine", "supcon"])
+def test_tuning_separates_classes_better(tiny_text_model_dir: Path, objective: str) -> None:
     enc = fresh_text(tiny_text_model_dir)
     labels = ["a", "b"] * 8  # a split the frozen model does not know
 
@@ -113,7 +128,7 @@ def test_tuning_separates_classes_better(tiny_text_model_dir: Path) -> None:
         return float(sim[same].mean() - sim[y[:, None] != y[None, :]].mean())
 
     before = margin()
-    ContrastiveTuner(epochs=20, learning_rate=5e-2).tune(enc, TEXTS, labels)
+    ContrastiveTuner(objective, epochs=20, learning_rate=5e-2).tune(enc, TEXTS, labels)
     assert margin() > before + 0.1
 
 
@@ -174,7 +189,8 @@ def test_bad_training_data_is_one_clear_error(
 @pytest.mark.parametrize(
     ("settings", "message"),
     [
-        ({"objective": "triplet"}, "unknown tuning objective 'triplet'; choose supcon or pairs"),
+        ({"objective": "triplet"},
+         "unknown tuning objective 'triplet'; choose cosine, supcon, pairs"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\)"),
         ({"mixed_precision": "fp8"}, "unknown mixed_precision 'fp8'"),
@@ -195,7 +211,7 @@ def test_mixed_precision_needs_a_gpu(tiny_text_model_dir: Path) -> None:
 
 def test_as_tuner_forms() -> None:
     assert as_tuner(None) is None and as_tuner(False) is None
-    assert as_tuner(True).objective == "supcon"
+    assert as_tuner(True).objective == "cosine"
     assert as_tuner("pairs").objective == "pairs"
     assert as_tuner({"epochs": 3}).epochs == 3
     t = ContrastiveTuner(epochs=4)
@@ -399,7 +415,7 @@ def test_cli_train_tune_predict_and_distill(
                             "--encoder", str(tiny_text_model_dir), "--tune",
                             "--tune-epochs", "4", "--tune-lr", "0.02", *cache])
     assert r.exit_code == 0, r.output
-    assert "tuning: supcon, 4 steps (4 epochs)" in r.output
+    assert "tuning: cosine, 4 steps (4 epochs)" in r.output
     r = runner.invoke(app, ["predict", str(tmp_path / "m"), str(sentiment_jsonl),
                             "-o", str(tmp_path / "p.jsonl"), *cache])
     assert r.exit_code == 0, r.output

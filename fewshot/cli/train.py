@@ -104,8 +104,10 @@ def train(
         ),
     ] = False,
     tune_objective: Annotated[
-        str, typer.Option("--tune-objective", help="supcon (in-batch) or pairs (SetFit's).")
-    ] = "supcon",
+        str,
+        typer.Option("--tune-objective", help="cosine (SetFit's loss on in-batch pairs), "
+                     "supcon, or pairs (SetFit's sampled pairs)."),
+    ] = "cosine",
     tune_epochs: Annotated[
         int | None,
         typer.Option("--tune-epochs", min=1, help="Passes over the examples.",

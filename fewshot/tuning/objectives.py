@@ -1,9 +1,13 @@
 """Contrastive objectives: what tuning minimises.
 
-``supcon`` (default): supervised contrastive loss (Khosla et al., 2020) over a
-class-aware batch: each item is pulled towards every other item of its class in
-the batch and pushed from the rest. One forward pass per item, every pair in the
-batch used.
+``cosine`` (default): SetFit's cosine-similarity loss, but over every pair of a
+class-aware batch instead of sampled pairs: mean squared error between the
+cosine of each pair and 1 (same class) or 0, positive and negative pairs
+weighted equally. One forward pass per item, every pair in the batch used.
+
+``supcon``: supervised contrastive loss (Khosla et al., 2020) over the same
+class-aware batches: each item is pulled towards every other item of its class
+in the batch and pushed from the rest (softmax with a temperature).
 
 ``pairs``: SetFit's objective (Tunstall et al., 2022): sampled positive and
 negative pairs, mean squared error between their cosine similarity and 1
@@ -14,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["OBJECTIVES", "pair_cosine_loss", "supcon_loss"]
+__all__ = ["OBJECTIVES", "inbatch_cosine_loss", "pair_cosine_loss", "supcon_loss"]
 
-OBJECTIVES = ("supcon", "pairs")
+OBJECTIVES = ("cosine", "supcon", "pairs")
 
 
 def supcon_loss(embeddings: Any, labels: Any, temperature: float = 0.07) -> Any:
@@ -44,3 +48,28 @@ def pair_cosine_loss(a: Any, b: Any, targets: Any) -> Any:
     import torch.nn.functional as F
 
     return F.mse_loss(F.cosine_similarity(a.float(), b.float()), targets.float())
+
+
+def inbatch_cosine_loss(embeddings: Any, labels: Any) -> Any:
+    """SetFit's cosine-similarity MSE over every pair of a class-aware batch.
+
+    Positive pairs (target 1) and negative pairs (target 0) are averaged
+    separately and weighted equally, as SetFit samples them in equal numbers.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    z = F.normalize(embeddings.float(), dim=1)
+    n = z.shape[0]
+    cos = z @ z.T
+    off = ~torch.eye(n, dtype=torch.bool, device=z.device)
+    same = (labels[:, None] == labels[None, :]) & off
+    diff = (labels[:, None] != labels[None, :]) & off
+    parts = []
+    if bool(same.any()):
+        parts.append(((cos[same] - 1.0) ** 2).mean())
+    if bool(diff.any()):
+        parts.append((cos[diff] ** 2).mean())
+    if not parts:
+        return z.sum() * 0.0
+    return torch.stack(parts).mean()

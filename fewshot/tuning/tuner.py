@@ -20,7 +20,12 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from fewshot.errors import DataError, UsageError
-from fewshot.tuning.objectives import OBJECTIVES, pair_cosine_loss, supcon_loss
+from fewshot.tuning.objectives import (
+    OBJECTIVES,
+    inbatch_cosine_loss,
+    pair_cosine_loss,
+    supcon_loss,
+)
 from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
 
 __all__ = ["ContrastiveTuner", "TuningReport", "as_tuner"]
@@ -50,9 +55,11 @@ class ContrastiveTuner(BaseEstimator):
     Parameters
     ----------
     objective:
-        ``"supcon"`` (default; supervised contrastive loss on class-aware
-        batches) or ``"pairs"`` (SetFit's cosine-similarity loss on sampled
-        pairs). See docs/benchmarks.md for the measurement behind the default.
+        ``"cosine"`` (default; SetFit's cosine-similarity loss over every
+        pair of a class-aware batch, one forward pass per item), ``"supcon"``
+        (supervised contrastive loss on the same batches) or ``"pairs"``
+        (SetFit's loss on sampled pairs, two forward passes per pair). See
+        docs/benchmarks.md for the measurement behind the default.
     epochs:
         Passes over the labelled items (``pairs``: over the sampled pairs).
         ``None``: 20 for text encoders, 10 for image encoders.
@@ -63,7 +70,7 @@ class ContrastiveTuner(BaseEstimator):
         Stop after this many seconds of training (checked after each step).
     batch_size, per_class:
         Items per batch, and items of one class grouped together in it
-        (``supcon``; every item then has positives in its batch).
+        (``cosine``, ``supcon``; every item then has positives in its batch).
     learning_rate, weight_decay, warmup_ratio:
         AdamW with linear warm-up and decay. ``learning_rate=None``: 1e-4 for
         text encoders, 2e-5 for image encoders (pretrained ImageNet features
@@ -100,7 +107,7 @@ class ContrastiveTuner(BaseEstimator):
 
     def __init__(
         self,
-        objective: str = "supcon",
+        objective: str = "cosine",
         *,
         epochs: int | None = None,
         max_steps: int | None = 200,
@@ -144,7 +151,7 @@ class ContrastiveTuner(BaseEstimator):
     def _check(self) -> None:
         if self.objective not in OBJECTIVES:
             raise UsageError(
-                f"unknown tuning objective '{self.objective}'; choose {' or '.join(OBJECTIVES)}"
+                f"unknown tuning objective '{self.objective}'; choose {', '.join(OBJECTIVES)}"
             )
         for name in ("epochs", "batch_size", "per_class", "pairs_per_item"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
@@ -293,7 +300,7 @@ class ContrastiveTuner(BaseEstimator):
 
     def _plan(self, y: np.ndarray, rng: np.random.Generator) -> list[Any]:
         """One epoch of batches (index arrays; ``pairs``: (left, right, target))."""
-        if self.objective == "supcon":
+        if self.objective in ("supcon", "cosine"):
             return class_balanced_batches(y, self.batch_size, self.per_class, rng)
         left, right, target = sample_pairs(y, self.pairs_per_item, rng)
         half = max(1, self.batch_size // 2)  # two forward passes per pair
@@ -406,13 +413,15 @@ class ContrastiveTuner(BaseEstimator):
     def _loss(self, encoder: Any, prepared: list[Any], labels: Any, batch: Any) -> Any:
         import torch
 
-        if self.objective == "supcon":
+        if self.objective in ("supcon", "cosine"):
             idx = batch
             inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
             emb = encoder.training_forward(inputs)
+            batch_labels = labels[torch.as_tensor(idx, device=labels.device)]
             with _no_autocast(emb):  # similarities / temperature need float32
-                return supcon_loss(emb, labels[torch.as_tensor(idx, device=labels.device)],
-                                   self.temperature_)
+                if self.objective == "cosine":
+                    return inbatch_cosine_loss(emb, batch_labels)
+                return supcon_loss(emb, batch_labels, self.temperature_)
         left, right, target = batch
         idx = np.concatenate([left, right])
         inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
@@ -519,6 +528,7 @@ def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
             )
         return ContrastiveTuner(**{**defaults, **tune})
     raise UsageError(
-        f"tune={tune!r} is not understood; pass True, 'supcon', 'pairs', a dict of "
+        f"tune={tune!r} is not understood; pass True, an objective name "
+        f"({', '.join(OBJECTIVES)}), a dict of "
         "ContrastiveTuner settings or a ContrastiveTuner"
     )
