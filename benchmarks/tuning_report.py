@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ["logreg", "tuned-logreg", "tuned-pairs-logreg", "setfit-lib"]
+METHODS = ["logreg", "tuned-logreg", "tuned-supcon-logreg", "tuned-pairs-logreg", "setfit-lib"]
 TEXT = ["sst5", "amazon_counterfactual_en", "ag_news", "trec", "banking77"]
 IMAGES = ["hymenoptera", "mnist"]
 
@@ -70,10 +70,10 @@ def main() -> None:
             runs[key].setdefault(seed, r)
     for shots in (8, 64):
         print(f"\n#### {shots} shots, text (all-MiniLM-L6-v2)\n")
-        print("| dataset (metric) | logreg (frozen) | tuned-logreg | tuned-pairs-logreg "
-              "| setfit-lib | fit s tuned | fit s setfit (timed seeds) "
+        print("| dataset (metric) | logreg (frozen) | tuned-logreg (cosine) | tuned-supcon-logreg "
+              "| tuned-pairs-logreg | setfit-lib | fit s tuned | fit s setfit (timed seeds) "
               "| fit-time ratio tuned/setfit |")
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
         for d in TEXT:
             r = {m: runs.get((d, shots, m), {}) for m in METHODS}
             setfit_timed = timed.get((d, shots, "setfit-lib"), {})
@@ -82,16 +82,18 @@ def main() -> None:
             ratio = f"{ft / fs:.2f} (seeds {','.join(map(str, common))})" if ft and fs else "-"
             ft_all = fit(r["tuned-logreg"])
             print(f"| {d} ({metric(d)}) | {cell(r['logreg'], d)} | {cell(r['tuned-logreg'], d)} "
-                  f"| {cell(r['tuned-pairs-logreg'], d)} | {cell(r['setfit-lib'], d)} "
+                  f"| {cell(r['tuned-supcon-logreg'], d)} | {cell(r['tuned-pairs-logreg'], d)} "
+                  f"| {cell(r['setfit-lib'], d)} "
                   f"| {f'{ft_all:.1f}' if ft_all else '-'} | {f'{fs:.1f}' if fs else '-'} "
                   f"| {ratio} |")
     print("\n#### 8 shots, images (mobilenetv2-tf-in1k)\n")
-    print("| dataset | logreg (frozen) | tuned-logreg | fit s tuned |")
-    print("| --- | ---: | ---: | ---: |")
+    print("| dataset | logreg (frozen) | tuned-logreg (cosine) | tuned-supcon-logreg "
+          "| fit s tuned |")
+    print("| --- | ---: | ---: | ---: | ---: |")
     for d in IMAGES:
         r = {m: runs.get((d, 8, m), {}) for m in METHODS}
         print(f"| {d} | {cell(r['logreg'], d)} | {cell(r['tuned-logreg'], d)} "
-              f"| {fit(r['tuned-logreg']) or 0:.1f} |")
+              f"| {cell(r['tuned-supcon-logreg'], d)} | {fit(r['tuned-logreg']) or 0:.1f} |")
     plot(runs)
 
 
@@ -102,8 +104,8 @@ def plot(runs: dict) -> None:
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=False)
-    colors = {"logreg": "#999999", "tuned-logreg": "#1f77b4", "tuned-pairs-logreg": "#aec7e8",
-              "setfit-lib": "#ff7f0e"}
+    colors = {"logreg": "#999999", "tuned-logreg": "#1f77b4", "tuned-supcon-logreg": "#6baed6",
+              "tuned-pairs-logreg": "#c6dbef", "setfit-lib": "#ff7f0e"}
     for ax, shots in zip(axes, (8, 64), strict=True):
         for j, m in enumerate(METHODS):
             means, errs = [], []
@@ -112,8 +114,8 @@ def plot(runs: dict) -> None:
                 v = [rows[s][metric(d)] for s in sorted(rows)]
                 means.append(np.mean(v) if v else np.nan)
                 errs.append(np.std(v, ddof=1) if len(v) > 1 else 0)
-            x = np.arange(len(TEXT)) + (j - 1.5) * 0.2
-            ax.bar(x, means, 0.2, yerr=errs, label=m, color=colors[m], capsize=2)
+            x = np.arange(len(TEXT)) + (j - 2) * 0.16
+            ax.bar(x, means, 0.16, yerr=errs, label=m, color=colors[m], capsize=2)
         ax.set_xticks(range(len(TEXT)), [d.replace("_counterfactual_en", "_cf (MCC)")
                                          for d in TEXT], rotation=15)
         ax.set_title(f"{shots} shots, all-MiniLM-L6-v2 (mean +- std over seeds)")
@@ -122,9 +124,10 @@ def plot(runs: dict) -> None:
     fig.tight_layout()
     fig.savefig(ROOT / "docs/img/tuning_accuracy.png", dpi=110)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for j, m in enumerate(["tuned-logreg", "tuned-pairs-logreg", "setfit-lib"]):
+    for j, m in enumerate(["tuned-logreg", "tuned-supcon-logreg", "tuned-pairs-logreg",
+                           "setfit-lib"]):
         vals = [fit(runs.get((d, 8, m), {})) or np.nan for d in TEXT]
-        ax.bar(np.arange(len(TEXT)) + (j - 1) * 0.27, vals, 0.27, label=m, color=colors[m])
+        ax.bar(np.arange(len(TEXT)) + (j - 1.5) * 0.2, vals, 0.2, label=m, color=colors[m])
     ax.set_yscale("log")
     ax.set_xticks(range(len(TEXT)), [d.replace("_counterfactual_en", "_cf") for d in TEXT],
                   rotation=15)
