@@ -10,7 +10,8 @@ OUT=${OUT:-benchmarks/results/tuning}
 MOBILENET=local-dir:${SHARED:-../shared}/models/mobilenetv2-tf-in1k
 TEXT="$D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec $D/banking77"
 b() { fewshot bench "$@" --output "$OUT" --no-plots; }
-# 1. tuned (default objective: cosine) vs supcon vs frozen, 8 shots, every text dataset.
+# 1. tuned (default objective auto: cosine below 20 classes, else supcon) vs supcon vs
+#    frozen, 8 shots, every text dataset (cosine on banking77: tuned-cosine-logreg).
 #    The tuned-supcon-logreg rows in results.jsonl were run as "tuned-logreg" while
 #    supcon was the default (sessions 2-3) and relabelled when cosine replaced it.
 b $TEXT --methods tuned-logreg,tuned-supcon-logreg,logreg --shots 8 --seeds 0-4

@@ -74,7 +74,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     tune:
         Fine-tune the encoder contrastively on the labelled examples before
         fitting the head (SetFit-style): ``True`` (the tuner's defaults), an
-        objective name (``"cosine"``, ``"supcon"``, ``"pairs"``), a dict of
+        objective name (``"auto"``, ``"cosine"``, ``"supcon"``, ``"pairs"``), a dict of
         :class:`~fewshot.tuning.ContrastiveTuner` settings, or a tuner. The
         encoder given is copied, never changed; the tuned one is ``encoder_``
         and is saved with the model (``body.safetensors``).

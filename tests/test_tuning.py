@@ -19,7 +19,12 @@ from fewshot.cli import app
 from fewshot.encoders import ImageEncoder, TextEncoder
 from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageError
 from fewshot.tuning import ContrastiveTuner, as_tuner, distill
-from fewshot.tuning.objectives import inbatch_cosine_loss, pair_cosine_loss, supcon_loss
+from fewshot.tuning.objectives import (
+    inbatch_cosine_loss,
+    pair_cosine_loss,
+    resolve_objective,
+    supcon_loss,
+)
 from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
 
 TEXTS = [t for t, _ in SENTIMENT]
@@ -72,6 +77,15 @@ def test_inbatch_cosine_loss_exact_values() -> None:
                  ) == pytest.approx(0.5)
     # only negatives in the batch: their term alone
     assert float(inbatch_cosine_loss(torch.stack([e1, e2]), torch.tensor([0, 1]))) == 0.0
+
+
+def test_auto_objective_depends_on_the_number_of_classes(tiny_text_model_dir: Path) -> None:
+    assert [resolve_objective("auto", n) for n in (2, 19, 20, 77)] == [
+        "cosine", "cosine", "supcon", "supcon"]
+    assert resolve_objective("pairs", 77) == "pairs"
+    enc = fresh_text(tiny_text_model_dir)
+    report = ContrastiveTuner(epochs=1).tune(enc, TEXTS, LABELS)
+    assert report.objective == "cosine" and enc.tuned_["objective"] == "cosine"
 
 
 def test_class_balanced_batches_cover_each_item_once_in_class_groups() -> None:
@@ -190,7 +204,7 @@ def test_bad_training_data_is_one_clear_error(
     ("settings", "message"),
     [
         ({"objective": "triplet"},
-         "unknown tuning objective 'triplet'; choose cosine, supcon, pairs"),
+         "unknown tuning objective 'triplet'; choose auto, cosine, supcon, pairs"),
         ({"epochs": 0}, "epochs must be at least 1"),
         ({"validation_fraction": 1.0}, r"validation_fraction must be in \[0, 1\)"),
         ({"mixed_precision": "fp8"}, "unknown mixed_precision 'fp8'"),
@@ -211,7 +225,7 @@ def test_mixed_precision_needs_a_gpu(tiny_text_model_dir: Path) -> None:
 
 def test_as_tuner_forms() -> None:
     assert as_tuner(None) is None and as_tuner(False) is None
-    assert as_tuner(True).objective == "cosine"
+    assert as_tuner(True).objective == "auto"
     assert as_tuner("pairs").objective == "pairs"
     assert as_tuner({"epochs": 3}).epochs == 3
     t = ContrastiveTuner(epochs=4)

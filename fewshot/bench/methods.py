@@ -167,6 +167,8 @@ METHODS: dict[str, Callable[[], Method]] = {
     "setfit-lib": SetFitLibMethod,
     "tuned-logreg": lambda: TunedMethod("tuned-logreg", "logreg"),
     "tuned-centroid": lambda: TunedMethod("tuned-centroid", "centroid"),
+    "tuned-cosine-logreg": lambda: TunedMethod("tuned-cosine-logreg", "logreg",
+                                               objective="cosine"),
     "tuned-supcon-logreg": lambda: TunedMethod("tuned-supcon-logreg", "logreg",
                                                objective="supcon"),
     "tuned-pairs-logreg": lambda: TunedMethod("tuned-pairs-logreg", "logreg", objective="pairs"),

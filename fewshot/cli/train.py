@@ -105,9 +105,10 @@ def train(
     ] = False,
     tune_objective: Annotated[
         str,
-        typer.Option("--tune-objective", help="cosine (SetFit's loss on in-batch pairs), "
-                     "supcon, or pairs (SetFit's sampled pairs)."),
-    ] = "cosine",
+        typer.Option("--tune-objective", help="auto (cosine below 20 classes, else supcon), "
+                     "cosine (SetFit's loss on in-batch pairs), supcon, or pairs (SetFit's "
+                     "sampled pairs)."),
+    ] = "auto",
     tune_epochs: Annotated[
         int | None,
         typer.Option("--tune-epochs", min=1, help="Passes over the examples.",

@@ -24,6 +24,7 @@ from fewshot.tuning.objectives import (
     OBJECTIVES,
     inbatch_cosine_loss,
     pair_cosine_loss,
+    resolve_objective,
     supcon_loss,
 )
 from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
@@ -55,8 +56,10 @@ class ContrastiveTuner(BaseEstimator):
     Parameters
     ----------
     objective:
-        ``"cosine"`` (default; SetFit's cosine-similarity loss over every
-        pair of a class-aware batch, one forward pass per item), ``"supcon"``
+        ``"auto"`` (default: ``"cosine"`` with fewer than 20 classes,
+        ``"supcon"`` from 20 on), ``"cosine"`` (SetFit's cosine-similarity
+        loss over every pair of a class-aware batch, one forward pass per
+        item), ``"supcon"``
         (supervised contrastive loss on the same batches) or ``"pairs"``
         (SetFit's loss on sampled pairs, two forward passes per pair). See
         docs/benchmarks.md for the measurement behind the default.
@@ -107,7 +110,7 @@ class ContrastiveTuner(BaseEstimator):
 
     def __init__(
         self,
-        objective: str = "cosine",
+        objective: str = "auto",
         *,
         epochs: int | None = None,
         max_steps: int | None = 200,
@@ -211,6 +214,7 @@ class ContrastiveTuner(BaseEstimator):
                 "contrastive tuning needs a class with at least two examples; add examples "
                 "or train without tuning"
             )
+        self.objective_ = resolve_objective(self.objective, len(classes))
         train_idx, val_items, val_y = self._validation_split(items, y, classes, validation)
         module = encoder.training_module()
         # A second tuning run builds on the first: the base stays the pretrained files.
@@ -223,11 +227,11 @@ class ContrastiveTuner(BaseEstimator):
         names = [n for n, _ in named]
         if previous.get("parameters"):
             names = sorted(set(names) | set(previous["parameters"]))
-        info = {"base_id": base_id, "objective": self.objective, "parameters": names}
+        info = {"base_id": base_id, "objective": self.objective_, "parameters": names}
         # Marked before the first step: weights changed by a run that then fails or is
         # interrupted must never be identified (or cached) as the frozen encoder.
         encoder.mark_tuned({**info, "complete": False})
-        report = TuningReport(objective=self.objective)
+        report = TuningReport(objective=self.objective_)
         devices = [torch.device(encoder.device_).index or 0] if str(
             encoder.device_).startswith("cuda") else []
         with torch.random.fork_rng(devices=devices):
@@ -300,7 +304,7 @@ class ContrastiveTuner(BaseEstimator):
 
     def _plan(self, y: np.ndarray, rng: np.random.Generator) -> list[Any]:
         """One epoch of batches (index arrays; ``pairs``: (left, right, target))."""
-        if self.objective in ("supcon", "cosine"):
+        if self.objective_ in ("supcon", "cosine"):
             return class_balanced_batches(y, self.batch_size, self.per_class, rng)
         left, right, target = sample_pairs(y, self.pairs_per_item, rng)
         half = max(1, self.batch_size // 2)  # two forward passes per pair
@@ -413,13 +417,13 @@ class ContrastiveTuner(BaseEstimator):
     def _loss(self, encoder: Any, prepared: list[Any], labels: Any, batch: Any) -> Any:
         import torch
 
-        if self.objective in ("supcon", "cosine"):
+        if self.objective_ in ("supcon", "cosine"):
             idx = batch
             inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
             emb = encoder.training_forward(inputs)
             batch_labels = labels[torch.as_tensor(idx, device=labels.device)]
             with _no_autocast(emb):  # similarities / temperature need float32
-                if self.objective == "cosine":
+                if self.objective_ == "cosine":
                     return inbatch_cosine_loss(emb, batch_labels)
                 return supcon_loss(emb, batch_labels, self.temperature_)
         left, right, target = batch
