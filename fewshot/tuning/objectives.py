@@ -1,6 +1,6 @@
 """Contrastive objectives: what tuning minimises.
 
-``auto`` (default): ``cosine`` with fewer than 20 classes, ``supcon`` with more.
+``auto`` (default): ``cosine`` with fewer than 20 classes, ``supcon`` from 20 on.
 
 ``cosine``: SetFit's cosine-similarity loss, but over every pair of a
 class-aware batch instead of sampled pairs: mean squared error between the
