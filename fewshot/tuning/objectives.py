@@ -22,6 +22,7 @@ from typing import Any
 
 __all__ = [
     "AUTO_SUPCON_FROM_CLASSES",
+    "IN_BATCH",
     "OBJECTIVES",
     "inbatch_cosine_loss",
     "pair_cosine_loss",
@@ -30,6 +31,8 @@ __all__ = [
 ]
 
 OBJECTIVES = ("auto", "cosine", "supcon", "pairs")
+#: Objectives computed over every pair of a class-aware batch (one forward pass per item).
+IN_BATCH = ("cosine", "supcon")
 
 #: ``auto`` uses ``cosine`` below this many classes and ``supcon`` from it on
 #: (measured: cosine was better on 2-6 classes, supcon on banking77's 77;

@@ -21,6 +21,7 @@ from sklearn.base import BaseEstimator
 
 from fewshot.errors import DataError, UsageError
 from fewshot.tuning.objectives import (
+    IN_BATCH,
     OBJECTIVES,
     inbatch_cosine_loss,
     pair_cosine_loss,
@@ -59,10 +60,9 @@ class ContrastiveTuner(BaseEstimator):
         ``"auto"`` (default: ``"cosine"`` with fewer than 20 classes,
         ``"supcon"`` from 20 on), ``"cosine"`` (SetFit's cosine-similarity
         loss over every pair of a class-aware batch, one forward pass per
-        item), ``"supcon"``
-        (supervised contrastive loss on the same batches) or ``"pairs"``
-        (SetFit's loss on sampled pairs, two forward passes per pair). See
-        docs/benchmarks.md for the measurement behind the default.
+        item), ``"supcon"`` (supervised contrastive loss on the same batches)
+        or ``"pairs"`` (SetFit's loss on sampled pairs, two forward passes per
+        pair). See docs/benchmarks.md for the measurement behind the default.
     epochs:
         Passes over the labelled items (``pairs``: over the sampled pairs).
         ``None``: 20 for text encoders, 10 for image encoders.
@@ -304,7 +304,7 @@ class ContrastiveTuner(BaseEstimator):
 
     def _plan(self, y: np.ndarray, rng: np.random.Generator) -> list[Any]:
         """One epoch of batches (index arrays; ``pairs``: (left, right, target))."""
-        if self.objective_ in ("supcon", "cosine"):
+        if self.objective_ in IN_BATCH:
             return class_balanced_batches(y, self.batch_size, self.per_class, rng)
         left, right, target = sample_pairs(y, self.pairs_per_item, rng)
         half = max(1, self.batch_size // 2)  # two forward passes per pair
@@ -417,7 +417,7 @@ class ContrastiveTuner(BaseEstimator):
     def _loss(self, encoder: Any, prepared: list[Any], labels: Any, batch: Any) -> Any:
         import torch
 
-        if self.objective_ in ("supcon", "cosine"):
+        if self.objective_ in IN_BATCH:
             idx = batch
             inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
             emb = encoder.training_forward(inputs)
