@@ -182,13 +182,15 @@ def test_uncertain_prefers_small_margins_with_diversity(clustered) -> None:
     picks = suggest(X, 2, strategy="uncertain", proba=proba, seed=0)
     assert [p.index for p in picks][0] == 5
     assert {p.index for p in picks} == {5, 45}  # 6 is near 5: the guard skips it
-    # hybrid: one item per uncovered cluster (as diverse), the most uncertain of the
-    # 10 nearest its centre. Clusters a and b are labelled, so it picks in c.
+    # hybrid: one item per uncovered cluster (as diverse), the most uncertain of its
+    # central fifth (4 of 20 items). Clusters a and b are labelled, so it picks in c.
     Xc = _norm(X[40:])
-    central = 40 + np.argsort(np.linalg.norm(Xc - Xc.mean(0), axis=1))[:10]
+    by_distance = 40 + np.argsort(np.linalg.norm(Xc - Xc.mean(0), axis=1))
+    central = by_distance[:4]
     unc_proba = np.tile([0.9, 0.1], (60, 1))
-    unc_proba[40:, 0] = np.random.default_rng(1).uniform(0.5, 0.85, 20)
+    unc_proba[40:, 0] = np.random.default_rng(1).uniform(0.55, 0.85, 20)
     unc_proba[central[0], 0] = 0.9  # the most central item is the most confident
+    unc_proba[by_distance[-1], 0] = 0.5  # the most uncertain item is on the edge
     unc_proba[40:, 1] = 1 - unc_proba[40:, 0]
     (pick,) = suggest(X, 1, strategy="hybrid", labelled=[0, 20], proba=unc_proba, seed=0)
     assert pick.reason == "hybrid"

@@ -14,9 +14,11 @@
   most uncertain item of each group is taken, so a batch is not ten copies of
   one confusing phrasing.
 - ``hybrid``: ``diverse`` while there is no model; with one, the same groups as
-  ``diverse``, but in each group the most uncertain of the ``10`` items nearest
-  its centre: representative of a region not yet labelled *and* informative
-  to the current model (density-weighted uncertainty, Settles & Craven 2008).
+  ``diverse``, but in each group the most uncertain of its central items (the
+  fifth of the group nearest its centre, at most 10): representative of a region
+  not yet labelled *and* informative to the current model (density-weighted
+  uncertainty, Settles & Craven 2008). A fraction rather than a fixed count keeps
+  the candidates central when the groups are small (many classes, large budgets).
 - ``random``: a seeded uniform draw, the baseline.
 """
 
@@ -91,19 +93,28 @@ def _regions(
     return out
 
 
+#: ``hybrid`` draws from the most central fifth of a region, at most 10 items
+CENTRAL_FRACTION, MAX_CANDIDATES = 0.2, 10
+
+
+def _candidates(region_size: int) -> int:
+    """How many of a region's most central items ``hybrid`` chooses among."""
+    return int(min(MAX_CANDIDATES, max(1, np.ceil(CENTRAL_FRACTION * region_size))))
+
+
 def _per_region(
     x: np.ndarray, budget: int, labelled: np.ndarray, seed: int,
-    uncertainty: np.ndarray | None = None, near: int = 10,
+    uncertainty: np.ndarray | None = None,
 ) -> list[Suggestion]:
     """One item per uncovered region: its most central (``diverse``), or with
-    ``uncertainty`` the most uncertain of its ``near`` most central items (``hybrid``)."""
+    ``uncertainty`` the most uncertain of its most central items (``hybrid``)."""
     regions = _regions(x, budget, labelled, seed)
     out: list[Suggestion] = []
     for members, cos in regions[:budget]:
         if uncertainty is None:
             out.append(Suggestion(int(members[0]), float(cos[0]), "diverse"))
         else:
-            cand = members[:near]
+            cand = members[:_candidates(len(members))]
             j = int(cand[int(np.argmax(uncertainty[cand]))])
             out.append(Suggestion(j, float(uncertainty[j]), "hybrid"))
     # Fewer regions than the budget (k-means leaves groups empty on pools full of
