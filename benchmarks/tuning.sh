@@ -26,8 +26,13 @@ b $D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec --methods setfit-lib --
   --seeds ${SETFIT_SEEDS:-3,4}
 # 4. SetFit's pair objective in the same loop as tuned-logreg, to pick the default
 b $D/amazon_counterfactual_en $D/trec --methods tuned-pairs-logreg --shots 8 --seeds 0-2
-# 5. 64 shots (seeds 0-2 so far; 3-4 when time allows: --seeds 0-4)
-b $TEXT --methods tuned-logreg,tuned-supcon-logreg,logreg --shots 64 --seeds ${SEEDS_64:-0-2}
-# 6. the setfit library at 64 shots: ~6 minutes a fit on the smallest set (amazon, 128
-#    texts), 20-40 on the others; seeds 0-2 of amazon so far
-b $D/amazon_counterfactual_en --methods setfit-lib --shots 64 --seeds ${SETFIT_SEEDS_64:-0-2}
+# 5. 64 shots, seeds 0-4 (banking77 not run yet: ~5 minutes a fit, 4,928 texts);
+#    supcon at 64 shots was run on amazon_counterfactual_en and trec, seeds 0-2
+b $D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec --methods tuned-logreg,logreg \
+  --shots 64 --seeds ${SEEDS_64:-0-4}
+b $D/amazon_counterfactual_en $D/trec --methods tuned-supcon-logreg --shots 64 --seeds 0-2
+# 6. the setfit library at 64 shots: ~6 minutes a fit on amazon (128 texts), ~7 on
+#    trec (384 short questions), 15-30 on sst5 and ag_news (not run yet), hours on
+#    banking77 on this 2-core machine
+b $D/amazon_counterfactual_en $D/trec --methods setfit-lib --shots 64 \
+  --seeds ${SETFIT_SEEDS_64:-0-4}
