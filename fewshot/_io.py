@@ -12,6 +12,18 @@ from pathlib import Path
 __all__ = ["atomic_dir", "atomic_file"]
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _publish_mode(path: str | Path, default: int) -> None:
+    """mkstemp/mkdtemp create private (0600/0700) entries: give the result the
+    permissions an ordinary open()/mkdir() would, so others can read saved models."""
+    os.chmod(path, default & ~_umask())
+
+
 @contextmanager
 def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
     """Write to a temporary sibling, fsync, then rename over ``path``."""
@@ -24,6 +36,7 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        _publish_mode(tmp, 0o666)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -44,10 +57,15 @@ def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        _publish_mode(tmp, 0o777)
         if path.exists():
             old = path.with_name(f".{path.name}.old-{os.getpid()}")
             os.replace(path, old)
-            os.replace(tmp, path)
+            try:
+                os.replace(tmp, path)
+            except BaseException:
+                os.replace(old, path)  # put the previous version back
+                raise
             shutil.rmtree(old, ignore_errors=True) if old.is_dir() else old.unlink()
         else:
             os.replace(tmp, path)

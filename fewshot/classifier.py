@@ -432,8 +432,14 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 f"{path / HEAD_FILE} is corrupt ({e}); re-run fewshot train to rebuild the model"
             ) from e
         calibration = manifest.get("calibration")
+        saved_name = ref["name"]
+        origin = ref.get("resolved_from") or {}
+        if origin.get("source") == "path" and Path(origin.get("location", "")).is_dir():
+            # A folder given as a relative path: its absolute location still works
+            # from another working directory (the id check below still applies).
+            saved_name = origin["location"]
         self = cls(
-            encoder=encoder if encoder is not None else ref["name"],
+            encoder=encoder if encoder is not None else saved_name,
             head=head_cfg["type"], cache=cache, batch_size=batch_size, device=device,
             show_progress=show_progress,
             calibration=calibration.get("requested") if calibration else None,

@@ -34,13 +34,11 @@ def classification_report(
     p, r, f, s = precision_recall_fscore_support(
         y_true, y_pred, labels=labels, zero_division=0
     )
-    present = [lab for lab in labels if lab in set(y_true.tolist())]
     return {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(
-            f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)
-        ),
+        # scikit-learn's default: every label seen in y_true or y_pred (as fewshot bench)
+        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
         "mcc": float(matthews_corrcoef(y_true, y_pred)),
         "per_class": {
             str(lab): {

@@ -205,6 +205,20 @@ def test_cli_bench_missing_dataset(tmp_path: Path) -> None:
     assert "no dataset folder at" in result.output
 
 
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--shots", "0", "--shots must be at least 1 per class, got 0"),
+    ("--seeds", "-1", "--seeds must be 0 or more, got -1"),
+])
+def test_cli_bench_bad_shots_or_seeds(
+    tiny_dataset: Path, tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    result = CliRunner().invoke(app, ["bench", str(tiny_dataset), option, value,
+                                      "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert not (tmp_path / "o").exists()
+
+
 def test_embed_through_cache_matches_runner_embeddings(
     tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
 ) -> None:

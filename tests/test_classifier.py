@@ -160,6 +160,19 @@ def test_save_load_same_process_exact(tiny_text_encoder, tmp_path: Path, head: s
     assert loaded.head_.get_params() == clf.head_.get_params()
 
 
+def test_relative_encoder_path_loads_from_another_directory(
+    tiny_text_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tiny_text_model_dir.parent)
+    clf = FewShotClassifier(tiny_text_model_dir.name, cache=False).fit(TEXTS, LABELS)
+    clf.save(tmp_path / "model")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # the relative name no longer points at the folder
+    loaded = FewShotClassifier.load(tmp_path / "model", cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), clf.predict_proba(QUERIES))
+
+
 def test_save_load_new_process_exact(tiny_text_encoder, tmp_path: Path) -> None:
     expected = {}
     for head in HEADS:

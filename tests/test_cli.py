@@ -355,6 +355,13 @@ def test_bad_head_param(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
                         "--head-param", "k"), 2, "--head-param takes KEY=VALUE")
 
 
+def test_unknown_head_param_key(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--head", "knn",
+                        "--head-param", "foo=1"), 2, "head 'knn' has no setting foo",
+                 "index, k, weights")
+    assert not (tmp_path / "m").exists()
+
+
 def test_bad_option_value_is_usage_error(tmp_path: Path, sentiment_jsonl: Path) -> None:
     result = invoke("train", sentiment_jsonl, "-o", tmp_path / "m", "--shots", 0)
     assert result.exit_code == 2
@@ -425,6 +432,11 @@ def test_unresolvable_encoder(tmp_path: Path, sentiment_jsonl: Path) -> None:
 def test_predict_wrong_modality(model: Path, image_folder: Path, tmp_path: Path) -> None:
     assert_error(invoke("predict", model, image_folder, "-o", tmp_path / "p.jsonl"), 2,
                  "holds image but the model classifies text")
+
+
+def test_evaluate_wrong_modality(model: Path, image_folder: Path) -> None:
+    assert_error(invoke("evaluate", model, image_folder, "--split", "train"), 2,
+                 f"{image_folder} holds image but the model classifies text; pass matching data")
 
 
 # -- images (a tiny local-dir timm model) --------------------------------------------------------

@@ -464,6 +464,16 @@ def test_text_dataset_folder_splits(tmp_path: Path) -> None:
     assert load_dataset(root, split="test").labels == ["b"]
 
 
+def test_csv_dataset_folder_splits(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    root.mkdir()
+    (root / "train.csv").write_text("text,label\ntr,a\n")
+    (root / "test.tsv").write_text("text\tlabel\nte\tb\n")
+    assert dataset_splits(root) == ["train", "test"]
+    assert load_dataset(root, "train").items == ["tr"]
+    assert load_dataset(root, "test").labels == ["b"]
+
+
 def test_image_dataset_folder_splits(tmp_path: Path, image_folder: Path) -> None:
     import shutil
 
@@ -525,6 +535,22 @@ def test_skip_bad_images_drops_with_warning(folder_with_corrupt_image: Path) -> 
     assert ds.skipped == [str(bad)]
     assert len(ds.labels) == len(ds.ids) == len(ds.items)
     assert ds.labels == [r.split("/")[0] for r in ds.ids]
+
+
+def test_skip_bad_images_drops_truncated_file(image_folder: Path) -> None:
+    good = sorted((image_folder / "red").iterdir())[0]
+    from PIL import Image
+
+    whole = image_folder / "red" / "whole.jpg"
+    Image.open(good).convert("RGB").resize((64, 64)).save(whole, quality=95)
+    cut = image_folder / "red" / "cut.jpg"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with Image.open(cut) as im:
+        im.verify()  # the header check alone does not notice
+    with pytest.warns(UserWarning, match=r"skipping unreadable image .*cut\.jpg"):
+        ds = load_dataset(image_folder, skip_bad_images=True)
+    assert ds.skipped == [str(cut)]
+    assert "red/whole.jpg" in ds.ids
 
 
 def test_skip_bad_images_with_nothing_readable(tmp_path: Path) -> None:

@@ -182,8 +182,9 @@ def test_text_encoder_passes_local_files_only(
         TextEncoder("some-org/some-model", device="cpu").fit()
     assert "second line" not in str(info.value)
     assert calls == [("some-org/some-model", False)]
-    # A local folder is loaded with local_files_only=True and its errors pass through.
-    with pytest.raises(RuntimeError, match="simulated"):
+    # A local folder is loaded with local_files_only=True; its error names the folder.
+    with pytest.raises(EncoderNotFoundError, match=r"cannot load text encoder from .*"
+                       r"\(simulated hub failure\); pass a sentence-transformers"):
         TextEncoder(str(tiny_text_model_dir), device="cpu").fit()
     assert calls[-1] == (str(tiny_text_model_dir.resolve()), True)
 
@@ -193,6 +194,20 @@ def test_image_local_dir_and_plain_folder(tiny_image_dir: Path, no_models_env: N
     for name in (f"local-dir:{tiny_image_dir}", str(tiny_image_dir)):
         r = resolve_image_model(name)
         assert (r.source, Path(r.location)) == ("path", tiny_image_dir.resolve())
+
+
+def test_text_folder_that_does_not_load_names_the_layout(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(EncoderNotFoundError, match=r"cannot load text encoder from .*"
+                       r"pass a sentence-transformers model folder"):
+        TextEncoder(str(tmp_path), device="cpu").fit()
+
+
+def test_image_folder_that_does_not_load_names_the_layout(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text('{"architecture": "no_such_arch_xyz"}')
+    with pytest.raises(EncoderNotFoundError, match=r"cannot load image encoder from .*"
+                       r"pass a timm local-dir folder"):
+        ImageEncoder(f"local-dir:{tmp_path}", device="cpu").fit()
 
 
 def test_image_folder_without_config(tmp_path: Path) -> None:

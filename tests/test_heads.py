@@ -310,6 +310,14 @@ def test_make_head_from_instance() -> None:
     assert make_head(head, k=7).k == 7
 
 
+def test_make_head_unknown_setting_names_the_settings() -> None:
+    with pytest.raises(UsageError) as exc:
+        make_head("knn", foo=1)
+    assert str(exc.value) == (
+        "head 'knn' has no setting foo; its settings are index, k, weights"
+    )
+
+
 def test_make_head_unknown_names_choices() -> None:
     with pytest.raises(UsageError) as exc:
         make_head("nope")

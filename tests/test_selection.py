@@ -175,6 +175,18 @@ def test_diverse_fills_the_budget_on_a_pool_of_duplicates() -> None:
     assert {p.index // 5 for p in picks[:2]} == {0, 1}
 
 
+def test_uncertain_fills_the_budget_on_a_pool_of_duplicates() -> None:
+    # Two distinct vectors, 10 copies each: k-means finds 2 groups for a budget of 3,
+    # so the third pick is the next most uncertain candidate.
+    X = np.repeat(np.eye(2, 4, dtype=np.float32), 10, axis=0)
+    proba = np.column_stack([np.linspace(0.5, 0.95, 20), 1 - np.linspace(0.5, 0.95, 20)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn: fewer distinct clusters than asked
+        picks = suggest(X, 3, strategy="uncertain", proba=proba, seed=0)
+    assert [p.index for p in picks] == [0, 1, 10]
+    assert all(p.reason == "uncertain" for p in picks)
+
+
 def test_uncertain_prefers_small_margins_with_diversity(clustered) -> None:
     X, _ = clustered
     proba = np.tile([0.9, 0.1], (60, 1))
@@ -287,3 +299,14 @@ def test_cli_suggest(sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path:
                               "uncertain", "-o", str(tmp_path / "u.jsonl"), "--encoder",
                               str(tiny_text_model_dir), "--no-cache"])
     assert res.exit_code == 2 and "needs a model" in res.output
+
+
+def test_cli_suggest_labelled_of_the_wrong_kind(
+    sentiment_jsonl: Path, image_folder: Path, tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    res = CliRunner().invoke(app, ["suggest", str(sentiment_jsonl), "--budget", "2",
+                                   "--labelled", str(image_folder), "-o",
+                                   str(tmp_path / "s.jsonl"), "--encoder",
+                                   str(tiny_text_model_dir), "--no-cache"])
+    assert res.exit_code == 2
+    assert f"{image_folder} holds image but the pool and model are text" in res.output

@@ -457,6 +457,12 @@ def test_cli_tune_errors_exit_nonzero(
                             "--student", str(tiny_text_model_dir), "-o", str(tmp_path / "s")])
     assert r.exit_code == 1
     assert "no model folder at" in r.output
+    # an unknown head is caught before the teacher is even loaded
+    r = runner.invoke(app, ["distill", str(tmp_path / "missing"), str(sentiment_jsonl),
+                            "--student", str(tiny_text_model_dir), "-o", str(tmp_path / "s"),
+                            "--head", "svm"])
+    assert r.exit_code == 2
+    assert "unknown head 'svm'" in r.output
 
 
 def test_bench_runs_tuned_methods(tiny_text_model_dir: Path, tmp_path: Path) -> None:

@@ -74,6 +74,11 @@ def handle_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err("interrupted")
             raise typer.Exit(130) from None
+        except OSError as e:  # permissions, a folder where a file should go, a full disk
+            where = f" {e.filename}" if e.filename else ""
+            err(f"cannot read or write{where} ({e.strerror or e}); check the path and its "
+                "permissions, or choose another path")
+            raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -90,6 +95,14 @@ def make_cache(cache_dir: Path | None, no_cache: bool) -> Any:
     from fewshot.cache import EmbeddingCache
 
     return EmbeddingCache(cache_dir)
+
+
+def check_modality(
+    ds: Any, expected: str, name: object, what: str = "the model classifies"
+) -> None:
+    """Data of the wrong kind (text for an image model, or the reverse) is a usage error."""
+    if ds.modality != expected:
+        raise UsageError(f"{name} holds {ds.modality} but {what} {expected}; pass matching data")
 
 
 def load_data(

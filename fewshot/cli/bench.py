@@ -45,13 +45,18 @@ def bench(
     Resumes: runs already in OUTPUT/results.jsonl are not redone.
     """
     from fewshot.bench import parse_int_list, plot, run_bench, write_summary
-    from fewshot.errors import DataError
+    from fewshot.errors import DataError, UsageError
 
+    shot_list, seed_list = parse_int_list(shots), parse_int_list(seeds)
+    if min(shot_list) < 1:
+        raise UsageError(f"--shots must be at least 1 per class, got {shots}")
+    if min(seed_list) < 0:
+        raise UsageError(f"--seeds must be 0 or more, got {seeds}")
     for d in datasets:
         if not d.is_dir():
             raise DataError(f"no dataset folder at {d}; pass folders holding train and test")
     rows = run_bench(
-        datasets, output, shots=parse_int_list(shots), seeds=parse_int_list(seeds),
+        datasets, output, shots=shot_list, seeds=seed_list,
         methods=[m.strip() for m in methods.split(",") if m.strip()], encoder=encoder,
         image_encoder=image_encoder, cache=make_cache(cache_dir, no_cache), device=device,
         log=info,

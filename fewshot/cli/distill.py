@@ -17,13 +17,13 @@ from fewshot.cli._common import (
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
+    check_modality,
     check_output,
     handle_errors,
     info,
     load_data,
     make_cache,
 )
-from fewshot.errors import UsageError
 
 
 @handle_errors
@@ -73,8 +73,10 @@ def distill(
     check_output(output, force)
     from fewshot.classifier import FewShotClassifier
     from fewshot.encoders import get_encoder
+    from fewshot.heads import make_head
     from fewshot.tuning import distill as run_distill
 
+    make_head(head)  # an unknown head fails now, not after the tuning
     cache = make_cache(cache_dir, no_cache)
     teacher = FewShotClassifier.load(teacher_dir, cache=cache, device=device,
                                      batch_size=batch_size)
@@ -83,10 +85,7 @@ def distill(
         require_labels=False, skip_bad_images=skip_bad_images,
     )
     modality = teacher.encoder_.modality
-    if ds.modality != modality:
-        raise UsageError(
-            f"{data} holds {ds.modality} but the teacher classifies {modality}; pass matching data"
-        )
+    check_modality(ds, modality, data, "the teacher classifies")
     student_enc = get_encoder(student, modality, device=device, batch_size=batch_size)
     start = time.perf_counter()
     clf = run_distill(

@@ -19,6 +19,7 @@ from fewshot.cli._common import (
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
+    check_modality,
     handle_errors,
     load_data,
     make_cache,
@@ -70,6 +71,7 @@ def evaluate(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
         require_labels=True, skip_bad_images=skip_bad_images,
     )
+    check_modality(ds, clf.encoder_.modality, data)
     known = {str(c) for c in clf.classes_}
     unknown = sorted(set(ds.labels) - known)
     if unknown and not allow_unknown_labels:

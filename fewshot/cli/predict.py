@@ -19,6 +19,7 @@ from fewshot.cli._common import (
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
+    check_modality,
     check_output,
     handle_errors,
     info,
@@ -63,11 +64,7 @@ def predict(
         data, split, text_field=text_field, label_field="label", image_field=image_field,
         require_labels=False, skip_bad_images=skip_bad_images,
     )
-    if ds.modality != clf.encoder_.modality:
-        raise UsageError(
-            f"{data} holds {ds.modality} but the model classifies {clf.encoder_.modality}; "
-            "pass matching data"
-        )
+    check_modality(ds, clf.encoder_.modality, data)
     proba = clf.predict_proba(ds.items)
     classes = [str(c) for c in clf.classes_]
     best = proba.argmax(axis=1)

@@ -20,6 +20,7 @@ from fewshot.cli._common import (
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
+    check_modality,
     check_output,
     handle_errors,
     info,
@@ -102,11 +103,7 @@ def review(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
         require_labels=False, skip_bad_images=skip_bad_images,
     )
-    if ds.modality != clf.encoder_.modality:
-        raise UsageError(
-            f"{data} holds {ds.modality} but the model classifies {clf.encoder_.modality}; "
-            "pass matching data"
-        )
+    check_modality(ds, clf.encoder_.modality, data)
     if clf.calibrator_ is None:
         from fewshot.errors import ModelError
 

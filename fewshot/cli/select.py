@@ -19,6 +19,7 @@ from fewshot.cli._common import (
     LabelFieldOpt,
     NoCacheOpt,
     TextFieldOpt,
+    check_modality,
     check_output,
     handle_errors,
     info,
@@ -174,6 +175,7 @@ def suggest(
     labelled_idx: list[int] = []
     if labelled is not None:
         lab = load_data(labelled, "train", require_labels=True, **fields)
+        check_modality(lab, enc.modality, labelled, "the pool and model are")
         keys = {enc.item_key(x): i for i, x in enumerate(pool_ds.items)}
         labelled_idx = sorted({keys[k] for k in map(enc.item_key, lab.items) if k in keys})
         if clf is None and len(set(lab.labels)) >= 2:

@@ -25,13 +25,24 @@ TEXT_SUFFIXES = frozenset({".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".tx
 _IMAGE_FIELDS = ("image", "path", "file", "filename")
 
 
+#: Split files a dataset folder may hold, in the order they are looked for.
+_SPLIT_SUFFIXES = (".jsonl", ".ndjson", ".csv", ".tsv", ".parquet")
+
+
 def dataset_splits(folder: Path) -> list[str]:
-    """Names of the splits a dataset folder holds (``train.jsonl`` or ``train/``)."""
-    found = []
-    for split in ("train", "validation", "dev", "test"):
-        if (folder / f"{split}.jsonl").is_file() or _is_image_split(folder / split):
-            found.append(split)
-    return found
+    """Names of the splits a dataset folder holds (``train.jsonl``, ``train.csv``, ...,
+    or ``train/``)."""
+    return [
+        split for split in ("train", "validation", "dev", "test")
+        if _split_file(folder, split) is not None or _is_image_split(folder / split)
+    ]
+
+
+def _split_file(folder: Path, split: str) -> Path | None:
+    for suffix in _SPLIT_SUFFIXES:
+        if (folder / f"{split}{suffix}").is_file():
+            return folder / f"{split}{suffix}"
+    return None
 
 
 def _is_image_split(folder: Path) -> bool:
@@ -72,8 +83,7 @@ def load_dataset(
                     f"{path} has no '{split}' split (it has {', '.join(splits)}); "
                     "pick one of those"
                 )
-            sub = path / f"{split}.jsonl"
-            path = sub if sub.is_file() else path / split
+            path = _split_file(path, split) or path / split
     if path.is_dir():
         return _load_image_folder(path, require_labels, skip_bad_images)
     suffix = path.suffix.lower()
@@ -293,7 +303,7 @@ def _check_images(ds: Dataset, skip_bad_images: bool) -> None:
     for i, p in enumerate(ds.items):
         try:
             with Image.open(p) as im:
-                im.verify()
+                im.load()  # a full decode: verify() passes truncated files
             keep.append(i)
         except Exception as e:  # PIL raises many types for broken files
             warnings.warn(f"skipping unreadable image {p} ({e})", stacklevel=3)

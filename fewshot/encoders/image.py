@@ -15,6 +15,7 @@ from fewshot.encoders.base import Encoder, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_IMAGE_ENCODER,
     hub_failure,
+    local_failure,
     resolve_image_model,
 )
 from fewshot.errors import ImageReadError
@@ -70,7 +71,7 @@ class ImageEncoder(Encoder):
                     net = timm.create_model(timm_name, pretrained=True, num_classes=0)
                 except Exception as e:  # download/registry errors come in many types
                     if resolved.is_local:
-                        raise
+                        raise local_failure("image", resolved, e) from e
                     raise hub_failure("image", resolved, e) from e
                 self.resolved_ = resolved
             else:

@@ -14,6 +14,7 @@ from fewshot.encoders.base import Encoder, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_TEXT_ENCODER,
     hub_failure,
+    local_failure,
     resolve_text_model,
 )
 
@@ -69,7 +70,7 @@ class TextEncoder(Encoder):
                 )
             except Exception as e:  # hub errors come in many types
                 if resolved.is_local:
-                    raise
+                    raise local_failure("text", resolved, e) from e
                 raise hub_failure("text", resolved, e) from e
             self.resolved_ = resolved
         st.eval()

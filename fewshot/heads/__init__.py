@@ -25,8 +25,15 @@ def make_head(head: str | Head, **params: Any) -> Head:
     if isinstance(head, Head):
         return head.set_params(**params) if params else head
     try:
-        return HEADS[head](**params)
+        cls = HEADS[head]
     except KeyError:
         raise UsageError(
             f"unknown head '{head}'; choose one of {', '.join(sorted(HEADS))}"
         ) from None
+    unknown = sorted(set(params) - set(cls().get_params()))
+    if unknown:
+        raise UsageError(
+            f"head '{head}' has no setting {', '.join(unknown)}; its settings are "
+            f"{', '.join(sorted(cls().get_params()))}"
+        )
+    return cls(**params)

@@ -154,6 +154,15 @@ def _uncertain(
         if len(members):
             j = members[int(np.argmax(unc[members]))]
             out.append(Suggestion(int(j), float(unc[j]), "uncertain"))
+    # k-means leaves groups empty on pools full of duplicates: fill the budget with
+    # the next most uncertain candidates.
+    taken = {s.index for s in out}
+    for i in cand:
+        if len(out) >= budget:
+            break
+        if int(i) not in taken:
+            out.append(Suggestion(int(i), float(unc[i]), "uncertain"))
+            taken.add(int(i))
     return sorted(out, key=lambda s: -s.score)[:budget]
 
 
