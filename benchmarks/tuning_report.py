@@ -20,6 +20,11 @@ TEXT = ["sst5", "amazon_counterfactual_en", "ag_news", "trec", "banking77"]
 IMAGES = ["hymenoptera", "mnist"]
 
 
+#: setfit-lib fits whose time overlapped other work on this 2-core machine: their
+#: predictions count, their fit times do not (session 6: unit tests ran alongside).
+BUSY_FITS = {("sst5", 64, "setfit-lib"): {0, 1}}
+
+
 def metric(dataset: str) -> str:
     return "mcc" if dataset == "amazon_counterfactual_en" else "accuracy"
 
@@ -65,7 +70,8 @@ def fit(rows: dict[int, dict], seeds: list[int] | None = None) -> float | None:
 def main() -> None:
     folder = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "benchmarks/results/tuning"
     runs = load(folder)
-    timed = {k: dict(v) for k, v in runs.items() if k[2] == "setfit-lib"}
+    timed = {k: {s: r for s, r in v.items() if s not in BUSY_FITS.get(k, set())}
+             for k, v in runs.items() if k[2] == "setfit-lib"}
     for key, rows in earlier_setfit().items():
         for seed, r in rows.items():
             runs[key].setdefault(seed, r)
