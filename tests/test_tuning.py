@@ -438,7 +438,8 @@ def test_cli_train_tune_predict_and_distill(
     pool = tmp_path / "pool.txt"
     pool.write_text("\n".join(TEXTS) + "\n")
     r = runner.invoke(app, ["distill", str(tmp_path / "m"), str(pool), "--student",
-                            str(tiny_text_model_dir), "-o", str(tmp_path / "s"), *cache])
+                            str(tiny_text_model_dir), "-o", str(tmp_path / "s"), *cache,
+                            "--teacher-encoder", str(tiny_text_model_dir)])
     assert r.exit_code == 0, r.output
     assert "the student agrees with the teacher on 100.0%" in r.output
     assert (tmp_path / "s" / "body.safetensors").is_file()

@@ -42,6 +42,12 @@ def distill(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
     head: Annotated[str, typer.Option("--head", help="logreg, knn or centroid.")] = "logreg",
+    teacher_encoder: Annotated[
+        str | None,
+        typer.Option("--teacher-encoder",
+                     help="Where the teacher's encoder is now, if its folder has moved "
+                     "(it must be the same model)."),
+    ] = None,
     tune: Annotated[
         bool,
         typer.Option("--tune/--no-tune",
@@ -78,8 +84,8 @@ def distill(
 
     make_head(head)  # an unknown head fails now, not after the tuning
     cache = make_cache(cache_dir, no_cache)
-    teacher = FewShotClassifier.load(teacher_dir, cache=cache, device=device,
-                                     batch_size=batch_size)
+    teacher = FewShotClassifier.load(teacher_dir, encoder=teacher_encoder, cache=cache,
+                                     device=device, batch_size=batch_size)
     ds = load_data(
         data, split, text_field=text_field, label_field="label", image_field=image_field,
         require_labels=False, skip_bad_images=skip_bad_images,
