@@ -20,10 +20,11 @@ b $D/hymenoptera $D/mnist --methods tuned-logreg,tuned-supcon-logreg,logreg --sh
   --seeds 0-4 --image-encoder "$MOBILENET"
 # 3. the setfit library, 8 shots. Seeds 0-2 of these datasets are in the first full
 #    bench run (benchmarks/results/bench-full.jsonl; same predictions, fit times taken
-#    on a busy machine), so only seeds 3-4 are timed here. banking77: ~1,500 steps a
-#    fit, too slow for this 2-core machine.
+#    on a busy machine), so only seeds 3-4 are timed here.
 b $D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec --methods setfit-lib --shots 8 \
   --seeds ${SETFIT_SEEDS:-3,4}
+#    banking77 (session 6): ~20 minutes a fit here, seeds 0-2 run
+b $D/banking77 --methods setfit-lib --shots 8 --seeds ${SETFIT_SEEDS_B77:-0-2}
 # 4. SetFit's pair objective in the same loop as tuned-logreg, to pick the default
 b $D/amazon_counterfactual_en $D/trec --methods tuned-pairs-logreg --shots 8 --seeds 0-2
 # 5. 64 shots, seeds 0-4 (banking77 not run yet: ~5 minutes a fit, 4,928 texts);
