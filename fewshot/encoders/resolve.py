@@ -162,20 +162,23 @@ def _not_found(kind: str, name: str, tried: list[str]) -> EncoderNotFoundError:
 
 def hub_failure(kind: str, resolved: ResolvedModel, error: BaseException) -> EncoderNotFoundError:
     """The error for a hub load that failed (offline, unknown id, no access)."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    tried = [*resolved.tried, f"hub {resolved.location}: {reason[:160]}"]
+    tried = [*resolved.tried, f"hub {resolved.location}: {_first_line(error, 160)}"]
     return _not_found(kind, resolved.name, tried)
 
 
 def local_failure(kind: str, resolved: ResolvedModel, error: BaseException) -> EncoderNotFoundError:
     """The error for a local model folder that exists but does not load."""
-    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     layout = (
         "a sentence-transformers model folder (modules.json, config.json, weights, tokenizer)"
         if kind == "text"
         else "a timm local-dir folder (config.json + one weights file)"
     )
     return EncoderNotFoundError(
-        f"cannot load {kind} encoder from {resolved.location} ({reason[:200]}); "
+        f"cannot load {kind} encoder from {resolved.location} ({_first_line(error, 200)}); "
         f"pass {layout} with --encoder"
     )
+
+
+def _first_line(error: BaseException, limit: int) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:limit]
