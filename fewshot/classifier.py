@@ -22,8 +22,10 @@ from fewshot.heads import HEADS, Head, make_head
 __all__ = ["FORMAT_VERSION", "FewShotClassifier", "guess_modality"]
 
 #: Version of the saved-model folder layout; loading refuses newer ones.
-#: 2 added body.safetensors (tuned encoders); folders of version 1 still load.
-FORMAT_VERSION = 2
+#: 2 added body.safetensors (tuned encoders); 3 added the text modules' configs
+#: (pooling mode etc.) to encoder ids. Folders of versions 1 and 2 still load: their
+#: encoder is checked against the id computed as they computed it.
+FORMAT_VERSION = 3
 MANIFEST = "fewshot.json"
 HEAD_FILE = "head.safetensors"
 #: Calibrator and out-of-fold predictions; only in folders of calibrated models.
@@ -459,7 +461,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 show_progress=show_progress, normalize=bool(ref.get("normalize", True)), **extra,
             )
         cache_obj = self._cache()
-        enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
+        version = int(manifest["format_version"])
+        if version >= 3:
+            enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
+        else:
+            enc_id = enc.id_for_format(version)
         base_id = ref.get("base_id", ref["id"]) if ref.get("tuned") else ref["id"]
         if enc_id != base_id:
             raise EncoderMismatchError(
@@ -470,7 +476,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if ref.get("tuned"):
             if isinstance(encoder, Encoder):
                 enc = enc.loaded_copy()  # the caller's encoder stays frozen
-            _load_body(enc, path, ref, base_id)
+            _load_body(enc, path, ref, version)
         self.encoder_ = enc
         self.head_ = head
         self.classes_ = head.classes_
@@ -517,7 +523,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         }
 
 
-def _load_body(enc: Encoder, path: Path, ref: dict[str, Any], base_id: str) -> None:
+def _load_body(enc: Encoder, path: Path, ref: dict[str, Any], version: int) -> None:
     """Put the saved tuned tensors into the base encoder; check the result's id."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -529,14 +535,16 @@ def _load_body(enc: Encoder, path: Path, ref: dict[str, Any], base_id: str) -> N
         )
     try:
         tensors = load_file(str(file), device="cpu")
-        enc.load_tuned_state(tensors, {"base_id": base_id})
+        # The base's id as this fewshot computes it, so a re-save records it.
+        enc.load_tuned_state(tensors, {"base_id": enc.id})
     except (OSError, KeyError, RuntimeError, ValueError, SafetensorError) as e:
         raise ModelError(
             f"{file} is corrupt ({e}); re-run fewshot train to rebuild the model"
         ) from e
-    if enc.id != ref["id"]:
+    tuned_id = enc.id_for_format(version)
+    if tuned_id != ref["id"]:
         raise ModelError(
-            f"{file} does not give the tuned encoder the model was saved with (id {enc.id}, "
+            f"{file} does not give the tuned encoder the model was saved with (id {tuned_id}, "
             f"expected {ref['id']}); re-run fewshot train to rebuild the model"
         )
 

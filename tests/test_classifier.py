@@ -352,6 +352,25 @@ def test_load_unknown_head_type(fitted, tmp_path: Path) -> None:
         FewShotClassifier.load(folder)
 
 
+def test_load_format_2_folder_checks_the_id_as_format_2_computed_it(
+    fitted, tmp_path: Path
+) -> None:
+    folder = fitted.save(tmp_path / "m")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    old_id = fitted.encoder_.id_for_format(2)
+    assert manifest["format_version"] == 3 and manifest["encoder"]["id"] == fitted.encoder_.id
+    assert old_id != fitted.encoder_.id and fitted.encoder_.id_for_format(3) == fitted.encoder_.id
+    manifest["format_version"], manifest["encoder"]["id"] = 2, old_id
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    loaded = FewShotClassifier.load(folder, cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), fitted.predict_proba(QUERIES))
+    # The other way round is a mismatch: a format-3 folder holding an old-style id.
+    manifest["format_version"] = 3
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(EncoderMismatchError, match="pass the original encoder"):
+        FewShotClassifier.load(folder, cache=False)
+
+
 def test_load_with_changed_encoder(fitted, tiny_text_model_dir: Path, tmp_path: Path) -> None:
     folder = fitted.save(tmp_path / "m")
     other = _perturbed_copy(tiny_text_model_dir, tmp_path / "changed-model")

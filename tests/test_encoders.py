@@ -82,6 +82,36 @@ def test_text_default_resolves_to_offline_package(minilm_dir: Path) -> None:
     assert resolve_text_model("sentence-transformers/all-MiniLM-L6-v2").location == r.location
 
 
+def test_changed_pooling_changes_id_and_is_not_served_from_cache(
+    minilm_dir: Path, tmp_path: Path
+) -> None:
+    # Same weights, CLS pooling instead of mean: different embeddings, so a different
+    # id, and a warm cache must not hand back the mean-pooled vectors.
+    import json
+    import shutil
+
+    from fewshot.cache import EmbeddingCache, embed
+
+    folder = tmp_path / "minilm"
+    shutil.copytree(minilm_dir, folder, ignore=shutil.ignore_patterns("model.safetensors"))
+    (folder / "model.safetensors").symlink_to(minilm_dir / "model.safetensors")
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = ["where is the nearest cash machine", "my card was declined"]
+    mean = TextEncoder(str(folder), device="cpu", show_progress=False)
+    mean_vecs = embed(mean, texts, cache=cache)
+    pooling = folder / "1_Pooling" / "config.json"
+    config = json.loads(pooling.read_text())
+    config.update(pooling_mode_mean_tokens=False, pooling_mode_cls_token=True)
+    pooling.write_text(json.dumps(config))
+    cls = TextEncoder(str(folder), device="cpu", show_progress=False)
+    cls_vecs = embed(cls, texts, cache=cache)
+    assert cls.id != mean.id
+    assert not np.allclose(cls_vecs, mean_vecs, atol=1e-3)
+    np.testing.assert_allclose(cls_vecs, cls.encode(texts), atol=1e-5)
+    # Before format 3 the two had one id (the case this guards against).
+    assert cls.id_for_format(2) == mean.id_for_format(2)
+
+
 def test_text_order_path_package_models_dir_hub(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

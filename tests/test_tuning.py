@@ -326,7 +326,7 @@ def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path
     proba = clf.predict_proba(TEXTS)
     folder = clf.save(tmp_path / "model")
     manifest = json.loads((folder / "fewshot.json").read_text())
-    assert manifest["format_version"] == 2
+    assert manifest["format_version"] == 3
     assert manifest["encoder"]["tuned"] is True
     assert manifest["encoder"]["base_id"] == frozen_id != manifest["encoder"]["id"]
     assert manifest["tuning"]["settings"]["epochs"] == 8
@@ -335,6 +335,39 @@ def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path
         loaded = FewShotClassifier.load(folder, cache=cache)
         assert loaded.encoder_.id == clf.encoder_.id
         np.testing.assert_array_equal(loaded.predict_proba(TEXTS), proba)
+
+
+def test_tuned_model_saved_in_format_2_loads_and_resaves(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    # Format 2 computed text ids without the modules' configs: rewrite a saved folder's
+    # ids that way, as fewshot 2 wrote them.
+    clf = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 3}, cache=False,
+                            show_progress=False).fit(TEXTS, LABELS)
+    proba = clf.predict_proba(TEXTS)
+    folder = clf.save(tmp_path / "model")
+    manifest = json.loads((folder / "fewshot.json").read_text())
+    new_ids = (manifest["encoder"]["id"], manifest["encoder"]["base_id"])
+    old_ids = (clf.encoder_.id_for_format(2), fresh_text(tiny_text_model_dir).id_for_format(2))
+    assert old_ids[0] != new_ids[0] and old_ids[1] != new_ids[1]
+    manifest["format_version"] = 2
+    manifest["encoder"]["id"], manifest["encoder"]["base_id"] = old_ids
+    (folder / "fewshot.json").write_text(json.dumps(manifest))
+    for cache in (tmp_path / "cache", False):
+        loaded = FewShotClassifier.load(folder, cache=cache)
+        np.testing.assert_array_equal(loaded.predict_proba(TEXTS), proba)
+    # Saved again, it is a format-3 folder with today's ids, and loads as one.
+    again = json.loads((loaded.save(tmp_path / "again") / "fewshot.json").read_text())
+    assert again["format_version"] == 3
+    assert (again["encoder"]["id"], again["encoder"]["base_id"]) == new_ids
+    np.testing.assert_array_equal(
+        FewShotClassifier.load(tmp_path / "again", cache=False).predict_proba(TEXTS), proba
+    )
+    # A format-2 folder whose ids are today's was not written by fewshot 2: refused.
+    manifest["encoder"]["id"], manifest["encoder"]["base_id"] = new_ids
+    (folder / "fewshot.json").write_text(json.dumps(manifest))
+    with pytest.raises(EncoderMismatchError, match="pass the original encoder"):
+        FewShotClassifier.load(folder, cache=False)
 
 
 def test_tuned_model_with_missing_or_wrong_body_fails_clearly(

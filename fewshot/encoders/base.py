@@ -49,6 +49,11 @@ def resolve_device(device: str | None) -> str:
     return str(device)
 
 
+# Bumped whenever Encoder.id changes for the same model (3: text ids include the
+# modules' configs), so a cache's remembered fingerprint -> id entries are not reused.
+_ID_SCHEME = 3
+
+
 def hash_module(h: Any, module: Any) -> None:
     """Feed every parameter and buffer of a torch module (names, shapes, bytes) to ``h``."""
     import torch
@@ -140,7 +145,8 @@ class Encoder(TransformerMixin, BaseEstimator):
             return None
         h = hashlib.blake2b(digest_size=16)
         pretrained = getattr(self, "pretrained", True)
-        settings = [type(self).__name__, self.model, self.normalize, pretrained]
+        # _ID_SCHEME: ids remembered under an older way of computing them never match.
+        settings = [type(self).__name__, self.model, self.normalize, pretrained, _ID_SCHEME]
         h.update(json.dumps(settings).encode())
         for p in sorted(Path(folder).rglob("*")):
             if p.is_file():
@@ -180,14 +186,31 @@ class Encoder(TransformerMixin, BaseEstimator):
     def id(self) -> str:
         """Content hash of weights + preprocessing: equal ids give equal embeddings."""
         if not hasattr(self, "id_"):
-            self._ensure_loaded()
-            h = hashlib.blake2b(digest_size=16)
-            ident = {"modality": self.modality, "normalize": bool(self.normalize)}
-            ident.update(self._identity())
-            h.update(json.dumps(ident, sort_keys=True, default=str).encode())
-            hash_module(h, self._torch_module())
-            self.id_ = f"{self.modality}-{h.hexdigest()}"
+            self.id_ = self._compute_id(drop=())
         return str(self.id_)
+
+    def id_for_format(self, version: int) -> str:
+        """The id as a model saved in format ``version`` recorded it.
+
+        Format 3 added settings to the id (``_ID_KEYS_SINCE_FORMAT_3``); a model
+        saved before is checked against the id without them.
+        """
+        if version >= 3 or not self._ID_KEYS_SINCE_FORMAT_3:
+            return self.id
+        return self._compute_id(drop=self._ID_KEYS_SINCE_FORMAT_3)
+
+    _ID_KEYS_SINCE_FORMAT_3: ClassVar[tuple[str, ...]] = ()
+
+    def _compute_id(self, drop: Sequence[str]) -> str:
+        self._ensure_loaded()
+        h = hashlib.blake2b(digest_size=16)
+        ident = {"modality": self.modality, "normalize": bool(self.normalize)}
+        ident.update(self._identity())
+        for key in drop:
+            ident.pop(key, None)
+        h.update(json.dumps(ident, sort_keys=True, default=str).encode())
+        hash_module(h, self._torch_module())
+        return f"{self.modality}-{h.hexdigest()}"
 
     def _torch_module(self) -> Any:
         return self.model_

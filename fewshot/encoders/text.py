@@ -25,6 +25,14 @@ __all__ = ["TextEncoder"]
 _CHUNK_BATCHES = 32
 
 
+def _module_config(module: Any) -> dict[str, Any]:
+    """A sentence-transformers module's saved config (what ``save_config`` writes)."""
+    get = getattr(module, "get_config_dict", None)
+    if not callable(get):
+        return {}
+    return json.loads(json.dumps(get(), sort_keys=True, default=repr))
+
+
 class TextEncoder(Encoder):
     """Embed texts with a sentence-transformers model.
 
@@ -100,9 +108,15 @@ class TextEncoder(Encoder):
         return {
             "kind": "sentence-transformers",
             "modules": [type(m).__name__ for m in st],
+            # Settings without weights (the pooling mode, for one): two models with the
+            # same weights and different pooling must not share an id or a cache entry.
+            "module_configs": [_module_config(m) for m in st],
             "max_seq_length": st.max_seq_length,
             "tokenizer": tok_id,
         }
+
+    # Model format 2 and older identified text encoders without their module configs.
+    _ID_KEYS_SINCE_FORMAT_3 = ("module_configs",)
 
     def item_key(self, item: Any) -> bytes:
         return hashlib.blake2b(str(item).encode("utf-8"), digest_size=16).digest()
