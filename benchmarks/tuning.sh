@@ -23,8 +23,8 @@ b $D/hymenoptera $D/mnist --methods tuned-logreg,tuned-supcon-logreg,logreg --sh
 #    on a busy machine), so only seeds 3-4 are timed here.
 b $D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec --methods setfit-lib --shots 8 \
   --seeds ${SETFIT_SEEDS:-3,4}
-#    banking77 (session 6): ~20 minutes a fit here, seeds 0-2 run
-b $D/banking77 --methods setfit-lib --shots 8 --seeds ${SETFIT_SEEDS_B77:-0-2}
+#    banking77: ~20 minutes a fit here (seeds 0-2 run in session 6, 3-4 in session 7)
+b $D/banking77 --methods setfit-lib --shots 8 --seeds ${SETFIT_SEEDS_B77:-0-4}
 # 4. SetFit's pair objective in the same loop as tuned-logreg, to pick the default
 b $D/amazon_counterfactual_en $D/trec --methods tuned-pairs-logreg --shots 8 --seeds 0-2
 # 5. 64 shots, seeds 0-4 (banking77 not run yet: ~5 minutes a fit, 4,928 texts);
