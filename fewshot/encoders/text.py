@@ -28,9 +28,7 @@ _CHUNK_BATCHES = 32
 def _module_config(module: Any) -> dict[str, Any]:
     """A sentence-transformers module's saved config (what ``save_config`` writes)."""
     get = getattr(module, "get_config_dict", None)
-    if not callable(get):
-        return {}
-    return json.loads(json.dumps(get(), sort_keys=True, default=repr))
+    return get() if callable(get) else {}
 
 
 class TextEncoder(Encoder):
