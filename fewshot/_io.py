@@ -5,11 +5,37 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_dir", "atomic_file"]
+__all__ = ["ReplaceRefusedError", "atomic_dir", "atomic_file", "replace_refusal"]
+
+
+class ReplaceRefusedError(FileExistsError):
+    """An existing folder holds something the writer did not put there, so it is kept."""
+
+
+def replace_refusal(path: str | Path, names: Collection[str]) -> str | None:
+    """Why the existing ``path`` may not be replaced by a folder of ``names``, or None.
+
+    Overwriting (``--force``) replaces a whole folder, so it is only allowed for an
+    empty folder or one holding nothing but files the same writer makes: never a
+    folder of the user's own files given as the output by mistake.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    if not path.is_dir():
+        return f"{path} is a file, not a folder; choose another output or remove it"
+    foreign = sorted(e.name for e in path.iterdir() if e.name not in names or not e.is_file())
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+    return (
+        f"{path} holds files this command did not write ({shown}); --force only replaces "
+        "an empty folder or one of its own outputs: choose another output or remove it"
+    )
 
 
 def _umask() -> int:
@@ -44,15 +70,21 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
 
 
 @contextmanager
-def atomic_dir(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
+def atomic_dir(
+    path: str | Path, overwrite: bool = False, replaceable: Collection[str] = ()
+) -> Iterator[Path]:
     """Yield a temporary folder; on success it replaces ``path`` in one rename.
 
-    An existing ``path`` is only replaced when ``overwrite`` is true, and then only
-    after the new folder is complete.
+    An existing ``path`` is only replaced when ``overwrite`` is true, it is a folder
+    holding nothing but files named in ``replaceable`` (see :func:`replace_refusal`),
+    and then only after the new folder is complete.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists")
+    refusal = replace_refusal(path, replaceable)
+    if refusal:
+        raise ReplaceRefusedError(refusal)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:

@@ -32,6 +32,8 @@ HEAD_FILE = "head.safetensors"
 CALIBRATION_FILE = "calibration.safetensors"
 #: The tuned encoder's changed tensors; only in folders of models fitted with ``tune``.
 BODY_FILE = "body.safetensors"
+#: Everything a model folder may hold; ``save(overwrite=True)`` replaces only such folders.
+MODEL_FILES = (MANIFEST, HEAD_FILE, CALIBRATION_FILE, BODY_FILE)
 
 
 def guess_modality(items: Sequence[Any]) -> str:
@@ -333,7 +335,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "head_")
         from safetensors.numpy import save_file
 
-        from fewshot._io import atomic_dir
+        from fewshot._io import ReplaceRefusedError, atomic_dir
 
         path = Path(path)
         config, arrays = self.head_.get_state()
@@ -365,7 +367,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             body = self.encoder_.tuned_state()
             manifest["tuning"] = getattr(self, "tuning_", None) or {}
         try:
-            with atomic_dir(path, overwrite=overwrite) as tmp:
+            with atomic_dir(path, overwrite=overwrite, replaceable=MODEL_FILES) as tmp:
                 save_file(arrays, str(tmp / HEAD_FILE), metadata={"format": str(FORMAT_VERSION)})
                 if body is not None:
                     from safetensors.torch import save_file as save_torch
@@ -377,6 +379,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                         metadata={"format": str(FORMAT_VERSION)},
                     )
                 (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        except ReplaceRefusedError as e:
+            raise UsageError(str(e)) from None
         except FileExistsError:
             raise UsageError(
                 f"{path} already exists; choose another folder or overwrite it (--force)"

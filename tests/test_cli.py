@@ -329,6 +329,20 @@ def test_train_output_exists(model: Path, sentiment_jsonl: Path, enc) -> None:
        "--force")
     assert json.loads((model / "fewshot.json").read_text())["head"]["type"] == "centroid"
     assert sorted(p.name for p in model.parent.iterdir() if p.name.startswith(".")) == []
+    # --force never replaces a folder holding anything but a model's own files: a
+    # project folder given as the output by mistake stays as it was.
+    project = model.parent / "project"
+    (project / "src").mkdir(parents=True)
+    (project / "README.md").write_text("mine")
+    assert_error(invoke("train", sentiment_jsonl, "-o", project, *enc, "--no-cache", "--force"),
+                 2, "holds files this command did not write (README.md, src)")
+    assert (project / "README.md").read_text() == "mine" and (project / "src").is_dir()
+    from fewshot import FewShotClassifier
+    from fewshot.errors import UsageError
+
+    with pytest.raises(UsageError, match="holds files this command did not write"):
+        FewShotClassifier.load(model).save(project, overwrite=True)
+    assert (project / "README.md").read_text() == "mine"
 
 
 def test_predict_output_exists(model: Path, unlabelled: Path, tmp_path: Path) -> None:
@@ -468,6 +482,15 @@ def test_corrupt_image(tmp_path: Path, image_folder: Path, tiny_image_dir: Path)
     result = ok("train", image_folder, "-o", tmp_path / "m", *enc, "--skip-bad-images")
     assert "warning: skipping unreadable image" in result.stderr and "broken.png" in result.stderr
     assert json.loads((tmp_path / "m" / "fewshot.json").read_text())["n_train"] == 12
+    # select and suggest read image pools the same way.
+    out = tmp_path / "s.jsonl"
+    assert_error(invoke("suggest", image_folder, "--budget", "2", "-o", out, *enc), 1,
+                 "cannot read image", "--skip-bad-images")
+    ok("suggest", image_folder, "--budget", "2", "-o", out, *enc, "--skip-bad-images")
+    ok("select", image_folder, image_folder, "--k", "2", "-o", tmp_path / "d.jsonl", *enc,
+       "--skip-bad-images")
+    rows = [json.loads(x) for x in (tmp_path / "d.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all("broken" not in r["id"] for r in rows)
 
 
 def test_image_folder_without_classes(tmp_path: Path, tiny_image_dir: Path) -> None:

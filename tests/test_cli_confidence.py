@@ -98,6 +98,22 @@ def test_review_splits_and_summarises(
             rows += list(csv.DictReader(f))
     assert sorted(r["text"] for r in rows) == ["a good film", "awful boring plot"]
     assert "measured" not in json.loads((tmp_path / "r2" / "summary.json").read_text())
+    # One item: one of the two files has no rows, yet both have the same columns.
+    one = tmp_path / "one.txt"
+    one.write_text("a good film\n")
+    ok("review", model, one, "-o", tmp_path / "r3", "--format", "csv", *common)
+    headers = {(tmp_path / "r3" / n).read_text().splitlines()[0]
+               for n in ("accepted.csv", "to_review.csv")}
+    assert headers == {"id,text,label,confidence,p_neg,p_pos"}
+    # --force replaces an earlier review, never a folder of other files.
+    ok("review", model, one, "-o", tmp_path / "r3", "--force", *common)
+    assert sorted(p.name for p in (tmp_path / "r3").iterdir()) == [
+        "accepted.jsonl", "summary.json", "to_review.jsonl"
+    ]
+    (tmp_path / "r3" / "notes.txt").write_text("mine")
+    assert_error(invoke("review", model, one, "-o", tmp_path / "r3", "--force", *common), 2,
+                 "holds files this command did not write (notes.txt)")
+    assert (tmp_path / "r3" / "notes.txt").read_text() == "mine"
 
 
 def test_review_errors(

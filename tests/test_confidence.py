@@ -318,6 +318,33 @@ def test_conformal_sets_cover_at_the_stated_rate() -> None:
     assert math.isinf(conformal_quantile(cal_p[:5], cal_y[:5], 0.9))  # too few to promise 90%
 
 
+def test_fitting_the_smoothing_term_too_needs_more_evidence(monkeypatch) -> None:
+    # The likelihood-ratio test has one degree of freedom per fitted parameter: a
+    # statistic of 4.5 passes for T alone (> 3.841) but not for T and eps (< 5.991).
+    def fit(self, proba, y_idx):
+        self.temperature, self.smoothing, self.evidence_ = 0.5, 1e-3, 4.5
+        return self
+
+    monkeypatch.setattr(TemperatureScaling, "fit", fit)
+    proba, y = np.tile([[0.7, 0.3]], (10, 1)), np.array([0, 1] * 5)
+    calibrator, why = fit_calibrator("temperature", proba, y, zero_probabilities=False)
+    assert isinstance(calibrator, TemperatureScaling) and why is None
+    calibrator, why = fit_calibrator("temperature", proba, y, zero_probabilities=True)
+    assert isinstance(calibrator, IdentityCalibration)
+    assert "likelihood ratio 4.50 < 5.991" in why
+
+
+def test_conformal_quantile_is_the_split_conformal_order_statistic() -> None:
+    # Scores 1 - p(true) are 0.00, 0.01, ..., 0.31 (n = 32). At 90% coverage the
+    # quantile is the ceil(33 * 0.9) = 30th smallest score: 0.29, not the 31st.
+    p_true = 1.0 - np.arange(32) / 100
+    proba = np.stack([p_true, 1.0 - p_true], axis=1)
+    y = np.zeros(32, dtype=int)
+    assert conformal_quantile(proba, y, 0.9) == pytest.approx(0.29)
+    assert conformal_quantile(proba, y, 0.96) == pytest.approx(0.31)  # rank 32 = n
+    assert math.isinf(conformal_quantile(proba, y, 0.97))  # rank 33 > n
+
+
 def test_review_needs_out_of_fold_predictions(tiny_text_encoder, calibrated) -> None:
     plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
     with pytest.raises(ModelError, match="retrain it with calibration"):
@@ -397,6 +424,12 @@ def test_read_label_descriptions(tmp_path: Path) -> None:
             read_label_descriptions(path)
     with pytest.raises(DataError, match="no label-descriptions file"):
         read_label_descriptions(tmp_path / "missing.json")
+    lines.write_text('{"label": "pos", "description": "good"}\n{"label": "neg",\n')
+    with pytest.raises(DataError, match=r"d.jsonl:2: malformed JSON .* one JSON object"):
+        read_label_descriptions(lines)
+    path.write_bytes('{"pos": "caf\xe9"}'.encode("latin-1"))
+    with pytest.raises(DataError, match="is not UTF-8 text"):
+        read_label_descriptions(path)
     with pytest.raises(DataError, match="must map label"):
         check_label_descriptions(["pos"])  # type: ignore[arg-type]
 

@@ -106,6 +106,25 @@ def test_ivf_probing_every_list_is_exact() -> None:
     assert _recall(exact, approx) == 1.0
 
 
+def test_ivf_probes_more_lists_when_the_probed_ones_hold_fewer_than_k() -> None:
+    # 100 lists of ~4 vectors and nprobe 1: one list cannot hold 20 neighbours.
+    X, Q = _uniform(400, 16, 0), _uniform(30, 16, 1)
+    ivf = VectorIndex(16, kind="ivf", nlist=100, nprobe=1).add(X)
+    assert ivf.structure == "ivf"  # builds the index
+    _, raw = ivf._index.search(Q, 20)
+    assert (raw < 0).any()  # what faiss alone returns
+    scores, idx = ivf.search(Q, 20)
+    assert (idx >= 0).all()
+    assert all(len(set(row)) == 20 for row in idx.tolist())
+    np.testing.assert_allclose(
+        scores, np.einsum("qd,qkd->qk", Q, X[idx]), rtol=1e-5, atol=1e-6
+    )
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # still best first
+    # Only k beyond the index leaves -1s: there is nothing more to find.
+    _, idx = ivf.search(Q[:2], 401)
+    assert (idx[:, :400] >= 0).all() and (idx[:, 400] == -1).all()
+
+
 def test_ivf_needs_enough_vectors() -> None:
     index = VectorIndex(8, kind="ivf", nlist=50).add(_uniform(10, 8))
     with pytest.raises(ValueError, match="nlist=50 needs at least 50 vectors, got 10"):

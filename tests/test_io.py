@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import fewshot._io
-from fewshot._io import atomic_dir, atomic_file
+from fewshot._io import ReplaceRefusedError, atomic_dir, atomic_file
 
 
 @pytest.fixture
@@ -51,7 +51,37 @@ def test_failed_swap_puts_the_old_folder_back(
         return real_replace(src, dst)
 
     monkeypatch.setattr(fewshot._io.os, "replace", flaky)
-    with pytest.raises(OSError, match="disk gone"), atomic_dir(target, overwrite=True) as tmp:
+    with (
+        pytest.raises(OSError, match="disk gone"),
+        atomic_dir(target, overwrite=True, replaceable=["v"]) as tmp,
+    ):
         (tmp / "v").write_text("new")
     assert (target / "v").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_overwrite_replaces_only_a_folder_of_its_own_files(tmp_path: Path) -> None:
+    target = tmp_path / "out"
+    target.mkdir()
+    with atomic_dir(target, overwrite=True) as tmp:  # an empty folder is fine
+        (tmp / "a.json").write_text("1")
+    with atomic_dir(target, overwrite=True, replaceable=["a.json", "b.json"]) as tmp:
+        (tmp / "b.json").write_text("2")
+    assert sorted(p.name for p in target.iterdir()) == ["b.json"]
+    (target / "notes.txt").write_text("mine")
+    (target / "a.json").mkdir()  # a folder named like one of its files is not one
+    with (
+        pytest.raises(ReplaceRefusedError, match=r"holds files this command did not write "
+                      r"\(a.json, notes.txt\)"),
+        atomic_dir(target, overwrite=True, replaceable=["a.json", "b.json"]),
+    ):
+        pass
+    assert (target / "notes.txt").read_text() == "mine"
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(ReplaceRefusedError, match="is a file, not a folder"), atomic_dir(
+        afile, overwrite=True
+    ):
+        pass
+    assert afile.read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out"]

@@ -93,6 +93,43 @@ def test_balanced_covers_every_label_or_the_closest_m(clustered) -> None:
     assert demos[-1].label == "a"
 
 
+def _on_circle(degrees: list[float], scale: float = 1.0) -> np.ndarray:
+    rad = np.radians(degrees)
+    return (scale * np.column_stack([np.cos(rad), np.sin(rad)])).astype(np.float32)
+
+
+def test_balanced_fills_from_the_shown_labels_before_any_other() -> None:
+    # a: one item at 0 degrees; b: 10 degrees, then 40-48; c: 20-29. The query is at 0.
+    angles = [0.0, 10.0, *range(40, 49), *range(20, 30)]
+    labels = ["a"] + ["b"] * 10 + ["c"] * 10
+    X = _on_circle(angles)
+    q = _on_circle([0.0])
+    sel = ExampleSelector(None, k=4, strategy="balanced", labels_per_query=2, cache=False)
+    sel.fit([str(a) for a in angles], labels, embeddings=X)
+    demos = sel.select_embeddings(q)[0]
+    # Labels a and b are shown (a has a single item): the 4th is b's next, not c's
+    # nearer 20-degree item.
+    assert [d.item for d in demos] == ["41", "40", "10.0", "0.0"]
+    assert {d.label for d in demos} == {"a", "b"}
+    # One label shown and it holds one item: the rest are the nearest of any label.
+    sel.labels_per_query = 1
+    assert [d.item for d in sel.select_embeddings(q)[0]] == ["21", "20", "10.0", "0.0"]
+
+
+def test_selector_scores_are_cosines_of_unnormalised_embeddings_and_mmr_returns_k() -> None:
+    angles = [0.0, 30.0, 60.0, 90.0, 120.0]
+    X = _on_circle(angles, scale=5.0)
+    sel = ExampleSelector(None, k=2, strategy="nearest", cache=False)
+    sel.fit([str(a) for a in angles], embeddings=X)
+    demos = sel.select_embeddings(_on_circle([0.0], scale=3.0))[0]
+    assert [d.item for d in demos] == ["30.0", "0.0"]
+    np.testing.assert_allclose([d.score for d in demos], [np.cos(np.radians(30)), 1.0],
+                               rtol=1e-5)
+    mmr = ExampleSelector(None, k=4, strategy="mmr", fetch_k=2, cache=False)
+    mmr.fit([str(a) for a in angles], embeddings=X)
+    assert len(mmr.select_embeddings(_on_circle([0.0]))[0]) == 4
+
+
 def test_random_is_seeded(clustered) -> None:
     X, labels = clustered
     q = _norm(X[:3])
@@ -153,6 +190,15 @@ def test_prompt_template_renders_and_rejects_unknown_fields() -> None:
         PromptTemplate("{{ query.__class__.__mro__ }}")
 
 
+def test_prompt_template_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no template file at"):
+        PromptTemplate.from_file(tmp_path / "missing.txt")
+    latin1 = tmp_path / "t.txt"
+    latin1.write_bytes("{{ query }} \u2192 caf\xe9".encode("latin-1", errors="replace"))
+    with pytest.raises(DataError, match="is not UTF-8 text; save it as UTF-8"):
+        PromptTemplate.from_file(latin1)
+
+
 # -- what to label next -----------------------------------------------------------------
 def test_diverse_picks_one_central_item_per_cluster(clustered) -> None:
     X, labels = clustered
@@ -173,6 +219,29 @@ def test_diverse_fills_the_budget_on_a_pool_of_duplicates() -> None:
         picks = suggest(X, 4, strategy="diverse", seed=0)
     assert len({p.index for p in picks}) == 4
     assert {p.index // 5 for p in picks[:2]} == {0, 1}
+
+
+def test_diverse_fills_the_budget_from_covered_regions_too() -> None:
+    # 5 copies of A, 5 of B; item 0 (an A) is labelled. Budget 6: B's region holds
+    # only 5 free items, so the sixth comes from A's covered region, never item 0.
+    X = np.repeat(np.eye(2, 4, dtype=np.float32), 5, axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # scikit-learn: fewer distinct clusters than asked
+        picks = suggest(X, 6, strategy="diverse", labelled=[0], seed=0)
+        hybrid = suggest(X, 6, strategy="hybrid", labelled=[0], proba=np.full((10, 2), 0.5))
+    for got in (picks, hybrid):
+        assert len({p.index for p in got}) == 6 and 0 not in {p.index for p in got}
+        assert sorted(p.index // 5 for p in got) == [0, 1, 1, 1, 1, 1]
+    assert {p.reason for p in hybrid} == {"hybrid"}
+    assert {p.score for p in hybrid} == {1.0}  # margin uncertainty of 50/50
+
+
+def test_suggest_refuses_labelled_indices_outside_the_pool(clustered) -> None:
+    X, _ = clustered
+    with pytest.raises(UsageError, match="labelled index -1 is outside the pool \\(0 to 59\\)"):
+        suggest(X, 2, labelled=[-1, 3])
+    with pytest.raises(UsageError, match="labelled index 60 is outside"):
+        suggest(X, 2, labelled=[60])
 
 
 def test_uncertain_fills_the_budget_on_a_pool_of_duplicates() -> None:
@@ -299,6 +368,26 @@ def test_cli_suggest(sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path:
                               "uncertain", "-o", str(tmp_path / "u.jsonl"), "--encoder",
                               str(tiny_text_model_dir), "--no-cache"])
     assert res.exit_code == 2 and "needs a model" in res.output
+
+
+def test_cli_suggest_never_suggests_a_copy_of_a_labelled_item(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    # The pool holds the first sentence 4 times (indices 0, 16, 17, 18); it is labelled.
+    rows = SENTIMENT + [SENTIMENT[0]] * 3
+    pool = tmp_path / "pool.jsonl"
+    pool.write_text("".join(json.dumps({"text": t}) + "\n" for t, _ in rows))
+    labelled = tmp_path / "lab.jsonl"
+    labelled.write_text(json.dumps({"text": SENTIMENT[0][0], "label": SENTIMENT[0][1]}) + "\n")
+    args = ["suggest", str(pool), "--labelled", str(labelled), "--strategy", "random",
+            "--encoder", str(tiny_text_model_dir), "--no-cache"]
+    out = tmp_path / "s.jsonl"
+    res = CliRunner().invoke(app, [*args, "--budget", "15", "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    picked = {json.loads(line)["index"] for line in out.read_text().splitlines()}
+    assert picked == set(range(1, 16))
+    res = CliRunner().invoke(app, [*args, "--budget", "16", "-o", str(tmp_path / "t.jsonl")])
+    assert res.exit_code == 2 and "larger than the unlabelled pool (15 items)" in res.output
 
 
 def test_cli_suggest_labelled_of_the_wrong_kind(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -83,9 +83,17 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_output(path: Path, force: bool) -> None:
+def check_output(path: Path, force: bool, folder_of: Collection[str] | None = None) -> None:
+    """Refuse an existing output unless ``force``; for a folder output (``folder_of``: the
+    names written into it), refuse even with ``force`` a folder holding anything else."""
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; choose another output or pass --force")
+    if folder_of is not None:
+        from fewshot._io import replace_refusal
+
+        refusal = replace_refusal(path, folder_of)
+        if refusal:
+            raise UsageError(refusal)
 
 
 def make_cache(cache_dir: Path | None, no_cache: bool) -> Any:

@@ -76,8 +76,9 @@ def distill(
     The student body learns the teacher's similarity of item pairs (as in the
     SetFit paper's distillation), then its head learns the teacher's labels.
     """
-    check_output(output, force)
-    from fewshot.classifier import FewShotClassifier
+    from fewshot.classifier import MODEL_FILES, FewShotClassifier
+
+    check_output(output, force, folder_of=MODEL_FILES)
     from fewshot.encoders import get_encoder
     from fewshot.heads import make_head
     from fewshot.tuning import distill as run_distill

@@ -32,6 +32,10 @@ from fewshot.errors import UsageError
 ACCEPTED = "accepted"
 TO_REVIEW = "to_review"
 SUMMARY = "summary.json"
+#: Everything a review folder may hold; --force replaces only such folders.
+_OUTPUT_FILES = (
+    *(f"{name}.{ext}" for name in (ACCEPTED, TO_REVIEW) for ext in ("jsonl", "csv")), SUMMARY
+)
 
 
 @handle_errors
@@ -91,7 +95,7 @@ def review(
         raise UsageError(f"--target-precision must be in (0, 1], got {target_precision}")
     if conformal is not None and not 0.0 < conformal < 1.0:
         raise UsageError(f"--conformal must be in (0, 1), got {conformal}")
-    check_output(output, force)
+    check_output(output, force, folder_of=_OUTPUT_FILES)
     from fewshot.classifier import FewShotClassifier
     from fewshot.confidence.review import review as split_review
 
@@ -175,25 +179,24 @@ def _write(
 ) -> None:
     from fewshot._io import atomic_dir
 
-    with atomic_dir(output, overwrite=force) as tmp:
-        for name, accepted in ((ACCEPTED, True), (TO_REVIEW, False)):
-            rows = _rows(ds, result, classes, accepted)
+    parts = {name: _rows(ds, result, classes, accepted)
+             for name, accepted in ((ACCEPTED, True), (TO_REVIEW, False))}
+    # Both CSV files get the same columns, also when one of them has no rows.
+    keys = [k for k in next(r for r in parts.values() if r)[0] if k != "probabilities"]
+    with atomic_dir(output, overwrite=force, replaceable=_OUTPUT_FILES) as tmp:
+        for name, rows in parts.items():
             path = tmp / f"{name}.{fmt}"
             with open(path, "w", encoding="utf-8", newline="") as f:
                 if fmt == "jsonl":
                     for row in rows:
                         f.write(json.dumps(row, ensure_ascii=False) + "\n")
                 else:
-                    _write_csv(f, rows, classes)
+                    _write_csv(f, rows, keys, classes)
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
 
 
-def _write_csv(f: Any, rows: list[dict[str, Any]], classes: list[str]) -> None:
+def _write_csv(f: Any, rows: list[dict[str, Any]], keys: list[str], classes: list[str]) -> None:
     writer = csv.writer(f)
-    if not rows:
-        writer.writerow(["id", "item", "label", "confidence"])
-        return
-    keys = [k for k in rows[0] if k != "probabilities"]
     writer.writerow([*keys, *[f"p_{c}" for c in classes]])
     for row in rows:
         values = [";".join(v) if isinstance(v, list) else v for v in (row[k] for k in keys)]

@@ -18,6 +18,7 @@ from fewshot.cli._common import (
     ImageFieldOpt,
     LabelFieldOpt,
     NoCacheOpt,
+    SkipBadOpt,
     TextFieldOpt,
     check_modality,
     check_output,
@@ -68,6 +69,7 @@ def select(
     device: DeviceOpt = "auto",
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    skip_bad_images: SkipBadOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Pick K labelled examples from POOL for each item in QUERIES, in prompt order."""
@@ -77,7 +79,8 @@ def select(
     check_output(output, force)
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
-    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field)
+    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field,
+                  skip_bad_images=skip_bad_images)
     pool_ds = load_data(pool, pool_split, require_labels=True, **fields)
     query_ds = load_data(queries, query_split, require_labels=False, **fields)
     if query_ds.modality != pool_ds.modality:
@@ -142,6 +145,7 @@ def suggest(
     device: DeviceOpt = "auto",
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
+    skip_bad_images: SkipBadOpt = False,
     force: ForceOpt = False,
 ) -> None:
     """Choose the BUDGET items of POOL whose labels would help most, best first."""
@@ -154,7 +158,8 @@ def suggest(
         raise UsageError(
             f"unknown strategy '{strategy}'; choose one of {', '.join(ANNOTATION_STRATEGIES)}"
         )
-    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field)
+    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field,
+                  skip_bad_images=skip_bad_images)
     pool_ds = load_data(pool, split, require_labels=False, **fields)
     cache = make_cache(cache_dir, no_cache)
     from fewshot.cache import embed
@@ -176,8 +181,9 @@ def suggest(
     if labelled is not None:
         lab = load_data(labelled, "train", require_labels=True, **fields)
         check_modality(lab, enc.modality, labelled, "the pool and model are")
-        keys = {enc.item_key(x): i for i, x in enumerate(pool_ds.items)}
-        labelled_idx = sorted({keys[k] for k in map(enc.item_key, lab.items) if k in keys})
+        known = set(map(enc.item_key, lab.items))
+        # Every copy of a labelled item counts as labelled, duplicates in the pool too.
+        labelled_idx = [i for i, x in enumerate(pool_ds.items) if enc.item_key(x) in known]
         if clf is None and len(set(lab.labels)) >= 2:
             clf = FewShotClassifier(enc, "logreg", cache=cache).fit(lab.items, lab.labels)
     proba = None

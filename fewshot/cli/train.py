@@ -151,9 +151,10 @@ def train(
     By default probabilities are calibrated (temperature scaling on out-of-fold
     predictions), which also keeps what fewshot review needs.
     """
+    from fewshot.classifier import MODEL_FILES
     from fewshot.heads import make_head
 
-    check_output(output, force)
+    check_output(output, force, folder_of=MODEL_FILES)
     if calibration not in ("temperature", "isotonic", "none"):
         raise UsageError(
             f"unknown --calibration '{calibration}'; choose temperature, isotonic or none"

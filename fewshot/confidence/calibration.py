@@ -36,9 +36,10 @@ __all__ = [
 
 #: Smallest smoothing added to probabilities before taking logs (kNN votes can be 0).
 EPS = 1e-4
-#: 95% point of chi-squared with one degree of freedom: the likelihood-ratio test a
-#: fitted temperature must pass before it replaces the head's own probabilities.
-CHI2_1DF_95 = 3.841
+#: 95% points of chi-squared by degrees of freedom: the likelihood-ratio test a
+#: fitted temperature (1 parameter; 2 with the smoothing term) must pass before it
+#: replaces the head's own probabilities.
+CHI2_95 = {1: 3.841, 2: 5.991}
 
 
 # -- metrics ----------------------------------------------------------------------------
@@ -251,6 +252,11 @@ class TemperatureScaling(Calibrator):
         self.evidence_ = float(max(0.0, 2.0 * n * (own - fitted)))
         return self
 
+    @property
+    def n_parameters(self) -> int:
+        """Parameters fitted: ``T``, and ``eps`` with ``fit_smoothing``."""
+        return 2 if self.fit_smoothing else 1
+
     def transform(self, proba: np.ndarray) -> np.ndarray:
         z = np.log(np.asarray(proba, dtype=np.float64) + self.smoothing)
         return _softmax(z / self.temperature).astype(np.float32)
@@ -326,9 +332,10 @@ def fit_calibrator(
     ``proba`` rows that are NaN (never held out) are ignored. ``zero_probabilities``
     says the head's probabilities can be exactly 0 (kNN vote shares), so temperature
     scaling also fits its smoothing term. A fitted temperature that does not beat
-    the head's own probabilities by a likelihood-ratio test (chi-squared, one
-    degree of freedom, p < 0.05) on the held-out rows is not used: with a few dozen
-    rows from near-chance fold models it would mostly fit noise. ``fallback`` says
+    the head's own probabilities by a likelihood-ratio test (chi-squared with one
+    degree of freedom per fitted parameter, p < 0.05) on the held-out rows is not
+    used: with a few dozen rows from near-chance fold models it would mostly fit
+    noise. ``fallback`` says
     in words why another method was used, else None.
     """
     if method not in ("temperature", "isotonic"):
@@ -337,10 +344,15 @@ def fit_calibrator(
         raise UsageError(f"unknown calibration '{method}'; choose temperature, isotonic or none")
     ok = ~np.isnan(proba).any(axis=1)
     proba, y_idx = proba[ok], np.asarray(y_idx)[ok]
-    if len(proba) == 0 or len(np.unique(y_idx)) < 2:
+    if len(proba) == 0:
         return IdentityCalibration(), (
             "no class has two labelled examples to hold out, so probabilities are left "
             "uncalibrated"
+        )
+    if len(np.unique(y_idx)) < 2:
+        return IdentityCalibration(), (
+            "only one class has two labelled examples to hold out, so probabilities are left "
+            "uncalibrated; give every class at least two examples"
         )
     fallback = None
     if method == "isotonic":
@@ -354,11 +366,12 @@ def fit_calibrator(
     if method == "isotonic":
         return IsotonicCalibration().fit(proba, y_idx), fallback
     ts = TemperatureScaling(fit_smoothing=zero_probabilities).fit(proba, y_idx)
-    if ts.evidence_ < CHI2_1DF_95:
+    critical = CHI2_95[ts.n_parameters]
+    if ts.evidence_ < critical:
         return IdentityCalibration(), (
             f"a temperature fitted on {len(proba)} held-out predictions (T="
             f"{ts.temperature:.2f}) is no significant improvement on the head's own "
-            f"probabilities (likelihood ratio {ts.evidence_:.2f} < {CHI2_1DF_95}), so they "
+            f"probabilities (likelihood ratio {ts.evidence_:.2f} < {critical}), so they "
             "are left uncalibrated"
         )
     return ts, fallback

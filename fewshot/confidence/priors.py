@@ -48,27 +48,27 @@ def read_label_descriptions(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"no label-descriptions file at {path}; check the path")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-        if path.suffix.lower() in (".jsonl", ".ndjson"):
-            data: Any = {}
-            for lineno, line in enumerate(text.splitlines(), start=1):
-                if not line.strip():
-                    continue
-                rec = json.loads(line)
-                if not isinstance(rec, dict) or "label" not in rec or "description" not in rec:
-                    raise DataError(
-                        f"{path}:{lineno}: expected an object with 'label' and 'description'; "
-                        "fix that line"
-                    )
-                data[str(rec["label"])] = rec["description"]
-        else:
-            data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(
-            f"{path} is not valid JSON ({e.msg}, line {e.lineno}); write one object mapping "
-            "each label to its description"
-        ) from e
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        from fewshot.data.loaders import read_records
+
+        data: Any = {}
+        for lineno, rec in read_records(path):
+            if "label" not in rec or "description" not in rec:
+                raise DataError(
+                    f"{path}:{lineno}: expected an object with 'label' and 'description'; "
+                    "fix that line"
+                )
+            data[str(rec["label"])] = rec["description"]
+    else:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8-sig"))
+        except json.JSONDecodeError as e:
+            raise DataError(
+                f"{path} is not valid JSON ({e.msg}, line {e.lineno}); write one object "
+                "mapping each label to its description"
+            ) from e
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from e
     if not isinstance(data, dict):
         raise DataError(
             f"{path} holds a JSON {type(data).__name__}; write one object mapping each label "

@@ -81,10 +81,10 @@ def conformal_quantile(proba: Any, y_idx: Any, coverage: float) -> float:
     proba = np.asarray(proba, dtype=np.float64)
     scores = 1.0 - proba[np.arange(len(proba)), np.asarray(y_idx)]
     n = len(scores)
-    level = math.ceil((n + 1) * coverage) / n if n else math.inf
-    if level > 1:
+    rank = math.ceil((n + 1) * coverage)  # the rank-th smallest score, counting from 1
+    if rank > n:
         return math.inf
-    return float(np.quantile(scores, level, method="higher"))
+    return float(np.sort(scores)[rank - 1])
 
 
 def prediction_sets(proba: Any, q: float) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 from fewshot.data.dataset import Dataset
 from fewshot.errors import DataError
 
-__all__ = ["IMAGE_SUFFIXES", "TEXT_SUFFIXES", "dataset_splits", "load_dataset"]
+__all__ = ["IMAGE_SUFFIXES", "TEXT_SUFFIXES", "dataset_splits", "load_dataset", "read_records"]
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 TEXT_SUFFIXES = frozenset({".jsonl", ".ndjson", ".csv", ".tsv", ".parquet", ".txt"})
@@ -99,7 +99,7 @@ def load_dataset(
                 "must be .jsonl, .csv, .tsv or .parquet"
             )
         return _from_lines(path)
-    rows = _read_records(path)
+    rows = read_records(path)
     if not rows:
         raise DataError(f"{path} has no rows; give a file with at least one record")
     return _from_records(
@@ -128,8 +128,9 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", newline="")
 
 
-def _read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) pairs; line numbers are 1-based and count the header."""
+def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, record) pairs of a JSONL, CSV/TSV or Parquet file; line numbers are
+    1-based and count the header. Malformed lines and non-UTF-8 text are DataErrors."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".ndjson"):

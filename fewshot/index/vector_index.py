@@ -22,7 +22,9 @@ class VectorIndex:
     ``kind="auto"`` uses exact ``IndexFlatIP`` up to 50k vectors and an IVF index
     (``nlist ~ sqrt(n)``, trained on a sample of 64 per list, ``nprobe`` 16) above, so kNN over
     millions of vectors stays practical; ``"hnsw"`` trades memory for latency.
-    Missing neighbours (``k`` larger than the index) come back as index -1.
+    Missing neighbours come back as index -1 only when ``k`` is larger than the index:
+    an IVF search that finds fewer than ``k`` in its ``nprobe`` lists is repeated for
+    those queries with more lists probed, up to all of them.
     """
 
     def __init__(
@@ -98,7 +100,7 @@ class VectorIndex:
             index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = self.ef_search
         else:
-            # ~4 sqrt(n) lists, but at least 39 training points per list (faiss's
+            # ~sqrt(n) lists, but at least 39 training points per list (faiss's
             # k-means minimum; fewer gives poor centroids and a warning on stderr).
             nlist = self.nlist or max(1, min(65536, int(math.sqrt(max(n, 1))), n // 39))
             if n < nlist:
@@ -122,7 +124,23 @@ class VectorIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self._build()
-        return self._index.search(queries, k)
+        scores, idx = self._index.search(queries, k)
+        import faiss
+
+        index = self._index
+        if isinstance(index, faiss.IndexIVF):
+            # The probed lists held fewer than k vectors for some queries: probe more.
+            want = min(k, index.ntotal)
+            short = np.flatnonzero((idx >= 0).sum(axis=1) < want)
+            nprobe = index.nprobe
+            while len(short) and nprobe < index.nlist:
+                nprobe = min(index.nlist, 4 * nprobe)
+                s, i = index.search(
+                    queries[short], k, params=faiss.SearchParametersIVF(nprobe=nprobe)
+                )
+                scores[short], idx[short] = s, i
+                short = short[(i >= 0).sum(axis=1) < want]
+        return scores, idx
 
     def reconstruct_all(self) -> np.ndarray:
         """All stored vectors (flat indexes only)."""

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 
 from fewshot.errors import DataError, UsageError
+from fewshot.heads.base import l2n
 
 __all__ = ["ANNOTATION_STRATEGIES", "Suggestion", "suggest"]
 
@@ -42,12 +43,6 @@ class Suggestion(NamedTuple):
     index: int
     score: float
     reason: str
-
-
-def _normalise(x: np.ndarray) -> np.ndarray:
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
 
 
 def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -65,12 +60,13 @@ def _kmeans(x: np.ndarray, k: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 def _regions(
     x: np.ndarray, budget: int, labelled: np.ndarray, seed: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Unlabelled regions to draw from, largest first: ``(members, cosine to centre)``.
+) -> tuple[list[tuple[np.ndarray, np.ndarray]], list[tuple[np.ndarray, np.ndarray]]]:
+    """``(uncovered, covered)`` regions, each largest first: ``(free members, cosine to centre)``.
 
     The pool is split into ``budget + n_labelled`` k-means groups; groups holding
-    a labelled item are covered already. Members are sorted most central first
-    (for unit vectors, the highest cosine to the centre is the nearest to it).
+    a labelled item are covered already. Members are the group's unlabelled items,
+    most central first (for unit vectors, the highest cosine to the centre is the
+    nearest to it).
     """
     assign, centres = _kmeans(x, budget + len(labelled), seed)
     covered = set(assign[labelled].tolist())
@@ -79,17 +75,15 @@ def _regions(
     by_group = np.argsort(assign, kind="stable")
     sizes = np.bincount(assign, minlength=len(centres))
     starts = np.concatenate([[0], np.cumsum(sizes)])
-    out = []
+    out: tuple[list, list] = ([], [])
     for c in np.argsort(-sizes, kind="stable"):
-        if c in covered:
-            continue
         members = by_group[starts[c] : starts[c + 1]]
         members = members[free[members]]
         if len(members):
             direction = centres[c] / max(float(np.linalg.norm(centres[c])), 1e-12)
             cos = x[members] @ direction
             order = np.argsort(-cos, kind="stable")
-            out.append((members[order], cos[order]))
+            out[c in covered].append((members[order], cos[order]))
     return out
 
 
@@ -108,27 +102,33 @@ def _per_region(
 ) -> list[Suggestion]:
     """One item per uncovered region: its most central (``diverse``), or with
     ``uncertainty`` the most uncertain of its most central items (``hybrid``)."""
-    regions = _regions(x, budget, labelled, seed)
+    uncovered, covered = _regions(x, budget, labelled, seed)
+    reason = "diverse" if uncertainty is None else "hybrid"
     out: list[Suggestion] = []
-    for members, cos in regions[:budget]:
+
+    def add(j: int, cos: float) -> None:  # hybrid's score is the uncertainty
+        out.append(Suggestion(j, cos if uncertainty is None else float(uncertainty[j]), reason))
+
+    for members, cos in uncovered[:budget]:
         if uncertainty is None:
-            out.append(Suggestion(int(members[0]), float(cos[0]), "diverse"))
+            add(int(members[0]), float(cos[0]))
         else:
             cand = members[:_candidates(len(members))]
-            j = int(cand[int(np.argmax(uncertainty[cand]))])
-            out.append(Suggestion(j, float(uncertainty[j]), "hybrid"))
-    # Fewer regions than the budget (k-means leaves groups empty on pools full of
-    # duplicates): take the next most central items of the regions, in turn.
+            add(int(cand[int(np.argmax(uncertainty[cand]))]), 0.0)
+    # Fewer uncovered regions than the budget (k-means leaves groups empty on pools
+    # full of duplicates, or labelled items cover most groups): take the next most
+    # central items of the uncovered regions in turn, then those of covered ones.
     taken = {s.index for s in out}
-    depth = 0
-    while len(out) < budget and any(depth + 1 < len(m) for m, _ in regions):
-        depth += 1
-        for members, cos in regions:
-            if len(out) == budget:
-                break
-            if depth < len(members) and int(members[depth]) not in taken:
-                out.append(Suggestion(int(members[depth]), float(cos[depth]), "diverse"))
-                taken.add(int(members[depth]))
+    for regions in (uncovered, covered):
+        depth = 0
+        while len(out) < budget and depth < max((len(m) for m, _ in regions), default=0):
+            for members, cos in regions:
+                if len(out) == budget:
+                    break
+                if depth < len(members) and int(members[depth]) not in taken:
+                    add(int(members[depth]), float(cos[depth]))
+                    taken.add(int(members[depth]))
+            depth += 1
     return out
 
 
@@ -185,11 +185,14 @@ def suggest(
         raise UsageError(
             f"unknown strategy '{strategy}'; choose one of {', '.join(ANNOTATION_STRATEGIES)}"
         )
-    x = _normalise(embeddings)
+    x = l2n(np.ascontiguousarray(embeddings, dtype=np.float32))
     n = len(x)
     labelled_arr = np.asarray(sorted(set(labelled or [])), dtype=np.int64)
     if n == 0:
         raise DataError("the pool is empty; give items to choose from")
+    if len(labelled_arr) and (labelled_arr[0] < 0 or labelled_arr[-1] >= n):
+        bad = int(labelled_arr[0] if labelled_arr[0] < 0 else labelled_arr[-1])
+        raise UsageError(f"labelled index {bad} is outside the pool (0 to {n - 1})")
     if budget < 1:
         raise UsageError(f"budget must be at least 1, got {budget}")
     free = n - len(labelled_arr)

@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from fewshot.errors import DataError, UsageError
+from fewshot.heads.base import l2n
 
 __all__ = ["STRATEGIES", "Demonstration", "ExampleSelector"]
 
@@ -135,7 +136,8 @@ class ExampleSelector:
         if embeddings is not None:
             if len(embeddings) != len(items):
                 raise DataError(f"got {len(embeddings)} embeddings for {len(items)} items")
-            self.embeddings_ = np.ascontiguousarray(embeddings, dtype=np.float32)
+            # Cosine scores and MMR need unit vectors; encoders' own output already is.
+            self.embeddings_ = l2n(np.ascontiguousarray(embeddings, dtype=np.float32))
         else:
             self.embeddings_ = self._embed(items)
         self.index_ = VectorIndex(self.embeddings_.shape[1]).add(self.embeddings_)
@@ -176,6 +178,7 @@ class ExampleSelector:
         q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
         if len(q) == 0:
             return []
+        q = l2n(q)
         if self.strategy == "nearest":
             scores, idx = self.index_.search(q, k)
             picks = [list(zip(i.tolist(), s.tolist(), strict=True)) for s, i in zip(scores, idx,
@@ -199,7 +202,7 @@ class ExampleSelector:
         return out
 
     def _mmr(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
-        fetch = min(len(self.items_), self.fetch_k or max(4 * k, 20))
+        fetch = min(len(self.items_), max(k, self.fetch_k or max(4 * k, 20)))
         scores, idx = self.index_.search(q, fetch)
         lam = self.mmr_lambda
         out = []
@@ -246,14 +249,31 @@ class ExampleSelector:
                     s, i = found[c]
                     if r < i.shape[1] and i[row, r] >= 0 and len(picks) < k:
                         picks.append((int(i[row, r]), float(s[row, r])))
-            if len(picks) < k:  # small classes: fill with the nearest not yet taken
-                taken = {p[0] for p in picks}
-                s, i = self.index_.search(q[row : row + 1], k + len(taken))
-                for j, sc in zip(i[0], s[0], strict=True):
-                    if len(picks) < k and j >= 0 and int(j) not in taken:
-                        picks.append((int(j), float(sc)))
+            if len(picks) < k:  # small classes: fill with the nearest not yet taken,
+                picks += self._fill(q[row], picks, k, labels)  # of the shown labels first
             out.append(picks)
         return out
+
+    def _fill(
+        self, q: np.ndarray, picks: list[tuple[int, float]], k: int, labels: np.ndarray
+    ) -> list[tuple[int, float]]:
+        """Up to ``k - len(picks)`` more, nearest first: of ``labels`` while they have
+        items left, then of any label (only when those labels hold fewer than ``k``)."""
+        need = k - len(picks)
+        taken = {p[0] for p in picks}
+        cand: list[tuple[int, float]] = []
+        for c in labels:
+            members = np.flatnonzero(self.label_ids_ == c)
+            s, i = self._class_index[c].search(q[None, :], min(k, len(members)))
+            cand += [(int(members[j]), float(sc)) for j, sc in zip(i[0], s[0], strict=True)
+                     if j >= 0 and int(members[j]) not in taken]
+        cand.sort(key=lambda c: -c[1])
+        if len(cand) < need:  # the shown labels are used up: any label, nearest first
+            taken |= {c[0] for c in cand}
+            s, i = self.index_.search(q[None, :], min(len(self.items_), k + len(taken)))
+            cand += [(int(j), float(sc)) for j, sc in zip(i[0], s[0], strict=True)
+                     if j >= 0 and int(j) not in taken]
+        return cand[:need]
 
     def _random(self, q: np.ndarray, k: int) -> list[list[tuple[int, float]]]:
         n = len(self.items_)

@@ -56,6 +56,8 @@ class PromptTemplate:
             return cls(path.read_text(encoding="utf-8"), modality=modality)
         except FileNotFoundError:
             raise DataError(f"no template file at {path}; check the path") from None
+        except UnicodeDecodeError:
+            raise DataError(f"template {path} is not UTF-8 text; save it as UTF-8") from None
 
     def render(self, query: Any, examples: list[dict[str, Any]]) -> str:
         import jinja2
