@@ -27,13 +27,14 @@ b $D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec --methods setfit-lib --
 b $D/banking77 --methods setfit-lib --shots 8 --seeds ${SETFIT_SEEDS_B77:-0-4}
 # 4. SetFit's pair objective in the same loop as tuned-logreg, to pick the default
 b $D/amazon_counterfactual_en $D/trec --methods tuned-pairs-logreg --shots 8 --seeds 0-2
-# 5. 64 shots, seeds 0-4 (banking77 not run yet: ~5 minutes a fit, 4,928 texts);
+# 5. 64 shots, seeds 0-4 (banking77: ~2-3 minutes a tuned fit, 4,460 texts; session 8);
 #    supcon at 64 shots was run on amazon_counterfactual_en and trec, seeds 0-2
-b $D/sst5 $D/amazon_counterfactual_en $D/ag_news $D/trec --methods tuned-logreg,logreg \
-  --shots 64 --seeds ${SEEDS_64:-0-4}
+b $TEXT --methods tuned-logreg,logreg --shots 64 --seeds ${SEEDS_64:-0-4}
 b $D/amazon_counterfactual_en $D/trec --methods tuned-supcon-logreg --shots 64 --seeds 0-2
 # 6. the setfit library at 64 shots: ~6 minutes a fit on amazon (128 texts), ~7 on
-#    trec (384 short questions), ~11 on sst5 (320 sentences); ag_news (~20) and
-#    banking77 (hours) not run on this 2-core machine
+#    trec (384 short questions), ~11 on sst5 (320 sentences); banking77 (hours) not
+#    run on this 2-core machine
 b $D/amazon_counterfactual_en $D/trec $D/sst5 --methods setfit-lib --shots 64 \
   --seeds ${SETFIT_SEEDS_64:-0-4}
+#    ag_news: ~20-24 minutes a fit; seeds 0-2 run in sessions 7-8
+b $D/ag_news --methods setfit-lib --shots 64 --seeds ${SETFIT_SEEDS_AG64:-0-2}
