@@ -78,7 +78,7 @@ def distill(
     """
     from fewshot.classifier import MODEL_FILES, FewShotClassifier
 
-    check_output(output, force, folder_of=MODEL_FILES)
+    check_output(output, force, folder_of=MODEL_FILES)  # before the slower imports
     from fewshot.encoders import get_encoder
     from fewshot.heads import make_head
     from fewshot.tuning import distill as run_distill

@@ -335,8 +335,7 @@ def fit_calibrator(
     the head's own probabilities by a likelihood-ratio test (chi-squared with one
     degree of freedom per fitted parameter, p < 0.05) on the held-out rows is not
     used: with a few dozen rows from near-chance fold models it would mostly fit
-    noise. ``fallback`` says
-    in words why another method was used, else None.
+    noise. ``fallback`` says in words why another method was used, else None.
     """
     if method not in ("temperature", "isotonic"):
         from fewshot.errors import UsageError
