@@ -239,7 +239,9 @@ def embed(
     on_miss: Callable[[int], None] | None = None,
 ) -> np.ndarray:
     """Embed ``items`` with ``encoder``, reading and filling ``cache`` when given."""
-    items = list(items)
+    from fewshot.encoders.base import item_list
+
+    items = item_list(items, "embed()")
     if cache is None or not items:
         return encoder.encode(items, batch_size=batch_size, show_progress=show_progress)
     encoder_id = cache.identify(encoder)

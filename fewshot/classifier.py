@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 from fewshot._version import __version__
 from fewshot.cache import EmbeddingCache, as_cache, embed
 from fewshot.encoders import Encoder, get_encoder
+from fewshot.encoders.base import item_list
 from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageError
 from fewshot.heads import HEADS, Head, make_head
 
@@ -139,7 +141,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     def embed(self, items: Sequence[Any]) -> np.ndarray:
         """Embeddings of ``items`` from the fitted encoder (through the cache)."""
         check_is_fitted(self, "encoder_")
-        return embed(self.encoder_, list(items), self._cache(), show_progress=self.show_progress)
+        items = item_list(items, "predict(), predict_proba() and embed()")
+        return embed(self.encoder_, items, self._cache(), show_progress=self.show_progress)
 
     # -- scikit-learn contract ----------------------------------------------------
     def fit(
@@ -152,7 +155,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         With ``unlabelled`` items (needs ``calibration``), self-trains on them;
         ``self_training_`` reports the rounds.
         """
-        X, y = list(X), list(y)
+        X, y = item_list(X, "fit()"), list(y)
+        if unlabelled is not None:
+            unlabelled = item_list(unlabelled, "fit(unlabelled=...)")
         descriptions = self._descriptions()
         if not X and not descriptions:
             raise DataError("no training examples; give at least one item per class")
@@ -167,6 +172,15 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 "self-training picks pseudo-labels by calibrated confidence; set calibration "
                 "('temperature' or 'isotonic') to use unlabelled items"
             )
+        if X and descriptions:
+            alone = ", ".join(repr(k) for k in descriptions if k not in set(y))
+            if alone:
+                warnings.warn(
+                    f"label descriptions name labels with no examples ({alone}): "
+                    "each becomes a class learned from its description alone; if that is a "
+                    "typo, use the labels of y",
+                    stacklevel=2,
+                )
         modality = guess_modality(X) if X else "text"
         if descriptions and modality != "text":
             raise UsageError(
@@ -446,8 +460,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             saved_name = origin["location"]
         self = cls(
             encoder=encoder if encoder is not None else saved_name,
-            head=head_cfg["type"], cache=cache, batch_size=batch_size, device=device,
-            show_progress=show_progress,
+            # The head's settings too, so get_params() and clone() refit it as saved.
+            head=head_cls(**head_cfg.get("params", {})), cache=cache, batch_size=batch_size,
+            device=device, show_progress=show_progress,
             calibration=calibration.get("requested") if calibration else None,
             calibration_folds=int(calibration.get("folds", 5)) if calibration else 5,
             label_descriptions=manifest.get("label_descriptions"),

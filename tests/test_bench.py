@@ -179,6 +179,18 @@ def test_summary_and_plots(tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
     accs = [r["accuracy"] for r in rows if r["method"] == "logreg" and r["n_shot"] == 4]
     mean, std = np.mean(accs), np.std(accs, ddof=1)
     assert "| logreg | " in text and f"{mean:.3f} +- {std:.3f}" in text
+    # The protocol asks for macro-F1 and the fit and predict times, separately.
+    f1s = [r["macro_f1"] for r in rows if r["method"] == "logreg" and r["n_shot"] == 4]
+    four = [r for r in rows if r["method"] == "logreg" and r["n_shot"] == 4]
+    predict = np.mean([r["predict_seconds"] for r in four])
+    fit = np.mean([r["fit_seconds"] for r in four])
+    line = next(ln for ln in text.splitlines() if ln.startswith("| logreg | "))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[5:9] == [f"{mean:.3f} +- {std:.3f}",
+                          f"{np.mean(f1s):.3f} +- {np.std(f1s, ddof=1):.3f}",
+                          f"{fit:.2f}", f"{predict:.2f}"]
+    assert "| 4-shot | macro-F1 | fit s | predict s |" in text
+    assert all(r["encode_seconds"] >= 0 for r in rows)
     paths = plot(rows, out)
     assert [p.name for p in paths] == ["accuracy_vs_shots.png", "fit_time_vs_accuracy.png"]
     for p in paths:

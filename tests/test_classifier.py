@@ -488,3 +488,27 @@ def test_clone_and_params(tiny_text_model_dir: Path) -> None:
     params = clone(clf).get_params()
     assert params["encoder"] == str(tiny_text_model_dir)
     assert params["head"] == "knn" and params["batch_size"] == 8 and params["cache"] is False
+
+
+def test_a_single_string_is_refused_not_split_into_characters(fitted, tiny_text_encoder) -> None:
+    wrap = r"not a single str; wrap it in a list: \['a good movie'\]"
+    with pytest.raises(TypeError, match=wrap):
+        fitted.predict("a good movie")
+    with pytest.raises(TypeError, match="not a single str"):
+        fitted.predict_proba("a good movie")
+    with pytest.raises(TypeError, match=r"fit\(\) takes a sequence of items, not a single str"):
+        FewShotClassifier(tiny_text_encoder, cache=False).fit("ab", "xy")
+    assert list(fitted.predict(["good film"])) == ["pos"]
+
+
+def test_load_keeps_the_head_settings(tiny_text_encoder, tmp_path: Path) -> None:
+    from sklearn.base import clone
+
+    from fewshot.heads import KNNHead
+
+    clf = FewShotClassifier(tiny_text_encoder, KNNHead(k=3), cache=False).fit(TEXTS, LABELS)
+    loaded = FewShotClassifier.load(clf.save(tmp_path / "m"), cache=False)
+    assert loaded.get_params()["head"].get_params() == clf.head_.get_params()
+    refit = clone(loaded).set_params(encoder=tiny_text_encoder).fit(TEXTS, LABELS)
+    assert refit.head_.k == 3
+    np.testing.assert_array_equal(refit.predict_proba(QUERIES), clf.predict_proba(QUERIES))

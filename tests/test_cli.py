@@ -482,6 +482,14 @@ def test_corrupt_image(tmp_path: Path, image_folder: Path, tiny_image_dir: Path)
     result = ok("train", image_folder, "-o", tmp_path / "m", *enc, "--skip-bad-images")
     assert "warning: skipping unreadable image" in result.stderr and "broken.png" in result.stderr
     assert json.loads((tmp_path / "m" / "fewshot.json").read_text())["n_train"] == 12
+    # Skipping shifts the rows the protocol numbers, so --shots refuses rather than
+    # silently sampling another split.
+    refused = invoke("train", image_folder, "-o", tmp_path / "m2", *enc,
+                     "--skip-bad-images", "--shots", "2")
+    assert refused.exit_code == 2, refused.output
+    last = refused.stderr.strip().splitlines()[-1]  # after the skip warning
+    assert last.startswith("error: --shots samples rows by their position") and "broken.png" in last
+    assert not (tmp_path / "m2").exists()
     # select and suggest read image pools the same way.
     out = tmp_path / "s.jsonl"
     assert_error(invoke("suggest", image_folder, "--budget", "2", "-o", out, *enc), 1,

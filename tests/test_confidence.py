@@ -490,3 +490,12 @@ def test_descriptions_need_text(tiny_image_encoder, image_folder: Path) -> None:
                             cache=False)
     with pytest.raises(UsageError, match="text data only"):
         clf.fit(paths, [p.parent.name for p in paths])
+
+
+def test_description_for_a_label_without_examples_warns(tiny_text_encoder) -> None:
+    # A misspelt key ("positive" for "pos") would silently become a class of its own.
+    typo = {"positive": DESCRIPTIONS["pos"], "neg": DESCRIPTIONS["neg"]}
+    clf = FewShotClassifier(tiny_text_encoder, label_descriptions=typo, cache=False)
+    with pytest.warns(UserWarning, match=r"labels with no examples \('positive'\)"):
+        clf.fit(TEXTS, LABELS)
+    assert list(clf.classes_) == ["neg", "pos", "positive"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -322,6 +324,16 @@ def test_image_folder_order_is_bytewise_by_relative_path(tmp_path: Path) -> None
     ds = load_dataset(root)
     assert ds.ids == ["B/z.jpg", "a/sub/y.png", "a/x.PNG", "b/10.png", "b/2.png"]
     assert ds.labels == ["B", "a", "a", "b", "b"]
+
+
+@pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="names must be UTF-8 there")
+def test_image_names_that_are_not_utf8_sort_by_their_bytes(tmp_path: Path) -> None:
+    root = tmp_path / "imgs"
+    _png(root / "a" / "z.png")
+    _png(root / "a" / "\u00e9.png")  # UTF-8 0xC3 0xA9
+    _png(Path(os.fsdecode(os.fsencode(root / "a") + b"/\xe9.png")))  # Latin-1 0xE9
+    ds = load_dataset(root)
+    assert [os.fsencode(i) for i in ds.ids] == [b"a/z.png", b"a/\xc3\xa9.png", b"a/\xe9.png"]
 
 
 def test_image_folder_ignores_hidden_folders(tmp_path: Path) -> None:

@@ -334,7 +334,7 @@ def test_text_encode_separates_tiny_sentiment(tiny_text_encoder) -> None:
 def test_encode_empty_and_single_string(tiny_text_encoder) -> None:
     empty = tiny_text_encoder.encode([])
     assert empty.shape == (0, 32) and empty.dtype == np.float32
-    with pytest.raises(TypeError, match="wrap a single item"):
+    with pytest.raises(TypeError, match=r"not a single str; wrap it in a list"):
         tiny_text_encoder.encode("a good movie")
 
 
@@ -564,3 +564,62 @@ def test_id_does_not_change_after_encoding(tiny_text_model_dir: Path) -> None:
     used = TextEncoder(str(tiny_text_model_dir), device="cpu")
     used.encode(["a good movie", "a bad film with a much longer text than the other"])
     assert used.id == fresh
+
+
+def test_set_params_drops_what_was_loaded_for_the_old_settings(
+    tiny_text_model_dir: Path, copy_tree
+) -> None:
+    from fewshot.encoders import TextEncoder
+
+    enc = TextEncoder(str(tiny_text_model_dir), device="cpu")
+    base_id, model = enc.id, enc.model_
+    enc.set_params(batch_size=4, show_progress=False)  # how work is batched: nothing reloads
+    assert enc.model_ is model and enc.id == base_id
+    enc.set_params(normalize=False)  # same weights, another id
+    assert enc.model_ is model
+    assert enc.id == TextEncoder(str(tiny_text_model_dir), normalize=False).id != base_id
+    raw = TextEncoder(str(tiny_text_model_dir), normalize=False).encode(["a good movie"])
+    np.testing.assert_array_equal(enc.encode(["a good movie"]), raw)
+    assert abs(np.linalg.norm(raw) - 1.0) > 0.01
+    changed = copy_tree(tiny_text_model_dir, "changed")
+    perturb_text_model(changed)
+    enc.set_params(model=str(changed), normalize=True)  # another model: loaded afresh
+    assert not hasattr(enc, "model_")
+    assert enc.id == TextEncoder(str(changed)).id != base_id
+    assert enc.name == str(changed)
+    enc.mark_tuned({"base_id": enc.id})
+    with pytest.raises(UsageError, match="cannot change model of a tuned encoder"):
+        enc.set_params(model=str(tiny_text_model_dir))
+    enc.set_params(batch_size=8)  # still fine
+
+
+def test_fingerprint_changes_with_library_versions(
+    tiny_text_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A warm cache reuses the id remembered under a fingerprint: an upgraded tokenizer or
+    # timm transform must not inherit it.
+    import fewshot.encoders.base as base
+    from fewshot.encoders import TextEncoder
+
+    before = TextEncoder(str(tiny_text_model_dir)).fingerprint()
+    real = base._versions
+    monkeypatch.setattr(base, "_versions", lambda libs: [*real(libs)[:-1], "upgraded"])
+    assert TextEncoder(str(tiny_text_model_dir)).fingerprint() != before
+
+
+def test_text_id_covers_default_prompt_and_truncation(tiny_text_model_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    from fewshot.encoders import TextEncoder
+
+    def encoder(**kwargs):
+        return TextEncoder(SentenceTransformer(str(tiny_text_model_dir), device="cpu", **kwargs))
+
+    plain = encoder()
+    # Prompts that encode() does not apply leave the id (and old saved models) as they were.
+    assert encoder(prompts={"query": "query: "}).id == plain.id
+    prompted = encoder(prompts={"query": "query: "}, default_prompt_name="query")
+    assert prompted.id != plain.id
+    assert not np.allclose(prompted.encode(["a good movie"]), plain.encode(["a good movie"]))
+    short = encoder(truncate_dim=16)
+    assert short.id != plain.id and short.encode(["a good movie"]).shape == (1, 16)

@@ -51,6 +51,7 @@ def test_failed_swap_puts_the_old_folder_back(
         return real_replace(src, dst)
 
     monkeypatch.setattr(fewshot._io.os, "replace", flaky)
+    monkeypatch.setattr(fewshot._io, "_exchange", lambda a, b: False)  # the two-rename path
     with (
         pytest.raises(OSError, match="disk gone"),
         atomic_dir(target, overwrite=True, replaceable=["v"]) as tmp,
@@ -85,3 +86,54 @@ def test_overwrite_replaces_only_a_folder_of_its_own_files(tmp_path: Path) -> No
         pass
     assert afile.read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "out"]
+
+
+
+def _can_swap(folder: Path) -> bool:
+    a, b = folder / "probe-a", folder / "probe-b"
+    a.mkdir()
+    b.mkdir()
+    try:
+        return fewshot._io._exchange(a, b)
+    finally:
+        a.rmdir()
+        b.rmdir()
+
+
+def test_replacing_a_folder_is_one_atomic_swap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Where the OS can (Linux renameat2), the new folder and the old one trade places in
+    # one step, so no moment exists with nothing at the path: os.replace (the two-rename
+    # fallback) never runs. Elsewhere the fallback must give the same result.
+    swap = _can_swap(tmp_path)
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "v").write_text("old")
+    real_replace = os.replace
+    renames = []
+
+    def counted(src, dst):
+        renames.append(dst)
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(fewshot._io.os, "replace", counted)
+    with atomic_dir(target, overwrite=True, replaceable=["v"]) as tmp:
+        (tmp / "v").write_text("new")
+    assert (target / "v").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert len(renames) == (0 if swap else 2)
+
+
+def test_exchange_swaps_two_folders_or_says_it_cannot(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    (a / "x").write_text("from a")
+    (b / "y").write_text("from b")
+    if fewshot._io._exchange(a, b):
+        assert [p.name for p in a.iterdir()] == ["y"] and [p.name for p in b.iterdir()] == ["x"]
+        with pytest.raises(FileNotFoundError):
+            fewshot._io._exchange(a, tmp_path / "missing")
+    else:  # nothing moved
+        assert [p.name for p in a.iterdir()] == ["x"] and [p.name for p in b.iterdir()] == ["y"]

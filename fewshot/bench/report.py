@@ -32,13 +32,17 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ok = [r for r in rs if not r.get("error")]
         vals = [r[metric] for r in ok]
         fits = [r["fit_seconds"] for r in ok]
+        predicts = [r["predict_seconds"] for r in ok if r.get("predict_seconds") is not None]
+        f1s = [r["macro_f1"] for r in ok]
         out.append({
             "dataset": dataset, "encoder": encoder, "method": method, "n_shot": n_shot,
             "metric": metric, "n_seeds": len(vals), "n_failed": len(rs) - len(ok),
             "mean": statistics.fmean(vals) if vals else None,
             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None,
             "fit_seconds": statistics.fmean(fits) if fits else None,
-            "macro_f1": statistics.fmean(r["macro_f1"] for r in ok) if ok else None,
+            "predict_seconds": statistics.fmean(predicts) if predicts else None,
+            "macro_f1": statistics.fmean(f1s) if f1s else None,
+            "macro_f1_std": statistics.stdev(f1s) if len(f1s) > 1 else 0.0 if f1s else None,
         })
     return out
 
@@ -50,8 +54,10 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
         "# fewshot bench summary",
         "",
         "Mean +- sample std over seeds (protocol v1). Metric: MCC for "
-        "amazon_counterfactual_en, accuracy elsewhere. `fit` is the mean fit time in "
-        "seconds (frozen-embedding methods: the head alone; embedding is shared).",
+        "amazon_counterfactual_en, accuracy elsewhere; macro-F1 beside it. `fit s` and "
+        "`predict s` are mean wall times in seconds of the fit and of predicting the test "
+        "set (frozen-embedding methods: the head alone; embedding the data is shared by "
+        "them and recorded once per run as `encode_seconds` in results.jsonl).",
         "",
     ]
     by_ds: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -62,18 +68,22 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
         methods = list(dict.fromkeys(a["method"] for a in items))
         cell = {(a["method"], a["n_shot"]): a for a in items}
         lines += [f"## {dataset} ({items[0]['metric']}, encoder {encoder})", ""]
-        lines.append("| method | " + " | ".join(f"{n}-shot | fit s" for n in shots) + " |")
-        lines.append("| --- |" + " ---: | ---: |" * len(shots))
+        lines.append("| method | " + " | ".join(
+            f"{n}-shot | macro-F1 | fit s | predict s" for n in shots) + " |")
+        lines.append("| --- |" + " ---: | ---: | ---: | ---: |" * len(shots))
         for m in methods:
             cells = []
             for n in shots:
                 a = cell.get((m, n))
                 if a is None or a["mean"] is None:
                     failed = f"failed x{a['n_failed']}" if a else ""
-                    cells += [failed or "-", "-"]
+                    cells += [failed or "-", "-", "-", "-"]
                     continue
                 note = f" ({a['n_seeds']} seeds)" if a["n_failed"] else ""
-                cells += [f"{a['mean']:.3f} +- {a['std']:.3f}{note}", f"{a['fit_seconds']:.2f}"]
+                predict = "-" if a["predict_seconds"] is None else f"{a['predict_seconds']:.2f}"
+                cells += [f"{a['mean']:.3f} +- {a['std']:.3f}{note}",
+                          f"{a['macro_f1']:.3f} +- {a['macro_f1_std']:.3f}",
+                          f"{a['fit_seconds']:.2f}", predict]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     text = "\n".join(lines)

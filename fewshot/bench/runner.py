@@ -166,6 +166,9 @@ def run_bench(
                     test_embeddings=test_emb,
                 )
                 row = _run_one(task, method, enc)
+                if method.uses_embeddings:
+                    # Shared by every such run of this dataset, so not in fit/predict time.
+                    row["encode_seconds"] = round(encode_seconds, 4)
                 _append(results_path, row)
                 new_rows.append(row)
                 status = f"error: {row['error']}" if row["error"] else (

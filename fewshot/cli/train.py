@@ -180,6 +180,12 @@ def train(
     classes = ds.classes
     if descriptions is not None:
         _check_descriptions(descriptions, classes, ds, zero_shot=shots == 0)
+    if shots is not None and ds.skipped:
+        raise UsageError(
+            f"--shots samples rows by their position, and the {len(ds.skipped)} unreadable "
+            f"image(s) skipped (first: {ds.skipped[0]}) would shift every later row; fix or "
+            "remove them, or train on the whole folder without --shots"
+        )
     if shots is not None:
         from fewshot.data import few_shot_indices
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -259,7 +260,8 @@ def _load_image_folder(folder: Path, require_labels: bool, skip_bad_images: bool
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
             and not any(part.startswith(".") for part in p.relative_to(folder).parts)
         ),
-        key=lambda p: p.relative_to(folder).as_posix().encode("utf-8"),
+        # The bytes of the name on disk (fsencode: names that are not UTF-8 sort too).
+        key=lambda p: os.fsencode(p.relative_to(folder).as_posix()),
     )
     class_dirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
     labelled = bool(class_dirs)

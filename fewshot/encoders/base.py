@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-__all__ = ["Encoder", "resolve_device"]
+__all__ = ["Encoder", "item_list", "resolve_device"]
 
 
 def resolve_device(device: str | None) -> str:
@@ -111,6 +111,38 @@ class Encoder(TransformerMixin, BaseEstimator):
         """A digest of an item's content, for the embedding cache."""
 
     # -- public API ---------------------------------------------------------------
+    # Settings that change only how work is batched or shown: same model, same id.
+    _RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset(
+        {"batch_size", "show_progress", "num_workers"}
+    )
+    # Libraries whose versions can change the preprocessing an id stands for.
+    _LIBRARIES: ClassVar[tuple[str, ...]] = ("torch",)
+
+    def set_params(self, **params: Any) -> Encoder:
+        """Set parameters; a changed model or setting drops what was loaded for the old one.
+
+        ``normalize`` only changes the id; ``model``, ``device`` or ``pretrained``
+        unload the model, so the next use loads the new one (a tuned encoder refuses
+        those: its weights would be lost).
+        """
+        current = self.get_params(deep=False)
+        changed = {k for k, v in params.items() if k in current and not _same(current[k], v)}
+        reload = changed - self._RUNTIME_PARAMS - {"normalize"}
+        if reload and self.is_tuned:
+            from fewshot.errors import UsageError
+
+            raise UsageError(
+                f"cannot change {', '.join(sorted(reload))} of a tuned encoder (its tuned "
+                "weights would be lost); build a new encoder and tune it again"
+            )
+        super().set_params(**params)
+        if reload:
+            for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
+                delattr(self, attr)
+        elif "normalize" in changed:
+            self.__dict__.pop("id_", None)
+        return self
+
     def _ensure_loaded(self) -> None:
         if not hasattr(self, "model_"):
             self._load()
@@ -146,7 +178,8 @@ class Encoder(TransformerMixin, BaseEstimator):
         h = hashlib.blake2b(digest_size=16)
         pretrained = getattr(self, "pretrained", True)
         # _ID_SCHEME: ids remembered under an older way of computing them never match.
-        settings = [type(self).__name__, self.model, self.normalize, pretrained, _ID_SCHEME]
+        settings = [type(self).__name__, self.model, self.normalize, pretrained, _ID_SCHEME,
+                    _versions(self._LIBRARIES)]
         h.update(json.dumps(settings).encode())
         for p in sorted(Path(folder).rglob("*")):
             if p.is_file():
@@ -297,10 +330,8 @@ class Encoder(TransformerMixin, BaseEstimator):
         show_progress: bool | None = None,
     ) -> np.ndarray:
         """Embed ``items``; returns float32 ``(len(items), dim)``."""
+        items = item_list(items, "encode()")
         self._ensure_loaded()
-        if isinstance(items, (str, bytes)):
-            raise TypeError("encode() takes a sequence of items; wrap a single item in a list")
-        items = list(items)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)
         out = self._encode(
@@ -328,6 +359,36 @@ class Encoder(TransformerMixin, BaseEstimator):
         tags.input_tags.string = True
         tags.requires_fit = False
         return tags
+
+
+def item_list(items: Any, where: str) -> list[Any]:
+    """``items`` as a list; a lone string is refused, not split into characters."""
+    if isinstance(items, (str, bytes)):
+        raise TypeError(f"{where} takes a sequence of items, not a single "
+                        f"{type(items).__name__}; wrap it in a list: [{items[:20]!r}]")
+    return list(items)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except Exception:  # objects without a plain truth value for ==
+        return False
+
+
+def _versions(libraries: Sequence[str]) -> list[str]:
+    """Installed versions of ``libraries``: an upgrade may change preprocessing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for lib in libraries:
+        try:
+            out.append(f"{lib}=={version(lib)}")
+        except PackageNotFoundError:
+            out.append(f"{lib}==none")
+    return out
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:

@@ -54,6 +54,8 @@ class ImageEncoder(Encoder):
         self.pretrained = pretrained
         self.num_workers = num_workers
 
+    _LIBRARIES = ("torch", "torchvision", "timm", "pillow")
+
     def _load(self) -> None:
         import timm
         import torch

@@ -59,6 +59,8 @@ class TextEncoder(Encoder):
             show_progress=show_progress,
         )
 
+    _LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers")
+
     def _load(self) -> None:
         from sentence_transformers import SentenceTransformer
 
@@ -103,7 +105,7 @@ class TextEncoder(Encoder):
             ).hexdigest()
         except (AttributeError, ValueError):
             tok_id = type(tok).__name__
-        return {
+        ident = {
             "kind": "sentence-transformers",
             "modules": [type(m).__name__ for m in st],
             # Settings without weights (the pooling mode, for one): two models with the
@@ -112,6 +114,14 @@ class TextEncoder(Encoder):
             "max_seq_length": st.max_seq_length,
             "tokenizer": tok_id,
         }
+        # encode() prepends the default prompt and cuts vectors to truncate_dim. Only
+        # recorded when set, so the ids of models without them stay as they were.
+        prompt_name = getattr(st, "default_prompt_name", None)
+        if prompt_name:
+            ident["default_prompt"] = (getattr(st, "prompts", None) or {}).get(prompt_name)
+        if getattr(st, "truncate_dim", None) is not None:
+            ident["truncate_dim"] = int(st.truncate_dim)
+        return ident
 
     # Model format 2 and older identified text encoders without their module configs.
     _ID_KEYS_SINCE_FORMAT_3 = ("module_configs",)
