@@ -36,5 +36,5 @@ b $D/amazon_counterfactual_en $D/trec --methods tuned-supcon-logreg --shots 64 -
 #    run on this 2-core machine
 b $D/amazon_counterfactual_en $D/trec $D/sst5 --methods setfit-lib --shots 64 \
   --seeds ${SETFIT_SEEDS_64:-0-4}
-#    ag_news: ~20-24 minutes a fit; seeds 0-2 run in sessions 7-8
-b $D/ag_news --methods setfit-lib --shots 64 --seeds ${SETFIT_SEEDS_AG64:-0-2}
+#    ag_news: ~18-24 minutes a fit; seeds 0-2 run in sessions 7-8, seeds 3-4 in session 9
+b $D/ag_news --methods setfit-lib --shots 64 --seeds ${SETFIT_SEEDS_AG64:-0-4}
