@@ -38,6 +38,14 @@ BODY_FILE = "body.safetensors"
 MODEL_FILES = (MANIFEST, HEAD_FILE, CALIBRATION_FILE, BODY_FILE)
 
 
+def _saved_tune(tuning: Any) -> dict[str, Any] | None:
+    """The ``tune`` setting a saved model was fitted with (None if it was not tuned)."""
+    if not tuning or tuning.get("distilled_from"):
+        return None  # a distilled student is made by fewshot.tuning.distill, not by fit()
+    # Models saved before "requested" was recorded hold the settings that ran.
+    return dict(tuning.get("requested") or tuning.get("settings") or {}) or None
+
+
 def guess_modality(items: Sequence[Any]) -> str:
     """``"text"`` for strings, ``"image"`` for paths and PIL images."""
     first = items[0]
@@ -224,10 +232,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         except BaseException:
             del self.encoder_  # half-tuned weights must not be used as a fitted encoder
             raise
-        params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
-        params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_,
-                      temperature=tuner.temperature_)
-        self.tuning_ = {"settings": params, "report": report.to_dict()}
+        requested = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
+        # settings: what ran ("auto" epochs etc. resolved); requested: what to refit with.
+        params = {**requested, "epochs": tuner.epochs_, "learning_rate": tuner.learning_rate_,
+                  "temperature": tuner.temperature_}
+        self.tuning_ = {"settings": params, "requested": requested, "report": report.to_dict()}
 
     def _self_train(
         self, Z: np.ndarray, y: list[Any], extra: tuple[np.ndarray, list[Any]] | None,
@@ -466,6 +475,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             calibration=calibration.get("requested") if calibration else None,
             calibration_folds=int(calibration.get("folds", 5)) if calibration else 5,
             label_descriptions=manifest.get("label_descriptions"),
+            # So clone(loaded).fit() tunes again, as the saved model was made.
+            tune=_saved_tune(manifest.get("tuning")),
         )
         self._load_calibration(path, calibration)
         self.self_training_ = manifest.get("self_training")

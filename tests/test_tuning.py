@@ -335,6 +335,10 @@ def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path
         loaded = FewShotClassifier.load(folder, cache=cache)
         assert loaded.encoder_.id == clf.encoder_.id
         np.testing.assert_array_equal(loaded.predict_proba(TEXTS), proba)
+    # Its settings come back too, so a clone refits the same way (tuning again).
+    assert as_tuner(loaded.get_params()["tune"]).get_params() == as_tuner(
+        {"epochs": 8, "learning_rate": 2e-2}).get_params()
+    assert FewShotClassifier.load(folder, cache=False).tuning_["requested"]["epochs"] == 8
 
 
 def test_tuned_model_saved_in_format_2_loads_and_resaves(
@@ -435,9 +439,9 @@ def test_distill_student_matches_teacher_and_saves(
     folder = student.save(tmp_path / "student")
     manifest = json.loads((folder / "fewshot.json").read_text())
     assert manifest["distillation"]["pool"] == 32
-    np.testing.assert_array_equal(
-        FewShotClassifier.load(folder, cache=False).predict_proba(TEXTS),
-        student.predict_proba(TEXTS))
+    loaded = FewShotClassifier.load(folder, cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(TEXTS), student.predict_proba(TEXTS))
+    assert loaded.get_params()["tune"] is None  # distillation is not something fit() redoes
 
 
 def test_distill_errors(tiny_text_model_dir: Path, image_folder: Path) -> None:
