@@ -181,7 +181,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 "('temperature' or 'isotonic') to use unlabelled items"
             )
         if X and descriptions:
-            alone = ", ".join(repr(k) for k in descriptions if k not in set(y))
+            seen = set(y)
+            alone = ", ".join(repr(k) for k in descriptions if k not in seen)
             if alone:
                 warnings.warn(
                     f"label descriptions name labels with no examples ({alone}): "
@@ -232,11 +233,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         except BaseException:
             del self.encoder_  # half-tuned weights must not be used as a fitted encoder
             raise
-        requested = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
-        # settings: what ran ("auto" epochs etc. resolved); requested: what to refit with.
-        params = {**requested, "epochs": tuner.epochs_, "learning_rate": tuner.learning_rate_,
-                  "temperature": tuner.temperature_}
-        self.tuning_ = {"settings": params, "requested": requested, "report": report.to_dict()}
+        requested, ran = tuner.settings_record()
+        self.tuning_ = {"settings": ran, "requested": requested, "report": report.to_dict()}
 
     def _self_train(
         self, Z: np.ndarray, y: list[Any], extra: tuple[np.ndarray, list[Any]] | None,

@@ -111,10 +111,8 @@ def distill(
         tuner.teacher_embeddings = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True),
                                                   1e-12)
         report = tuner.tune(enc, items, labels)
-        params = {k: v for k, v in tuner.get_params().items() if k != "show_progress"}
-        params.update(epochs=tuner.epochs_, learning_rate=tuner.learning_rate_,
-                      temperature=tuner.temperature_)
-        student_clf.tuning_ = {"settings": params, "report": report.to_dict(),
+        student_clf.tuning_ = {"settings": tuner.settings_record()[1],
+                               "report": report.to_dict(),
                                "distilled_from": teacher.encoder_.reference()}
     student_clf.encoder_ = enc
     Z = student_clf._embed_rows(items)

@@ -182,6 +182,15 @@ class ContrastiveTuner(BaseEstimator):
                 f"unknown mixed_precision '{self.mixed_precision}'; choose auto, bf16, fp16 or no"
             )
 
+    def settings_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(requested, ran)`` for a saved model: the settings as given (to refit with)
+        and, after :meth:`tune`, with "auto" epochs, learning rate and temperature resolved.
+        """
+        requested = {k: v for k, v in self.get_params().items() if k != "show_progress"}
+        ran = {**requested, "epochs": self.epochs_, "learning_rate": self.learning_rate_,
+               "temperature": self.temperature_}
+        return requested, ran
+
     # -- the loop -------------------------------------------------------------------
     def tune(
         self,
