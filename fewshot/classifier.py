@@ -226,7 +226,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         """Tune a private copy of the encoder, so the one passed in is never changed."""
         if not X:
             raise DataError("tuning needs labelled examples; pass some or drop tune")
-        if isinstance(self.encoder, Encoder) or self.encoder_.is_tuned:
+        # An Encoder or a model object (a SentenceTransformer, a timm module) is the
+        # caller's: tune a copy. Only a name or folder was loaded for this fit alone.
+        passed_in = not isinstance(self.encoder, (str, os.PathLike, type(None)))
+        if passed_in or self.encoder_.is_tuned:
             self.encoder_ = self.encoder_.loaded_copy()
         try:
             report = tuner.tune(self.encoder_, X, y)

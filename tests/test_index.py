@@ -216,3 +216,11 @@ def test_float64_input_is_accepted() -> None:
     X = _uniform(20, 6).astype(np.float64)
     _, idx = VectorIndex(6).add(X).search(X[:3], 1)
     np.testing.assert_array_equal(idx[:, 0], [0, 1, 2])
+
+
+@pytest.mark.parametrize("setting", [{"nprobe": 0}, {"nlist": 0}, {"hnsw_m": 0},
+                                     {"ef_search": -1}])
+def test_settings_below_one_are_refused(setting) -> None:
+    name = next(iter(setting))
+    with pytest.raises(ValueError, match=f"{name} must be at least 1"):
+        VectorIndex(8, kind="ivf", **setting)

@@ -540,3 +540,89 @@ def test_trainable_fraction_updates_only_the_top_layers(image_folder: Path) -> N
     assert all(p.requires_grad for p in module.parameters())  # flags restored
     with pytest.raises(UsageError, match=r"trainable_fraction must be in \(0, 1\]"):
         ContrastiveTuner(trainable_fraction=0).tune(enc, paths, labels)
+
+
+def _tiny_bert(folder: Path):
+    """A 2-layer BERT with mean pooling: its pooler weights never reach the embedding."""
+    from conftest import TINY_VOCAB
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder.mkdir(parents=True)
+    (folder / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_VOCAB]) + "\n")
+    BertTokenizerFast(vocab_file=str(folder / "vocab.txt")).save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=5 + len(TINY_VOCAB), hidden_size=16, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=32)
+    BertModel(config).save_pretrained(folder)
+    return SentenceTransformer(modules=[Transformer(str(folder)), Pooling(16, "mean")],
+                               device="cpu")
+
+
+def test_trainable_fraction_skips_weights_the_embedding_never_uses(tmp_path: Path) -> None:
+    enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
+    before = state(enc)
+    ContrastiveTuner(epochs=2, learning_rate=1e-2, trainable_fraction=0.05).tune(
+        enc, TEXTS, LABELS)
+    trained = enc.tuned_["parameters"]
+    assert trained and not any("pooler" in n for n in trained)
+    after = state(enc)
+    assert any(not torch.equal(after[n], before[n]) for n in trained)
+    assert all(torch.equal(after[n], before[n]) for n in after if "pooler" in n)
+
+
+def test_tuning_leaves_no_gradients_behind(tiny_text_model_dir: Path) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    ContrastiveTuner(epochs=2, freeze_embeddings=False).tune(enc, TEXTS, LABELS)
+    params = list(enc.training_module().parameters())
+    assert params and all(p.grad is None for p in params)
+
+
+def test_float32_guard_never_calls_autocast_off_cuda(monkeypatch) -> None:
+    from fewshot.tuning import tuner as tuner_module
+
+    def refuse(device_type, *args, **kwargs):
+        raise RuntimeError(f"unsupported autocast device_type '{device_type}'")
+
+    monkeypatch.setattr(torch, "autocast", refuse)
+    with tuner_module._no_autocast(torch.zeros(2)):
+        pass
+
+
+def test_empty_explicit_validation_is_an_error(tiny_text_model_dir: Path) -> None:
+    enc = fresh_text(tiny_text_model_dir)
+    with pytest.raises(DataError, match="same nonzero length, got 0 and 0; pass validation=None"):
+        ContrastiveTuner().tune(enc, TEXTS, LABELS, validation=([], []))
+
+
+def test_training_embeds_what_encode_embeds(tiny_text_model_dir: Path) -> None:
+    """Default prompt and truncate_dim apply in training as in encode()."""
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(tiny_text_model_dir), device="cpu", truncate_dim=16,
+                             prompts={"query": "good "}, default_prompt_name="query")
+    enc = TextEncoder(st, device="cpu", show_progress=False)
+    expected = enc.encode(TEXTS, show_progress=False)
+    assert expected.shape == (len(TEXTS), 16)
+    with torch.no_grad():
+        got = enc.training_forward(enc.training_batch(enc.training_items(TEXTS))).numpy()
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_tuning_never_changes_a_model_object_passed_in(tiny_text_model_dir: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(str(tiny_text_model_dir), device="cpu")
+    before = {k: v.clone() for k, v in st.state_dict().items()}
+    clf = FewShotClassifier(st, tune={"epochs": 2, "learning_rate": 1e-2,
+                                      "freeze_embeddings": False}, cache=False)
+    first = clf.fit(TEXTS, LABELS).predict_proba(TEXTS)
+    second = clf.fit(TEXTS, LABELS).predict_proba(TEXTS)  # tunes the pretrained body again
+    np.testing.assert_array_equal(first, second)
+    teacher = FewShotClassifier(str(tiny_text_model_dir), cache=False).fit(TEXTS, LABELS)
+    distill(teacher, TEXTS * 2, st, cache=False,
+            tune={"learning_rate": 1e-2, "freeze_embeddings": False, "seed": 3})
+    assert all(torch.equal(v, before[k]) for k, v in st.state_dict().items())

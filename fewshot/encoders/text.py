@@ -118,7 +118,7 @@ class TextEncoder(Encoder):
         # recorded when set, so the ids of models without them stay as they were.
         prompt_name = getattr(st, "default_prompt_name", None)
         if prompt_name:
-            ident["default_prompt"] = (getattr(st, "prompts", None) or {}).get(prompt_name)
+            ident["default_prompt"] = _default_prompt(st)
         if getattr(st, "truncate_dim", None) is not None:
             ident["truncate_dim"] = int(st.truncate_dim)
         return ident
@@ -159,8 +159,15 @@ class TextEncoder(Encoder):
         import torch
 
         st = self.model_
-        # sentence-transformers >= 6 calls it preprocess; older releases tokenize.
-        prepare = getattr(st, "preprocess", None) or st.tokenize
+        # Train on what encode() embeds: the model's default prompt goes in front.
+        prompt = _default_prompt(st)
+        preprocess = getattr(st, "preprocess", None)  # sentence-transformers >= 6
+        if preprocess is not None:
+            def prepare(texts: list[str]) -> Any:
+                return preprocess(texts, prompt=prompt) if prompt else preprocess(texts)
+        else:  # older releases tokenize, and encode() prepends the prompt as text
+            def prepare(texts: list[str]) -> Any:
+                return st.tokenize([prompt + t for t in texts] if prompt else texts)
         texts = list(items)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         chunks = []
@@ -176,7 +183,16 @@ class TextEncoder(Encoder):
         import torch
 
         emb = torch.cat([self.model_(f)["sentence_embedding"] for f in batch["chunks"]])
+        truncate_dim = getattr(self.model_, "truncate_dim", None)
+        if truncate_dim is not None:  # as encode() cuts its vectors
+            emb = emb[:, : int(truncate_dim)]
         inverse = torch.empty(len(batch["order"]), dtype=torch.long, device=emb.device)
         inverse[torch.as_tensor(batch["order"], device=emb.device)] = torch.arange(
             len(batch["order"]), device=emb.device)
         return emb[inverse]
+
+
+def _default_prompt(st: Any) -> str | None:
+    """The prompt ``st.encode()`` puts in front of every text when given none."""
+    name = getattr(st, "default_prompt_name", None)
+    return (getattr(st, "prompts", None) or {}).get(name) if name else None

@@ -39,6 +39,11 @@ class VectorIndex:
     ) -> None:
         if kind not in ("auto", "flat", "ivf", "hnsw"):
             raise ValueError(f"unknown index kind {kind!r}; use auto, flat, ivf or hnsw")
+        for name, value in (("nprobe", nprobe), ("hnsw_m", hnsw_m), ("ef_search", ef_search)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}")
+        if nlist is not None and int(nlist) < 1:
+            raise ValueError(f"nlist must be at least 1 or None (automatic), got {nlist}")
         self.dim = int(dim)
         self.kind = kind
         self.nlist = nlist

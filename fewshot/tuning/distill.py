@@ -31,13 +31,17 @@ class _SimilarityTuner(ContrastiveTuner):
         right = rng.integers(0, n, len(left))
         order = rng.permutation(len(left))
         left, right = left[order], right[order]
+        half = max(1, self.batch_size // 2)
+        # Targets are computed per batch in _loss: most planned pairs are never
+        # reached under max_steps, and all of them at once cost 2 x pairs x dim floats.
+        return [(left[i : i + half], right[i : i + half], None)
+                for i in range(0, len(left), half)]
+
+    def _loss(self, encoder: Any, prepared: list[Any], labels: Any, batch: Any) -> Any:
+        left, right, _ = batch
         t = self.teacher_embeddings
         target = np.einsum("ij,ij->i", t[left], t[right]).astype(np.float32)
-        half = max(1, self.batch_size // 2)
-        return [
-            (left[i : i + half], right[i : i + half], target[i : i + half])
-            for i in range(0, len(left), half)
-        ]
+        return super()._loss(encoder, prepared, labels, (left, right, target))
 
 
 def distill(
@@ -62,8 +66,10 @@ def distill(
     sample) so cost stays bounded. ``distillation_`` on the result reports the
     student's agreement with the teacher on the pool.
     """
+    import os
+
     from fewshot.classifier import FewShotClassifier, guess_modality
-    from fewshot.encoders import Encoder, get_encoder
+    from fewshot.encoders import get_encoder
 
     items = list(items)
     if len(items) < 2:
@@ -86,10 +92,10 @@ def distill(
             "more varied unlabelled pool"
         )
     student_clf = FewShotClassifier(student, head, cache=cache, show_progress=show_progress)
-    if isinstance(student, Encoder):
-        enc = get_encoder(student, modality).loaded_copy()
-    else:
+    if isinstance(student, (str, os.PathLike)):
         enc = get_encoder(student, modality, show_progress=show_progress)
+    else:  # an Encoder or a model object: tuning must not change the caller's
+        enc = get_encoder(student, modality).loaded_copy()
     student_clf.tuning_ = None
     if tune is not False and tune is not None:
         settings = dict(tune) if isinstance(tune, dict) else {}
@@ -102,9 +108,9 @@ def distill(
 
         as_tuner(settings)  # unknown settings are a usage error here too
         tuner = _SimilarityTuner(
-            objective="pairs", seed=seed, show_progress=show_progress,
-            **({"epochs": 1, "pairs_per_item": 4, "max_steps": 500, "learning_rate": 5e-5}
-               | settings),
+            objective="pairs",
+            **({"seed": seed, "show_progress": show_progress, "epochs": 1,
+                "pairs_per_item": 4, "max_steps": 500, "learning_rate": 5e-5} | settings),
         )
         t = np.asarray(teacher.embed(items), dtype=np.float32)
         # Cosine targets, whether or not the teacher normalises its embeddings.

@@ -232,7 +232,9 @@ class ContrastiveTuner(BaseEstimator):
         prepared = encoder.training_items([items[i] for i in train_idx])
         y_train = y[train_idx]
         val_prepared = encoder.training_items(val_items) if val_items else []
-        named = self._trainable(module, named=True)
+        used = (self._used_parameters(encoder, module, prepared)
+                if self.trainable_fraction < 1.0 else None)
+        named = self._trainable(module, named=True, used=used)
         names = [n for n, _ in named]
         if previous.get("parameters"):
             names = sorted(set(names) | set(previous["parameters"]))
@@ -259,6 +261,7 @@ class ContrastiveTuner(BaseEstimator):
             finally:
                 random.setstate(random_state)
                 for p in module.parameters():
+                    p.grad = None  # the last step's gradients would hold memory
                     p.requires_grad_(flags[id(p)])
                 module.eval()
         encoder.mark_tuned(info)
@@ -287,6 +290,12 @@ class ContrastiveTuner(BaseEstimator):
         all_idx = np.arange(len(items))
         if validation is not None:
             v_items, v_labels = list(validation[0]), np.asarray(list(validation[1]))
+            if not v_items or len(v_items) != len(v_labels):
+                raise DataError(
+                    f"validation needs items and labels of the same nonzero length, got "
+                    f"{len(v_items)} and {len(v_labels)}; pass validation=None to tune "
+                    "without one"
+                )
             index = {c: i for i, c in enumerate(classes.tolist())}
             unknown = sorted({str(v) for v in v_labels.tolist() if v not in index})
             if unknown:
@@ -464,8 +473,38 @@ class ContrastiveTuner(BaseEstimator):
         return accuracy, float(np.mean(true - sims.max(axis=1)))
 
     # -- torch details -------------------------------------------------------------
-    def _trainable(self, module: Any, *, named: bool = False) -> list[Any]:
-        """Parameters tuning updates (``(name, parameter)`` pairs with ``named``)."""
+    @staticmethod
+    def _used_parameters(encoder: Any, module: Any, prepared: list[Any]) -> set[int]:
+        """Ids of the parameters the embedding depends on, from one small backward pass.
+
+        Models carry weights their embedding never uses (BERT's pooler under mean
+        pooling, say); counted in ``trainable_fraction`` they would take its budget.
+        """
+        import torch
+
+        flags = {id(p): p.requires_grad for p in module.parameters()}
+        module.eval()  # no dropout: leaves the random streams alone
+        try:
+            for p in module.parameters():
+                p.grad = None
+                p.requires_grad_(True)
+            with torch.enable_grad():
+                emb = encoder.training_forward(encoder.training_batch(prepared[:2]))
+                emb.float().sum().backward()
+            return {id(p) for p in module.parameters() if p.grad is not None}
+        finally:
+            for p in module.parameters():
+                p.grad = None
+                p.requires_grad_(flags[id(p)])
+
+    def _trainable(
+        self, module: Any, *, named: bool = False, used: set[int] | None = None,
+    ) -> list[Any]:
+        """Parameters tuning updates (``(name, parameter)`` pairs with ``named``).
+
+        ``used``: ids of the parameters the embedding depends on; the others are
+        left out before ``trainable_fraction`` picks the top of the network.
+        """
         import torch
 
         frozen: set[int] = set()
@@ -474,7 +513,8 @@ class ContrastiveTuner(BaseEstimator):
                 if isinstance(m, torch.nn.Embedding):
                     frozen.update(id(p) for p in m.parameters())
         pairs = [(n, p) for n, p in module.named_parameters()
-                 if id(p) not in frozen and p.requires_grad]
+                 if id(p) not in frozen and p.requires_grad
+                 and (used is None or id(p) in used)]
         if pairs and self.trainable_fraction < 1.0:
             sizes = np.array([p.numel() for _, p in pairs], dtype=np.float64)
             from_top = np.cumsum(sizes[::-1])[::-1]  # weights at or above each tensor
@@ -511,14 +551,23 @@ class ContrastiveTuner(BaseEstimator):
         if not on_gpu:
             raise UsageError(f"mixed_precision='{mode}' needs a CUDA device; use 'no' on {device}")
         dtype = torch.bfloat16 if mode == "bf16" else torch.float16
-        scaler = torch.amp.GradScaler("cuda") if mode == "fp16" else None
+        scaler = None
+        if mode == "fp16":  # torch.amp.GradScaler is torch >= 2.3
+            scaler = (torch.amp.GradScaler("cuda") if hasattr(torch.amp, "GradScaler")
+                      else torch.cuda.amp.GradScaler())
         return (lambda: torch.autocast("cuda", dtype=dtype)), scaler
 
 
 def _no_autocast(tensor: Any) -> Any:
+    """Float32 inside; autocast is only ever turned on for CUDA, and torch < 2.5
+    refuses ``torch.autocast("mps", ...)`` even when disabled."""
+    import contextlib
+
     import torch
 
-    return torch.autocast(tensor.device.type, enabled=False)
+    if tensor.device.type != "cuda":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", enabled=False)
 
 
 def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
