@@ -59,8 +59,9 @@ def atomic_file(path: str | Path, mode: str = "wb") -> Iterator:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        encoding = None if "b" in mode else "utf-8"
-        with os.fdopen(fd, mode, encoding=encoding) as f:
+        text = "b" not in mode  # text: UTF-8, and no newline translation, as csv needs
+        with os.fdopen(fd, mode, encoding="utf-8" if text else None,
+                       newline="" if text else None) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

@@ -166,7 +166,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         X, y = item_list(X, "fit()"), list(y)
         if unlabelled is not None:
             unlabelled = item_list(unlabelled, "fit(unlabelled=...)")
-        descriptions = self._descriptions()
+        descriptions = _keys_like_labels(self._descriptions(), y)
         if not X and not descriptions:
             raise DataError("no training examples; give at least one item per class")
         if len(X) != len(y):
@@ -256,7 +256,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         def fit(rows: np.ndarray, labels: np.ndarray) -> Any:
             pseudo = self.classes_[labels].tolist() if len(labels) else []
             Ze = np.concatenate([base_Z, pool[rows]])
-            self._fit_embeddings(Z, y, extra=(Ze, base_y + pseudo))
+            # Held-out predictions come from the labelled rows (and descriptions) only:
+            # pseudo-labels were picked by a model that saw every labelled row, so in
+            # the folds they would leak the held-out labels and flatter the calibrator.
+            self._fit_embeddings(Z, y, extra=(Ze, base_y + pseudo), oof_extra=extra)
             return lambda E: self.calibrate(self.head_.predict_proba(E))
 
         # The head's classes: labels and description labels, sorted as np.unique sorts.
@@ -283,8 +286,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_embeddings(
         self, Z: np.ndarray, y: Sequence[Any], *, extra: tuple[np.ndarray, Sequence[Any]] | None,
+        oof_extra: Any = "same",
     ) -> None:
-        """Fit head (and calibrator) on embeddings ``Z`` plus never-held-out ``extra`` rows."""
+        """Fit head (and calibrator) on embeddings ``Z`` plus never-held-out ``extra`` rows.
+
+        ``oof_extra``: the never-held-out rows the calibration folds train on, when
+        not all of ``extra`` (``None``: none).
+        """
         from sklearn.base import clone
 
         head = make_head(self.head)
@@ -307,6 +315,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         all_idx = np.asarray([index[v] for v in y_all.tolist()], dtype=np.int64)
         y_idx, ye_idx = all_idx[: len(Z)], all_idx[len(Z):]
+        if not (isinstance(oof_extra, str) and oof_extra == "same"):
+            Ze = oof_extra[0] if oof_extra is not None else Ze[:0]
+            ye_idx = np.asarray([index[v] for v in (oof_extra[1] if oof_extra else [])],
+                                dtype=np.int64)
         proba, held = out_of_fold_proba(
             head, Z, y_idx, len(self.classes_), n_splits=self.calibration_folds,
             extra=(Ze, ye_idx),
@@ -610,3 +622,16 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"{path} is incomplete (missing {what}); re-run fewshot train to rebuild it"
         )
     return manifest
+
+
+def _keys_like_labels(descriptions: dict[Any, str], y: Sequence[Any]) -> dict[Any, str]:
+    """String keys ``"0"``, ``"1"`` as the int labels they name, when the labels are ints.
+
+    Description files (and saved models) hold JSON object keys, always strings.
+    """
+    ints = [v for v in y if isinstance(v, (int, np.integer)) and not isinstance(v, bool)]
+    if not descriptions or not y or len(ints) != len(y):
+        return descriptions
+    if not all(isinstance(k, str) and k.strip().lstrip("+-").isdigit() for k in descriptions):
+        return descriptions
+    return {int(k): text for k, text in descriptions.items()}

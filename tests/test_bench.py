@@ -244,3 +244,26 @@ def test_embed_through_cache_matches_runner_embeddings(
     assert found.all()
     np.testing.assert_allclose(embed(tiny_text_encoder, test.items, cache),
                                tiny_text_encoder.encode(test.items), atol=1e-6)
+
+
+def test_cli_bench_exits_nonzero_when_a_run_fails(
+    tiny_dataset: Path, tiny_text_model_dir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Boom:
+        name = "boom"
+        uses_embeddings = True
+
+        def run(self, task) -> MethodResult:
+            raise RuntimeError("kaput")
+
+    monkeypatch.setitem(METHODS, "boom", Boom)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "bench", str(tiny_dataset), "--shots", "2", "--seeds", "0", "--methods", "boom,logreg",
+        "--encoder", str(tiny_text_model_dir), "--output", str(out), "--no-cache", "--no-plots",
+    ])
+    assert result.exit_code == 1
+    assert "1 run(s) failed; see the error field in" in result.stderr
+    assert [r["error"] for r in load_results(out / "results.jsonl")] == [
+        "RuntimeError: kaput", None]

@@ -516,3 +516,33 @@ def test_missing_local_dir_image_encoder(tmp_path: Path, image_folder: Path) -> 
     assert_error(invoke("train", image_folder, "-o", tmp_path / "m",
                         "--encoder", f"local-dir:{tmp_path / 'nothing'}"),
                  1, "cannot resolve image encoder", "tried")
+
+
+@pytest.mark.parametrize(("head", "param", "message"), [
+    ("knn", "k=abc", "head 'knn' setting k takes a whole number, got 'abc'; e.g. k=5"),
+    ("knn", "k=2.5", "setting k takes a whole number, got 2.5"),
+    ("centroid", "center=1", "setting center takes true or false, got 1"),
+    ("logreg", "C=strong", "setting C takes a number, got 'strong'"),
+])
+def test_head_param_of_the_wrong_kind(tmp_path: Path, sentiment_jsonl: Path, enc, head: str,
+                                      param: str, message: str) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--head", head,
+                        "--head-param", param), 2, message)
+
+
+def test_tune_options_without_tune_are_refused(tmp_path: Path, sentiment_jsonl: Path,
+                                               enc) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc,
+                        "--tune-epochs", "3", "--tune-lr", "1e-4"), 2,
+                 "--tune-epochs, --tune-lr only apply when tuning; add --tune or drop them")
+    assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("command", ["select", "suggest"])
+def test_negative_seed_is_a_usage_error(tmp_path: Path, sentiment_jsonl: Path, enc,
+                                        command: str) -> None:
+    args = ([sentiment_jsonl, sentiment_jsonl, "--strategy", "random"] if command == "select"
+            else [sentiment_jsonl, "--budget", "3"])
+    result = invoke(command, *args, "-o", tmp_path / "o.jsonl", *enc, "--seed", "-1")
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "--seed" in result.output and "greater than or equal to 0" in result.output

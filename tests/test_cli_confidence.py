@@ -245,3 +245,30 @@ def test_review_of_one_shot_model_explains(tmp_path: Path, common: list[object])
     ok("train", data, "-o", tmp_path / "m", *common)
     assert_error(invoke("review", tmp_path / "m", data, "-o", tmp_path / "r", *common), 1,
                  "a class needs two")
+
+
+def test_evaluate_shows_bracketed_labels_as_text(tmp_path: Path, common: list[object]) -> None:
+    rows = [{"text": t, "label": f"[{y}]"} for t, y in SENTIMENT]
+    data = _write_jsonl(tmp_path / "brackets.jsonl", rows)
+    ok("train", data, "-o", tmp_path / "m", *common)
+    out = ok("evaluate", tmp_path / "m", data, *common).stdout
+    assert out.count("[pos]") >= 3 and out.count("[neg]") >= 3  # table, matrix row and header
+
+
+def test_self_training_pool_of_only_training_items_is_an_error(
+    tmp_path: Path, sentiment_jsonl: Path, common: list[object]
+) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", "--unlabelled",
+                        sentiment_jsonl, *common), 1,
+                 "is also a training example, so there is nothing to pseudo-label")
+
+
+def test_self_training_that_adds_nothing_says_why(
+    tmp_path: Path, sentiment_jsonl: Path, common: list[object]
+) -> None:
+    pool = tmp_path / "pool.txt"
+    pool.write_text("good good film\ngreat great movie\n")  # no confident negative
+    result = ok("train", sentiment_jsonl, "-o", tmp_path / "m", "--unlabelled", pool,
+                "--pseudo-label-threshold", "0.5", *common)
+    assert ("added nothing from 2 pool items (a round adds only when every class has an "
+            "item at or above the confidence threshold)") in result.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -499,3 +500,46 @@ def test_description_for_a_label_without_examples_warns(tiny_text_encoder) -> No
     with pytest.warns(UserWarning, match=r"labels with no examples \('positive'\)"):
         clf.fit(TEXTS, LABELS)
     assert list(clf.classes_) == ["neg", "pos", "positive"]
+
+
+def test_self_training_keeps_pseudo_labels_out_of_the_calibration_folds(
+    tiny_text_encoder,
+) -> None:
+    """Pseudo-labels come from a model that saw every labelled row: in the folds they
+    would hand each held-out row its own label back."""
+    from conftest import TINY_VOCAB
+
+    rng = np.random.default_rng(0)
+    texts = sorted({" ".join(rng.choice(TINY_VOCAB, 4)) for _ in range(80)})[:60]
+    labels = rng.choice(["a", "b", "c"], len(texts)).tolist()  # no signal at all
+    clf = FewShotClassifier(tiny_text_encoder, calibration="temperature",
+                            pseudo_label_threshold=0.0, pseudo_labels_per_class=20,
+                            self_training_rounds=2, cache=False)
+    clf.fit(texts, labels, unlabelled=texts)  # the pool holds copies of the labelled rows
+    assert clf.self_training_["added"] > 0
+    oof_accuracy = float(np.mean(clf.oof_proba_.argmax(1) == clf.oof_labels_))
+    base = FewShotClassifier(tiny_text_encoder, calibration="temperature",
+                             cache=False).fit(texts, labels)
+    np.testing.assert_allclose(clf.oof_proba_, base.oof_proba_, rtol=1e-6)
+    assert oof_accuracy < 0.5
+
+
+def test_review_refuses_thresholds_from_one_class(tiny_text_encoder) -> None:
+    texts = [t for t, _ in SENTIMENT]
+    labels = ["pos"] * (len(texts) - 2) + ["neg", "other"]
+    clf = FewShotClassifier(tiny_text_encoder, calibration="temperature",
+                            cache=False).fit(texts, labels)
+    with pytest.raises(ModelError, match="only examples of 'pos' could be held out"):
+        review(clf, clf.predict_proba(texts), target_precision=0.9)
+
+
+def test_description_keys_match_int_labels(tiny_text_encoder) -> None:
+    texts = [t for t, _ in SENTIMENT]
+    labels = [1 if y == "pos" else 0 for _, y in SENTIMENT]
+    descriptions = {"1": "good great excellent", "0": "bad awful terrible"}  # as JSON gives
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no 'labels with no examples' warning
+        clf = FewShotClassifier(tiny_text_encoder, label_descriptions=descriptions,
+                                cache=False).fit(texts, labels)
+    assert clf.classes_.tolist() == [0, 1]
+    assert set(clf.predict(texts).tolist()) <= {0, 1}

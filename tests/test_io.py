@@ -137,3 +137,21 @@ def test_exchange_swaps_two_folders_or_says_it_cannot(tmp_path: Path) -> None:
             fewshot._io._exchange(a, tmp_path / "missing")
     else:  # nothing moved
         assert [p.name for p in a.iterdir()] == ["x"] and [p.name for p in b.iterdir()] == ["y"]
+
+
+def test_atomic_text_files_translate_no_newlines(tmp_path: Path, monkeypatch) -> None:
+    """csv writes its own \\r\\n; a text-mode translation would double it on Windows."""
+    seen = []
+    real = os.fdopen
+
+    def spy(fd, mode="r", *args, **kwargs):
+        seen.append((mode, kwargs.get("newline")))
+        return real(fd, mode, *args, **kwargs)
+
+    monkeypatch.setattr(fewshot._io.os, "fdopen", spy)
+    with atomic_file(tmp_path / "a.csv", "w") as f:
+        f.write("x\r\n")
+    with atomic_file(tmp_path / "b.bin") as f:
+        f.write(b"x")
+    assert seen == [("w", ""), ("wb", None)]
+    assert (tmp_path / "a.csv").read_bytes() == b"x\r\n"

@@ -29,7 +29,8 @@ def bench(
     seeds: Annotated[str, typer.Option("--seeds", help="Seeds, e.g. 0-4 or 0,1.")] = "0-4",
     methods: Annotated[
         str, typer.Option("--methods", help="Comma-separated: logreg, knn, centroid, "
-                          "centroid-cl2n, setfit-lib.")
+                          "centroid-cl2n, tuned-logreg, tuned-centroid, tuned-cosine-logreg, "
+                          "tuned-supcon-logreg, tuned-pairs-logreg, setfit-lib.")
     ] = "logreg,knn,centroid",
     encoder: EncoderOpt = None,
     image_encoder: Annotated[
@@ -69,3 +70,4 @@ def bench(
     failed = [r for r in rows if r.get("error")]
     if failed:
         info(f"{len(failed)} run(s) failed; see the error field in {output / 'results.jsonl'}")
+        raise typer.Exit(1)

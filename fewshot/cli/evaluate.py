@@ -122,11 +122,14 @@ def _calibration_report(
 
 def _print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
+    from rich.text import Text
 
     console = Console()
     console.print(
-        f"[bold]{report['data']}[/]  n={report['n']}  accuracy={report['accuracy']:.4f}  "
+        f"[bold]{escape(str(report['data']))}[/]  n={report['n']}  "
+        f"accuracy={report['accuracy']:.4f}  "
         f"macro-F1={report['macro_f1']:.4f}  MCC={report['mcc']:.4f}"
     )
     if report["ece"] is not None:
@@ -140,12 +143,13 @@ def _print_report(report: dict[str, Any]) -> None:
     table = Table("label", "precision", "recall", "f1", "support")
     for label, s in report["per_class"].items():
         table.add_row(
-            label, f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
+            Text(str(label)), f"{s['precision']:.3f}", f"{s['recall']:.3f}", f"{s['f1']:.3f}",
             str(s["support"]),
         )
     console.print(table)
     cm = report["confusion_matrix"]
-    matrix = Table("true \\ predicted", *cm["labels"], title="confusion matrix")
+    matrix = Table("true \\ predicted", *map(escape, map(str, cm["labels"])),
+                   title="confusion matrix")
     for label, row in zip(cm["labels"], cm["matrix"], strict=True):
-        matrix.add_row(label, *map(str, row))
+        matrix.add_row(Text(str(label)), *map(str, row))
     console.print(matrix)

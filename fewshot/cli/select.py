@@ -58,7 +58,7 @@ def select(
     template: Annotated[
         Path | None, typer.Option("--template", help="Jinja2 prompt template file.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for random.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for random.")] = 0,
     encoder: EncoderOpt = None,
     pool_split: Annotated[str, typer.Option("--pool-split")] = "train",
     query_split: Annotated[str, typer.Option("--query-split")] = "test",
@@ -135,7 +135,7 @@ def suggest(
     model: Annotated[
         Path | None, typer.Option("--model", help="Model folder whose uncertainty to use.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
     encoder: EncoderOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",

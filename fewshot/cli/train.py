@@ -166,6 +166,17 @@ def train(
     if shots == 0 and label_descriptions is None:
         raise UsageError("--shots 0 trains from label descriptions; pass --label-descriptions")
     head_obj = make_head(head, **parse_params(head_param))
+    if not tune:
+        set_without = [name for name, value, default in (
+            ("--tune-objective", tune_objective, "auto"), ("--tune-epochs", tune_epochs, None),
+            ("--tune-max-steps", tune_max_steps, None),
+            ("--tune-time-budget", tune_time_budget, None), ("--tune-lr", tune_lr, None),
+            ("--tune-validation", tune_validation, 0.0),
+        ) if value != default]
+        if set_without:
+            raise UsageError(
+                f"{', '.join(set_without)} only apply when tuning; add --tune or drop them"
+            )
     tuner = _tuner(tune, tune_objective, tune_epochs, tune_max_steps, tune_time_budget, tune_lr,
                    tune_validation, seed) if tune else None
     descriptions = None
@@ -283,7 +294,16 @@ def _load_pool(
             f"{ds.modality}; pass matching data"
         )
     labelled = {str(x) for x in ds.items}
-    return [x for x in pool.items if str(x) not in labelled]
+    items = [x for x in pool.items if str(x) not in labelled]
+    if not items:
+        from fewshot.errors import DataError
+
+        raise DataError(
+            f"every item of --unlabelled {path} is also a training example, so there is "
+            "nothing to pseudo-label; pass other items (or train with --shots N, which "
+            "leaves the rest of the split as the pool)"
+        )
+    return items
 
 
 def _calibration_line(clf: Any) -> str:
@@ -308,8 +328,9 @@ def _self_training_line(report: dict[str, Any]) -> str:
     rounds = report["rounds"]
     if not rounds:
         return (
-            f"self-training: no pool item reached the confidence threshold "
-            f"({report['pool']} items); model trained on the labelled data only"
+            f"self-training: added nothing from {report['pool']} pool items (a round adds "
+            "only when every class has an item at or above the confidence threshold); "
+            "model trained on the labelled data only"
         )
     per_round = ", ".join(f"round {r['round']}: {r['added']}" for r in rounds)
     return (

@@ -162,6 +162,13 @@ def review(
         )
     held = np.asarray(clf.calibrate(oof), dtype=np.float64)
     y_held = np.asarray(clf.oof_labels_)
+    if len(np.unique(y_held)) < 2:
+        only = clf.classes_[int(y_held[0])]
+        raise ModelError(
+            f"only examples of '{only}' could be held out (the other classes have one "
+            "example each), so a threshold would speak for that class alone; train with "
+            "at least two examples of two or more classes"
+        )
     threshold = precision_threshold(
         held.max(axis=1), held.argmax(axis=1) == y_held, target_precision
     )

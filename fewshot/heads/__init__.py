@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import numbers
 from typing import Any
 
 from fewshot.errors import UsageError
@@ -30,10 +32,33 @@ def make_head(head: str | Head, **params: Any) -> Head:
         raise UsageError(
             f"unknown head '{head}'; choose one of {', '.join(sorted(HEADS))}"
         ) from None
-    unknown = sorted(set(params) - set(cls().get_params()))
+    defaults = cls().get_params()
+    unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise UsageError(
             f"head '{head}' has no setting {', '.join(unknown)}; its settings are "
-            f"{', '.join(sorted(cls().get_params()))}"
+            f"{', '.join(sorted(defaults))}"
         )
+    for key, value in params.items():
+        kind = _kind(defaults[key])
+        if kind and _kind(value) not in _ACCEPTS[kind]:
+            raise UsageError(
+                f"head '{head}' setting {key} takes {_WORDS[kind]}, got {value!r}; "
+                f"e.g. {key}={json.dumps(defaults[key])}"
+            )
     return cls(**params)
+
+
+#: Settings whose default is a bool, an int or a float take a value of that kind.
+_ACCEPTS = {"bool": {"bool"}, "int": {"int"}, "float": {"int", "float"}}
+_WORDS = {"bool": "true or false", "int": "a whole number", "float": "a number"}
+
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int"
+    if isinstance(value, numbers.Real):
+        return "float"
+    return None
