@@ -119,16 +119,19 @@ def test_resume_skips_finished_rows_and_repairs_cut_line(
     assert sorted(r["seed"] for r in rows) == [0, 1]
 
 
+class Boom:
+    """A bench method that always fails."""
+
+    name = "boom"
+    uses_embeddings = True
+
+    def run(self, task) -> MethodResult:
+        raise RuntimeError("kaput")
+
+
 def test_failing_method_is_recorded_and_others_run(
     tiny_dataset: Path, tiny_text_encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Boom:
-        name = "boom"
-        uses_embeddings = True
-
-        def run(self, task) -> MethodResult:
-            raise RuntimeError("kaput")
-
     monkeypatch.setitem(METHODS, "boom", Boom)
     rows = run_bench([tiny_dataset], tmp_path / "out", shots=[2], seeds=[0],
                      methods=["boom", "logreg"], encoder=tiny_text_encoder, cache=False,
@@ -250,13 +253,6 @@ def test_cli_bench_exits_nonzero_when_a_run_fails(
     tiny_dataset: Path, tiny_text_model_dir: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    class Boom:
-        name = "boom"
-        uses_embeddings = True
-
-        def run(self, task) -> MethodResult:
-            raise RuntimeError("kaput")
-
     monkeypatch.setitem(METHODS, "boom", Boom)
     out = tmp_path / "out"
     result = CliRunner().invoke(app, [
