@@ -160,8 +160,8 @@ def review(
             "the model keeps no out-of-fold predictions to set a threshold from; retrain it "
             "with calibration (fewshot train --calibration temperature)"
         )
-    held = np.asarray(clf.calibrate(oof), dtype=np.float64)
     y_held = np.asarray(clf.oof_labels_)
+    held = _held_out_calibrated(clf, np.asarray(oof, dtype=np.float64), y_held)
     if len(np.unique(y_held)) < 2:
         only = clf.classes_[int(y_held[0])]
         raise ModelError(
@@ -183,3 +183,29 @@ def review(
         proba=proba, predicted=predicted, confidence=confidence,
         accepted=confidence >= threshold.threshold, threshold=threshold, conformal=sets,
     )
+
+
+def _held_out_calibrated(clf: Any, oof: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Calibrated held-out probabilities, to set thresholds from.
+
+    An isotonic map has about as many steps as rows, so applied to the rows it
+    was fitted on it is over-optimistic (its top block of correct rows becomes
+    exactly 1.0): it is cross-fitted here, each row calibrated by a map fitted on
+    the other folds. Temperature scaling (one or two parameters) is applied as is.
+    """
+    calibrator = getattr(clf, "calibrator_", None)
+    if getattr(calibrator, "name", None) != "isotonic":
+        return np.asarray(clf.calibrate(oof), dtype=np.float64)
+    from fewshot.confidence.calibration import IsotonicCalibration
+
+    rng = np.random.default_rng(0)
+    fold = np.empty(len(y), dtype=np.int64)
+    for c in np.unique(y):  # every class spread over the folds
+        rows = rng.permutation(np.flatnonzero(y == c))
+        fold[rows] = np.arange(len(rows)) % folds
+    out = np.empty_like(oof)
+    for k in range(folds):
+        test = fold == k
+        if test.any():
+            out[test] = IsotonicCalibration().fit(oof[~test], y[~test]).transform(oof[test])
+    return out
