@@ -143,7 +143,10 @@ def _uncertain(
     x: np.ndarray, proba: np.ndarray, budget: int, exclude: set[int], seed: int
 ) -> list[Suggestion]:
     unc = _margin_uncertainty(np.asarray(proba, dtype=np.float64))
-    allowed = np.array([i for i in np.argsort(-unc, kind="stable") if i not in exclude])
+    order = np.argsort(-unc, kind="stable")
+    keep = np.ones(len(unc), dtype=bool)
+    keep[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = False
+    allowed = order[keep[order]]
     cand = allowed[: min(len(allowed), 10 * budget)]
     if len(cand) <= budget:
         return [Suggestion(int(i), float(unc[i]), "uncertain") for i in cand]
