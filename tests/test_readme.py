@@ -36,22 +36,46 @@ def test_readme_block_runs(index: int, minilm_dir, mobilenet_dir, shared_data,
         assert accuracy >= 0.75  # 4 classes, 8 examples each: chance is 0.25
 
 
-@pytest.mark.integration
-def test_quickstart_script_runs(minilm_dir, tmp_path: Path) -> None:
-    """The README's main-job command: train, evaluate and predict via the CLI."""
-    import json
+def _run_example(script: str, out: Path, tmp_path: Path):
+    """``bash examples/SCRIPT OUT`` with this venv's fewshot and a private cache."""
     import os
     import subprocess
     import sys
 
     env = {**os.environ, "FEWSHOT_CACHE": str(tmp_path / "cache"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    out = tmp_path / "support"
-    res = subprocess.run(["bash", str(REPO / "examples" / "quickstart.sh"), str(out)],
+    res = subprocess.run(["bash", str(REPO / "examples" / script), str(out)],
                          env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr
+    return res
+
+
+@pytest.mark.integration
+def test_quickstart_script_runs(minilm_dir, tmp_path: Path) -> None:
+    """The README's main-job command: train, evaluate and predict via the CLI."""
+    import json
+
+    out = tmp_path / "support"
+    res = _run_example("quickstart.sh", out, tmp_path)
     assert "accuracy=" in res.stdout
     accuracy = float(re.search(r"accuracy=([0-9.]+)", res.stdout).group(1))
     assert accuracy >= 0.75
     preds = [json.loads(line) for line in Path(f"{out}.predictions.jsonl").read_text().splitlines()]
     assert [p["label"] for p in preds] == ["shipping", "technical"]
+
+
+@pytest.mark.integration
+def test_human_in_the_loop_script_runs(minilm_dir, tmp_path: Path) -> None:
+    """examples/human_in_the_loop.sh: calibrated train, review, audit."""
+    import json
+
+    out = tmp_path / "loop"
+    res = _run_example("human_in_the_loop.sh", out, tmp_path)
+    summary = json.loads((out / "review" / "summary.json").read_text())
+    assert summary["calibration"]["method"] == "temperature"
+    assert summary["n_accepted"] + summary["n_review"] == 24
+    assert summary["measured"]["precision_accepted"] >= 0.9
+    assert summary["measured"]["accuracy_all"] >= 0.75
+    rows = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
+    assert len(rows) == 32 and [r["rank"] for r in rows] == list(range(1, 33))
+    assert "most likely mislabelled (top 3)" in res.stdout

@@ -235,8 +235,10 @@ def _format_report(report: dict[str, Any]) -> str:
         for r in report["top"]:
             item = r.get("text", r.get("path", ""))
             p = r["label_probability"]
+            label = (f"{r['label']} -> {r['suggested_label']}?"
+                     if r["suggested_label"] != r["label"] else f"{r['label']} (model agrees)")
             lines.append(
-                f"  {r['rank']:>3}. [{r['id']}] {r['label']} -> {r['suggested_label']}?  "
+                f"  {r['rank']:>3}. [{r['id']}] {label}  "
                 f"p(label)={'n/a' if p is None else f'{p:.2f}'} "
                 f"neighbours agree={r['knn_agreement']:.2f}  {short(item)}"
             )
