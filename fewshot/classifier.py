@@ -246,7 +246,6 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         from fewshot._progress import progress
         from fewshot.confidence.selftrain import self_train
 
-        base_Z = extra[0] if extra is not None else np.zeros((0, Z.shape[1]), np.float32)
         base_y = list(extra[1]) if extra is not None else []
         per_class = self.pseudo_labels_per_class
         if per_class is None:
@@ -255,11 +254,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         def fit(rows: np.ndarray, labels: np.ndarray) -> Any:
             pseudo = self.classes_[labels].tolist() if len(labels) else []
-            Ze = np.concatenate([base_Z, pool[rows]])
-            # Held-out predictions come from the labelled rows (and descriptions) only:
-            # pseudo-labels were picked by a model that saw every labelled row, so in
-            # the folds they would leak the held-out labels and flatter the calibrator.
-            self._fit_embeddings(Z, y, extra=(Ze, base_y + pseudo), oof_extra=extra)
+            self._fit_embeddings(Z, y, extra=extra, pseudo=(pool[rows], pseudo))
             return lambda E: self.calibrate(self.head_.predict_proba(E))
 
         # The head's classes: labels and description labels, sorted as np.unique sorts.
@@ -286,21 +281,25 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     def _fit_embeddings(
         self, Z: np.ndarray, y: Sequence[Any], *, extra: tuple[np.ndarray, Sequence[Any]] | None,
-        oof_extra: Any = "same",
+        pseudo: tuple[np.ndarray, Sequence[Any]] | None = None,
     ) -> None:
         """Fit head (and calibrator) on embeddings ``Z`` plus never-held-out ``extra`` rows.
 
-        ``oof_extra``: the never-held-out rows the calibration folds train on, when
-        not all of ``extra`` (``None``: none).
+        ``pseudo`` rows (self-training's pseudo-labels) train the head only, never
+        the calibration folds: they were picked by a model that saw every labelled
+        row, so in a fold they would hand the held-out rows their own labels back
+        and flatter the calibrator.
         """
         from sklearn.base import clone
 
         head = make_head(self.head)
         Ze = extra[0] if extra is not None else np.zeros((0, Z.shape[1]), np.float32)
         ye = list(extra[1]) if extra is not None else []
-        y_all = np.asarray(list(y) + ye)
+        Zp = pseudo[0] if pseudo is not None else Ze[:0]
+        yp = list(pseudo[1]) if pseudo is not None else []
+        y_all = np.asarray(list(y) + ye + yp)
         try:
-            self.head_ = clone(head).fit(np.concatenate([Z, Ze]), y_all)
+            self.head_ = clone(head).fit(np.concatenate([Z, Ze, Zp]), y_all)
         except ValueError as e:
             raise DataError(f"cannot fit the {head.name} head: {e}") from e
         self.classes_ = self.head_.classes_
@@ -314,11 +313,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         index = {c: i for i, c in enumerate(self.classes_.tolist())}
         all_idx = np.asarray([index[v] for v in y_all.tolist()], dtype=np.int64)
-        y_idx, ye_idx = all_idx[: len(Z)], all_idx[len(Z):]
-        if not (isinstance(oof_extra, str) and oof_extra == "same"):
-            Ze = oof_extra[0] if oof_extra is not None else Ze[:0]
-            ye_idx = np.asarray([index[v] for v in (oof_extra[1] if oof_extra else [])],
-                                dtype=np.int64)
+        y_idx, ye_idx = all_idx[: len(Z)], all_idx[len(Z) : len(Z) + len(Ze)]
         proba, held = out_of_fold_proba(
             head, Z, y_idx, len(self.classes_), n_splits=self.calibration_folds,
             extra=(Ze, ye_idx),
