@@ -196,16 +196,11 @@ def _held_out_calibrated(clf: Any, oof: np.ndarray, y: np.ndarray, folds: int = 
     calibrator = getattr(clf, "calibrator_", None)
     if getattr(calibrator, "name", None) != "isotonic":
         return np.asarray(clf.calibrate(oof), dtype=np.float64)
-    from fewshot.confidence.calibration import IsotonicCalibration
+    from fewshot.confidence.calibration import IsotonicCalibration, fold_ids
 
-    rng = np.random.default_rng(0)
-    fold = np.empty(len(y), dtype=np.int64)
-    for c in np.unique(y):  # every class spread over the folds
-        rows = rng.permutation(np.flatnonzero(y == c))
-        fold[rows] = np.arange(len(rows)) % folds
-    out = np.empty_like(oof)
-    for k in range(folds):
+    fold = fold_ids(y, folds)
+    out = np.asarray(calibrator.transform(oof), dtype=np.float64)  # rows never held out
+    for k in range(fold.max() + 1):
         test = fold == k
-        if test.any():
-            out[test] = IsotonicCalibration().fit(oof[~test], y[~test]).transform(oof[test])
+        out[test] = IsotonicCalibration().fit(oof[~test], y[~test]).transform(oof[test])
     return out
