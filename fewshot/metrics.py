@@ -7,7 +7,28 @@ from typing import Any
 
 import numpy as np
 
+from fewshot.errors import UsageError
+
 __all__ = ["classification_report"]
+
+
+def _kind(label: Any) -> str:
+    """``"str"`` or ``"number"`` (bool, int, float), else the type's name."""
+    if isinstance(label, str):
+        return "str"
+    if isinstance(label, (bool, int, float, np.number)):
+        return "number"
+    return type(label).__name__
+
+
+def _check_label_types(*label_lists: Sequence[Any]) -> None:
+    """One kind of label throughout: 1 and "1" are different labels that cannot be sorted."""
+    kinds = {_kind(lab) for labels in label_lists for lab in labels}
+    if len(kinds) > 1:
+        raise UsageError(
+            f"labels mix types ({', '.join(sorted(kinds))}), e.g. 1 and '1' never match; "
+            "give y_true, y_pred and labels as one type, e.g. all str"
+        )
 
 
 def classification_report(
@@ -28,6 +49,9 @@ def classification_report(
 
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
+    _check_label_types(
+        y_true.tolist(), y_pred.tolist(), [] if labels is None else list(labels)
+    )
     if labels is None:
         labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
     labels = list(labels)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from fewshot.bench.runner import _scores
+from fewshot.errors import UsageError
 from fewshot.metrics import classification_report
 
 
@@ -21,3 +22,21 @@ def test_report_values_and_agreement_with_bench() -> None:
     }
     assert report["per_class"]["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
                                         "support": 0}
+
+
+@pytest.mark.parametrize(("y_true", "y_pred", "labels"), [
+    ([1, "1"], [1, 1], None),  # numpy makes y_true all str; y_pred stays int
+    ([1, 2], ["1", "2"], None),  # predictions of another type than the truth
+    (["a", "b"], ["a", None], None),
+    (["1", "2"], ["1", "2"], [1, 2]),  # labels that would silently match nothing
+])
+def test_mixed_label_types_are_one_line_usage_error(y_true, y_pred, labels) -> None:
+    with pytest.raises(UsageError, match=r"labels mix types \(.+\).*give y_true, y_pred and "
+                                         r"labels as one type, e\.g\. all str$"):
+        classification_report(y_true, y_pred, labels=labels)
+
+
+def test_one_label_type_still_works() -> None:
+    assert classification_report([1, 2], [1, 2.0])["accuracy"] == 1.0
+    assert classification_report(["1", "a"], ["1", "a"], labels=["a", "1"])[
+        "confusion_matrix"]["labels"] == ["a", "1"]
