@@ -84,6 +84,17 @@ def test_reconstruct_all() -> None:
     np.testing.assert_array_equal(VectorIndex(8, kind="flat").add(X).reconstruct_all(), X)
 
 
+@pytest.mark.parametrize(("kind", "kwargs"), [("ivf", {"nlist": 16}), ("hnsw", {})])
+def test_reconstruct_all_of_ivf_and_hnsw_is_exact(kind: str, kwargs: dict) -> None:
+    X = _uniform(1000, 8)
+    index = VectorIndex(8, kind=kind, **kwargs).add(X[:600])
+    assert index.structure == kind  # built and trained on the first 600
+    index.add(X[600:])  # added to the built index
+    np.testing.assert_array_equal(index.reconstruct_all(), X)
+    restored = VectorIndex.from_bytes(index.to_bytes())
+    np.testing.assert_array_equal(restored.reconstruct_all(), X)
+
+
 # -- approximate search ---------------------------------------------------------------
 def test_ivf_recall_at_10(clustered_20k: tuple[np.ndarray, np.ndarray], capfd) -> None:
     X, Q = clustered_20k

@@ -148,7 +148,11 @@ class VectorIndex:
         return scores, idx
 
     def reconstruct_all(self) -> np.ndarray:
-        """All stored vectors (flat indexes only)."""
+        """All stored vectors, in the order added (exact: flat, IVF and HNSW all store them).
+
+        ``reconstruct_n`` reads an IVF index's inverted lists, so it needs no direct map
+        (faiss's single-vector ``reconstruct`` would).
+        """
         self._build()
         return self._index.reconstruct_n(0, self._index.ntotal)
 
