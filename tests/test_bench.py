@@ -119,6 +119,32 @@ def test_resume_skips_finished_rows_and_repairs_cut_line(
     assert sorted(r["seed"] for r in rows) == [0, 1]
 
 
+def test_resume_redoes_rows_of_another_encoder_id_with_the_same_name(
+    tiny_dataset: Path, tiny_text_encoder, tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    from fewshot.encoders import TextEncoder
+
+    out = tmp_path / "out"
+    kw = dict(shots=[2], seeds=[0], methods=["centroid"], cache=EmbeddingCache(tmp_path / "c"),
+              show_progress=False)
+    run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
+    # Same model folder (so the same name), another setting: another id, nothing reused.
+    other = TextEncoder(str(tiny_text_model_dir), device="cpu", normalize=False,
+                        show_progress=False)
+    assert other.name == tiny_text_encoder.name and other.id != tiny_text_encoder.id
+    rows = run_bench([tiny_dataset], out, encoder=other, **kw)
+    assert [r["encoder_id"] for r in rows] == [tiny_text_encoder.id, other.id]
+    # A row from before encoder ids were recorded is redone too, not trusted.
+    results = out / "results.jsonl"
+    old = {k: v for k, v in rows[0].items() if k != "encoder_id"}
+    results.write_text(json.dumps(old) + "\n")
+    rows = run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
+    assert len(rows) == 2 and rows[1]["encoder_id"] == tiny_text_encoder.id
+    # And the same encoder again finds its row: nothing appended.
+    run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
+    assert len(results.read_text().splitlines()) == 2
+
+
 class Boom:
     """A bench method that always fails."""
 

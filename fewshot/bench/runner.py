@@ -49,7 +49,9 @@ def parse_int_list(spec: str) -> list[int]:
 
 
 def _key(row: dict[str, Any]) -> tuple:
-    return (row["dataset"], row["n_shot"], row["seed"], row["method"], row["encoder"])
+    """What a row stands for; rows without ``encoder_id`` (older files) match no run."""
+    return (row["dataset"], row["n_shot"], row["seed"], row["method"], row["encoder"],
+            row.get("encoder_id"))
 
 
 def load_results(path: Path) -> list[dict[str, Any]]:
@@ -108,8 +110,9 @@ def run_bench(
 ) -> list[dict[str, Any]]:
     """Fit and score every method on every (dataset, shots, seed); returns all rows.
 
-    Rows already in ``output/results.jsonl`` without an error are not redone, so
-    an interrupted run resumes where it stopped. A method that raises is recorded
+    Rows already in ``output/results.jsonl`` without an error, for the same encoder
+    (name and id: a changed model or setting is a new id), are not redone, so an
+    interrupted run resumes where it stopped. A method that raises is recorded
     with its error and the others go on.
     """
     from fewshot._progress import progress
@@ -134,9 +137,11 @@ def run_bench(
             chosen, train.modality, device=device, show_progress=show_progress
         )
         splits = {(n, s): few_shot_indices(train.labels, n, s) for n in shots for s in seeds}
+        # The cache remembers the id by the model files, so a finished run loads no weights.
+        enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
         todo = [
             (n, s, m) for (n, s) in splits for m in method_objs
-            if (name, n, s, m.name, enc.name) not in done
+            if (name, n, s, m.name, enc.name, enc_id) not in done
         ]
         if not todo:
             say(f"{name}: all {len(splits) * len(method_objs)} runs already in {results_path}")
