@@ -385,6 +385,28 @@ def test_audit_duplicates_test_leaks_and_outliers() -> None:
     assert near_duplicate_groups(Z[:1]) == []
 
 
+def test_audit_runs_one_knn_search_for_agreement_outliers_and_duplicates(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import fewshot.confidence.audit as audit
+
+    Z, y = _blobs(10, k=2)
+    Z = np.concatenate([Z, Z[:1]])
+    y = np.append(y, 1)
+    calls: list[int] = []
+    real = audit._neighbours
+
+    def counted(Z: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(k)
+        return real(Z, k)
+
+    monkeypatch.setattr(audit, "_neighbours", counted)
+    result = audit_labels(Z, y, 2, k=5, duplicate_threshold=0.999)
+    assert calls == [5]
+    # The same groups as the stand-alone search finds.
+    assert result.duplicate_groups == near_duplicate_groups(Z, 0.999, k=5) == [[0, 20]]
+
+
 # -- label-name priors ------------------------------------------------------------------------
 DESCRIPTIONS = {"pos": "good great excellent wonderful", "neg": "bad awful terrible boring"}
 

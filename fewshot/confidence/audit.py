@@ -70,8 +70,12 @@ def near_duplicate_groups(Z: Any, threshold: float = 0.95, k: int = 10) -> list[
     Z = np.asarray(Z, dtype=np.float32)
     if len(Z) < 2:
         return []
-    sims, idx = _neighbours(Z, min(k, len(Z) - 1))
-    parent = list(range(len(Z)))
+    return _groups(*_neighbours(Z, min(k, len(Z) - 1)), threshold)
+
+
+def _groups(sims: np.ndarray, idx: np.ndarray, threshold: float) -> list[list[int]]:
+    """:func:`near_duplicate_groups` from ``_neighbours``' output."""
+    parent = list(range(len(sims)))
 
     def find(a: int) -> int:
         while parent[a] != a:
@@ -84,7 +88,7 @@ def near_duplicate_groups(Z: Any, threshold: float = 0.95, k: int = 10) -> list[
         if j >= 0:
             parent[find(int(r))] = find(j)
     groups: dict[int, list[int]] = {}
-    for r in range(len(Z)):
+    for r in range(len(sims)):
         groups.setdefault(find(r), []).append(r)
     return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
 
@@ -142,14 +146,18 @@ def audit_labels(
 
     kk = min(k, n - 1)
     if kk >= 1:
+        # One exact kNN search serves the kNN share, the outliers and the duplicates.
         sims, idx = _neighbours(Z, kk)
         valid = idx >= 0
         same = (y_idx[np.where(valid, idx, 0)] == y_idx[:, None]) & valid
         agreement = same.sum(axis=1) / np.maximum(valid.sum(axis=1), 1)
         mean_sim = np.nanmean(np.where(valid, sims, np.nan), axis=1)
+        duplicate_groups = _groups(sims, idx, duplicate_threshold)
     else:
         agreement = np.ones(n)
         mean_sim = np.ones(n)
+        # k < 1 (Python API only) or one row: duplicates are still looked for, at k=1.
+        duplicate_groups = near_duplicate_groups(Z, duplicate_threshold, k=1)
     med = np.median(mean_sim)
     mad = np.median(np.abs(mean_sim - med)) * 1.4826
     outlier_score = (mean_sim - med) / mad if mad > 0 else np.zeros(n)
@@ -162,7 +170,7 @@ def audit_labels(
         suggested=suggested.astype(np.int64),
         outlier=outlier_score < -outlier_z,
         outlier_score=outlier_score.astype(np.float64),
-        duplicate_groups=near_duplicate_groups(Z, duplicate_threshold, k=max(kk, 1)),
+        duplicate_groups=duplicate_groups,
         test_duplicates=(
             _test_duplicates(Z, np.asarray(Z_test), duplicate_threshold)
             if Z_test is not None else {}
