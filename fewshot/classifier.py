@@ -601,6 +601,11 @@ def read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads(manifest_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelError(f"{manifest_path} is corrupt ({e}); re-run fewshot train") from e
+    if not isinstance(manifest, dict):
+        raise ModelError(
+            f"{manifest_path} is corrupt (a JSON {type(manifest).__name__}, not an object); "
+            "re-run fewshot train"
+        )
     version = manifest.get("format_version")
     if not isinstance(version, int):
         raise ModelError(f"{manifest_path} has no format_version; re-run fewshot train")

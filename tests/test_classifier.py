@@ -301,7 +301,8 @@ def test_load_newer_format(fitted, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "manifest_text, match",
-    [("{not json", "is corrupt"), ('{"classes": []}', "no format_version")],
+    [("{not json", "is corrupt"), ('{"classes": []}', "no format_version"),
+     ("[1, 2]", "is corrupt")],
 )
 def test_load_bad_manifest(fitted, tmp_path: Path, manifest_text: str, match: str) -> None:
     folder = fitted.save(tmp_path / "m")
@@ -338,6 +339,31 @@ def test_load_corrupt_head(fitted, tmp_path: Path, damage: str) -> None:
         head.write_bytes(head.read_bytes()[:-20])
     else:
         save_file({"something": np.zeros(3, np.float32)}, str(head))
+    with pytest.raises(ModelError, match="is corrupt") as info:
+        FewShotClassifier.load(folder, cache=False)
+    assert "re-run fewshot train" in str(info.value)
+
+
+@pytest.mark.parametrize("head", ["logreg", "centroid", "knn"])
+@pytest.mark.parametrize("mismatch", ["features", "classes"])
+def test_load_head_from_another_model(tiny_text_encoder, tmp_path: Path, head: str,
+                                      mismatch: str) -> None:
+    # A head.safetensors copied from a model with another encoder size or other
+    # classes: a ModelError at load, not a matmul/index error at predict time.
+    from safetensors.numpy import load_file, save_file
+
+    texts, labels = TEXTS + ["meh", "so so"], LABELS + ["neutral", "neutral"]
+    folder = FewShotClassifier(tiny_text_encoder, head=head, cache=False).fit(
+        texts, labels).save(tmp_path / "m")
+    arrays = load_file(str(folder / HEAD_FILE))
+    if mismatch == "features":
+        arrays = {k: np.concatenate([v, v], axis=-1) if v.ndim == 2 or k == "mean" else v
+                  for k, v in arrays.items()}
+        save_file(arrays, str(folder / HEAD_FILE))
+    else:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest["head"]["classes"] = manifest["classes"] = manifest["classes"][:2]
+        (folder / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="is corrupt") as info:
         FewShotClassifier.load(folder, cache=False)
     assert "re-run fewshot train" in str(info.value)

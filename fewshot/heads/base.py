@@ -91,7 +91,26 @@ class Head(ClassifierMixin, BaseEstimator):
         head.classes_ = np.asarray(config["classes"])
         head.n_features_in_ = int(config["n_features_in"])
         head._restore(arrays)
+        head._check_restored()
         return head
+
+    def _check_restored(self) -> None:
+        """Saved arrays that disagree with the saved classes or feature count (a head
+        file from another model) are a ValueError here, not a crash at predict time."""
+        n_classes, dim = len(self.classes_), self.n_features_in_
+        labels = getattr(self, "support_labels_", None)
+        if labels is not None and len(labels) and not 0 <= labels.min() <= labels.max() < n_classes:
+            raise ValueError(f"its class indices do not fit the saved {n_classes} classes")
+        try:
+            shape = self._proba(np.zeros((1, dim), np.float32)).shape
+        except (ValueError, IndexError) as e:
+            raise ValueError(
+                f"its arrays do not fit {dim} features and {n_classes} classes: {e}"
+            ) from e
+        if shape != (1, n_classes):
+            raise ValueError(
+                f"it gives {shape[-1]} class scores but the model has {n_classes} classes"
+            )
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
