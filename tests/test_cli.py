@@ -234,6 +234,17 @@ def test_shots_trains_exactly_n_per_class(tmp_path: Path, sentiment_jsonl: Path,
     np.testing.assert_allclose(arrays["support"], tiny_text_encoder.encode(chosen), atol=1e-5)
 
 
+def test_shots_above_a_class_size_warns(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
+    # The protocol takes all 8 of each class; a silent 16 instead of 20 would mislead.
+    result = ok("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--no-cache",
+                "--shots", 10)
+    assert "warning: --shots 10 is more than 2 of 2 classes have (neg: 8, pos: 8)" in (
+        result.stderr)
+    assert json.loads((tmp_path / "m" / "fewshot.json").read_text())["n_train"] == 16
+    assert "warning" not in ok("train", sentiment_jsonl, "-o", tmp_path / "m2", *enc,
+                               "--no-cache", "--shots", 8).stderr
+
+
 def test_train_on_dataset_folder_split(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
     folder = tmp_path / "ds"
     folder.mkdir()

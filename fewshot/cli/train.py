@@ -200,6 +200,7 @@ def train(
     if shots is not None:
         from fewshot.data import few_shot_indices
 
+        _warn_short_classes(ds.labels, shots)
         ds = ds.subset(few_shot_indices(ds.labels, shots, seed) if shots > 0 else [])
     if len(classes) < 2:
         raise UsageError(
@@ -236,6 +237,21 @@ def train(
         info(_calibration_line(clf))
     if clf.self_training_ is not None:
         info(_self_training_line(clf.self_training_))
+
+
+def _warn_short_classes(labels: list[str], shots: int) -> None:
+    """The protocol takes every example of a class with fewer than --shots; say so."""
+    from collections import Counter
+
+    counts = Counter(labels)
+    short = sorted(c for c, n in counts.items() if n < shots)
+    if shots > 0 and short:
+        listed = ", ".join(f"{c}: {counts[c]}" for c in short[:5])
+        info(
+            f"warning: --shots {shots} is more than {len(short)} of {len(counts)} classes "
+            f"have ({listed}{', ...' if len(short) > 5 else ''}); they train on all their "
+            "examples, so classes are unbalanced unless you lower --shots"
+        )
 
 
 def _tuner(
