@@ -249,8 +249,9 @@ def _warn_short_classes(labels: list[str], shots: int) -> None:
         listed = ", ".join(f"{c}: {counts[c]}" for c in short[:5])
         info(
             f"warning: --shots {shots} is more than {len(short)} of {len(counts)} classes "
-            f"have ({listed}{', ...' if len(short) > 5 else ''}); they train on all their "
-            "examples, so classes are unbalanced unless you lower --shots"
+            f"have ({listed}{', ...' if len(short) > 5 else ''}), so those train on all "
+            f"their examples; pass --shots {min(counts.values())} or less for the same "
+            "number in every class"
         )
 
 
