@@ -68,6 +68,15 @@ def test_text_explicit_path(tiny_text_model_dir: Path, no_models_env: None) -> N
     assert Path(r.location) == tiny_text_model_dir.resolve()
 
 
+def test_text_local_dir_prefix(tiny_text_model_dir: Path, tmp_path: Path,
+                               no_models_env: None) -> None:
+    # --encoder's help offers local-dir:PATH for text too: the folder, not the hub.
+    r = resolve_text_model(f"local-dir:{tiny_text_model_dir}")
+    assert (r.source, Path(r.location)) == ("path", tiny_text_model_dir.resolve())
+    with pytest.raises(EncoderNotFoundError, match=r"tried: folder .*missing: not found\)"):
+        resolve_text_model(f"local-dir:{tmp_path / 'missing'}")
+
+
 def test_text_file_instead_of_folder(tiny_text_model_dir: Path) -> None:
     with pytest.raises(EncoderNotFoundError, match="is a file"):
         resolve_text_model(str(tiny_text_model_dir / "modules.json"))

