@@ -51,11 +51,11 @@ def _load(name: str):
     return enc, train, test, embed(enc, train.items, cache), embed(enc, test.items, cache)
 
 
-def quality(k: int) -> list[dict]:
+def quality(k: int, datasets: list[str]) -> list[dict]:
     from fewshot.selection import ExampleSelector
 
     rows = []
-    for name in DATASETS:
+    for name in datasets:
         enc, train, test, Xtr, Xte = _load(name)
         y_test = test.labels
         for strategy, seeds in (("nearest", [0]), ("mmr", [0]), ("balanced", [0]),
@@ -99,11 +99,11 @@ def _fit_score(Xtr, ytr, Xte, yte) -> tuple[float, object]:
     return float(np.mean(head.predict(Xte) == np.asarray(yte))), head
 
 
-def active(seeds: list[int], multiples: list[int]) -> list[dict]:
+def active(seeds: list[int], multiples: list[int], datasets: list[str]) -> list[dict]:
     from fewshot.selection import suggest
 
     rows = []
-    for name in DATASETS:
+    for name in datasets:
         _, train, test, Xtr, Xte = _load(name)
         y = np.asarray(train.labels)
         n_classes = len(train.classes)
@@ -202,20 +202,30 @@ def main() -> None:
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--seeds", default="0,1,2,3,4")
     p.add_argument("--multiples", default="1,2,4,8")
+    p.add_argument("--datasets", default=",".join(DATASETS),
+                   help="comma-separated subset of " + ",".join(DATASETS))
+    p.add_argument("--suffix", default="",
+                   help="written to selection_<what><suffix>.jsonl (and no plot) when set, "
+                   "so a side run leaves the recorded results alone")
     a = p.parse_args()
+    datasets = a.datasets.split(",")
+    unknown = sorted(set(datasets) - set(DATASETS))
+    if unknown:
+        p.error(f"unknown dataset(s) {', '.join(unknown)}; choose from {', '.join(DATASETS)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     q_rows: list[dict] = []
     a_rows: list[dict] = []
     if a.what in ("quality", "all"):
-        q_rows = quality(a.k)
-        (RESULTS / "selection_quality.jsonl").write_text(
+        q_rows = quality(a.k, datasets)
+        (RESULTS / f"selection_quality{a.suffix}.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in q_rows))
     if a.what in ("active", "all"):
         a_rows = active([int(s) for s in a.seeds.split(",")],
-                        [int(m) for m in a.multiples.split(",")])
-        (RESULTS / "selection_active.jsonl").write_text(
+                        [int(m) for m in a.multiples.split(",")], datasets)
+        (RESULTS / f"selection_active{a.suffix}.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in a_rows))
-        _plot(a_rows, ROOT / "docs" / "img" / "active_learning.png")
+        if not a.suffix:
+            _plot(a_rows, ROOT / "docs" / "img" / "active_learning.png")
     print(_tables(q_rows, a_rows))
 
 

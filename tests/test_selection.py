@@ -244,6 +244,17 @@ def test_suggest_refuses_labelled_indices_outside_the_pool(clustered) -> None:
         suggest(X, 2, labelled=[60])
 
 
+def test_suggest_takes_labelled_as_a_numpy_array(clustered) -> None:
+    # An index array (empty, or with repeats) works like the list it holds; an empty
+    # array used to raise numpy's "truth value of an empty array is ambiguous".
+    X, _ = clustered
+    for strategy in ("diverse", "random"):
+        assert suggest(X, 3, strategy=strategy, labelled=np.array([], dtype=np.int64)) == \
+            suggest(X, 3, strategy=strategy, labelled=None)
+        assert suggest(X, 2, strategy=strategy, labelled=np.array([1, 0, 1])) == \
+            suggest(X, 2, strategy=strategy, labelled=[0, 1])
+
+
 def test_uncertain_fills_the_budget_on_a_pool_of_duplicates() -> None:
     # Two distinct vectors, 10 copies each: k-means finds 2 groups for a budget of 3,
     # so the third pick is the next most uncertain candidate.

@@ -190,7 +190,7 @@ def suggest(
         )
     x = l2n(np.ascontiguousarray(embeddings, dtype=np.float32))
     n = len(x)
-    labelled_arr = np.asarray(sorted(set(labelled or [])), dtype=np.int64)
+    labelled_arr = np.unique(np.asarray([] if labelled is None else labelled, dtype=np.int64))
     if n == 0:
         raise DataError("the pool is empty; give items to choose from")
     if len(labelled_arr) and (labelled_arr[0] < 0 or labelled_arr[-1] >= n):
