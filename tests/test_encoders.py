@@ -77,6 +77,13 @@ def test_text_local_dir_prefix(tiny_text_model_dir: Path, tmp_path: Path,
         resolve_text_model(f"local-dir:{tmp_path / 'missing'}")
 
 
+def test_text_encoder_from_image_folder(tiny_image_dir: Path) -> None:
+    # transformers wraps a timm folder as an image-only model: a one-line error at
+    # load, not a ValueError from sentence-transformers at the first encode.
+    with pytest.raises(EncoderNotFoundError, match=r"is a model for image, not text"):
+        TextEncoder(str(tiny_image_dir), device="cpu").fit()
+
+
 def test_text_file_instead_of_folder(tiny_text_model_dir: Path) -> None:
     with pytest.raises(EncoderNotFoundError, match="is a file"):
         resolve_text_model(str(tiny_text_model_dir / "modules.json"))

@@ -80,6 +80,15 @@ class TextEncoder(Encoder):
                 if resolved.is_local:
                     raise local_failure("text", resolved, e) from e
                 raise hub_failure("text", resolved, e) from e
+            modalities = getattr(st, "modalities", None) or ["text"]
+            if "text" not in modalities:  # e.g. a timm image folder, wrapped by transformers
+                from fewshot.errors import EncoderNotFoundError
+
+                raise EncoderNotFoundError(
+                    f"text encoder '{name}' is a model for {', '.join(map(str, modalities))}, "
+                    "not text; pass a sentence-transformers model with --encoder (or give "
+                    "this one image data)"
+                )
             self.resolved_ = resolved
         st.eval()
         self.model_ = st
