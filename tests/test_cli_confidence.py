@@ -116,6 +116,22 @@ def test_review_splits_and_summarises(
     assert (tmp_path / "r3" / "notes.txt").read_text() == "mine"
 
 
+def test_review_warns_of_labels_the_model_never_saw(
+    model: Path, common: list[object], tmp_path: Path
+) -> None:
+    data = _write_jsonl(tmp_path / "d.jsonl", [
+        {"text": "a good film", "label": "pos"}, {"text": "awful plot", "label": "neg"},
+        {"text": "so so", "label": "meh"},
+    ])
+    out = tmp_path / "review"
+    result = ok("review", model, data, "-o", out, *common)
+    assert "warning: 1 items of" in result.stderr
+    assert "labels the model was not trained on (meh); the measured figures count them as " \
+        "wrong" in result.stderr
+    measured = json.loads((out / "summary.json").read_text())["measured"]
+    assert measured["unknown_labels"] == 1 and measured["accuracy_all"] <= 2 / 3
+
+
 def test_review_errors(
     model: Path, sentiment_jsonl: Path, common: list[object], tmp_path: Path
 ) -> None:
@@ -160,6 +176,18 @@ def test_audit_finds_a_flipped_label_and_duplicates(
     assert report["conflicting_groups"] == [["r1", "dup"]] and report["test"] is None
     with open(tmp_path / "a.csv", newline="") as f:
         assert next(csv.DictReader(f))["rank"] == "1"
+
+
+def test_audit_report_of_a_one_example_class(tmp_path: Path, common: list[object]) -> None:
+    # A class with one example is never held out: the report says so instead of
+    # "(model agrees)" next to p(label)=n/a.
+    rows = [{"id": f"r{i}", "text": t, "label": y} for i, (t, y) in enumerate(SENTIMENT)]
+    rows.append({"id": "solo", "text": "so so, neither good nor bad", "label": "meh"})
+    data = _write_jsonl(tmp_path / "train.jsonl", rows)
+    result = ok("audit", data, "-o", tmp_path / "a.jsonl", "--top", "17", *common)
+    line = next(ln for ln in result.stdout.splitlines() if "[solo]" in ln)
+    assert "meh (no out-of-fold prediction: one example of its class)" in line
+    assert "p(label)=n/a" in line and "model agrees" not in line
 
 
 def test_audit_errors(tmp_path: Path, sentiment_jsonl: Path, common: list[object]) -> None:

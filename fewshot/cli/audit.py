@@ -235,8 +235,12 @@ def _format_report(report: dict[str, Any]) -> str:
         for r in report["top"]:
             item = r.get("text", r.get("path", ""))
             p = r["label_probability"]
-            label = (f"{r['label']} -> {r['suggested_label']}?"
-                     if r["suggested_label"] != r["label"] else f"{r['label']} (model agrees)")
+            if p is None:  # never held out: no out-of-fold prediction to agree or not
+                label = f"{r['label']} (no out-of-fold prediction: one example of its class)"
+            elif r["suggested_label"] != r["label"]:
+                label = f"{r['label']} -> {r['suggested_label']}?"
+            else:
+                label = f"{r['label']} (model agrees)"
             lines.append(
                 f"  {r['rank']:>3}. [{r['id']}] {label}  "
                 f"p(label)={'n/a' if p is None else f'{p:.2f}'} "

@@ -124,6 +124,13 @@ def review(
     summary.update(model=str(model_dir), data=ds.source, calibration=clf.calibration_info_)
     if ds.labels is not None:
         summary["measured"] = _measured(result, ds.labels, classes)
+        unknown = sorted(set(ds.labels) - set(classes))
+        if unknown:
+            info(
+                f"warning: {summary['measured']['unknown_labels']} items of {ds.source} have "
+                f"labels the model was not trained on ({', '.join(unknown[:5])}"
+                f"{' ...' if len(unknown) > 5 else ''}); the measured figures count them as wrong"
+            )
     _write(output, ds, result, classes, summary, fmt, force)
     _print_summary(summary, output, fmt)
 
@@ -140,6 +147,7 @@ def _measured(result: Any, labels: list[str], classes: list[str]) -> dict[str, A
         "precision_accepted": float(correct[acc].mean()) if acc.any() else None,
         "accuracy_all": float(correct.mean()),
         "coverage": float(acc.mean()),
+        "unknown_labels": int((truth < 0).sum()),
     }
     if result.conformal is not None:
         known = truth >= 0
