@@ -157,12 +157,16 @@ class EmbeddingCache:
 
     def _merge(self, encoder_id: str, dim: int) -> None:
         shards = self._shards(encoder_id)
-        all_keys, all_vecs, merged = [], [], []
+        all_keys: list[np.ndarray] = []
+        all_vecs: list[np.ndarray] = []
+        merged: list[Path] = []
         for shard in shards:
-            keys = self._read_keys(shard)
-            vecs = self._read_vectors(shard, dim) if keys is not None else None
+            shard_keys = self._read_keys(shard)
+            if shard_keys is None:
+                continue
+            vecs = self._read_vectors(shard, dim)
             if vecs is not None:
-                all_keys.append(keys)
+                all_keys.append(shard_keys)
                 all_vecs.append(vecs)
                 merged.append(shard)
         if not all_keys:

@@ -354,7 +354,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
         return self.classes_[np.argmax(proba, axis=1)]
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+    def __sklearn_tags__(self) -> Any:  # sklearn.utils.Tags (sklearn ships no types)
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True
@@ -539,7 +539,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 f"{path} is incomplete (missing {CALIBRATION_FILE}); re-run fewshot train "
                 "to rebuild it"
             )
-        cal_cls = CALIBRATORS.get(config.get("method"))
+        method = config.get("method")
+        cal_cls = CALIBRATORS.get(method) if isinstance(method, str) else None
         if cal_cls is None:
             raise ModelError(
                 f"{path} uses calibration '{config.get('method')}', which this fewshot does "

@@ -47,23 +47,23 @@ def classification_report(
         precision_recall_fscore_support,
     )
 
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
+    true = np.asarray(y_true)
+    pred = np.asarray(y_pred)
     _check_label_types(
-        y_true.tolist(), y_pred.tolist(), [] if labels is None else list(labels)
+        true.tolist(), pred.tolist(), [] if labels is None else list(labels)
     )
     if labels is None:
-        labels = sorted(set(y_true.tolist()) | set(y_pred.tolist()))
+        labels = sorted(set(true.tolist()) | set(pred.tolist()))
     labels = list(labels)
     p, r, f, s = precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
+        true, pred, labels=labels, zero_division=0
     )
     return {
-        "n": int(len(y_true)),
-        "accuracy": float(accuracy_score(y_true, y_pred)),
+        "n": int(len(true)),
+        "accuracy": float(accuracy_score(true, pred)),
         # scikit-learn's default: every label seen in y_true or y_pred (as fewshot bench)
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "mcc": float(matthews_corrcoef(y_true, y_pred)),
+        "macro_f1": float(f1_score(true, pred, average="macro", zero_division=0)),
+        "mcc": float(matthews_corrcoef(true, pred)),
         "per_class": {
             str(lab): {
                 "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
@@ -73,6 +73,6 @@ def classification_report(
         },
         "confusion_matrix": {
             "labels": [str(lab) for lab in labels],
-            "matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
+            "matrix": confusion_matrix(true, pred, labels=labels).tolist(),
         },
     }

@@ -74,16 +74,16 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
         for m in methods:
             cells = []
             for n in shots:
-                a = cell.get((m, n))
-                if a is None or a["mean"] is None:
-                    failed = f"failed x{a['n_failed']}" if a else ""
+                e = cell.get((m, n))
+                if e is None or e["mean"] is None:
+                    failed = f"failed x{e['n_failed']}" if e else ""
                     cells += [failed or "-", "-", "-", "-"]
                     continue
-                note = f" ({a['n_seeds']} seeds)" if a["n_failed"] else ""
-                predict = "-" if a["predict_seconds"] is None else f"{a['predict_seconds']:.2f}"
-                cells += [f"{a['mean']:.3f} +- {a['std']:.3f}{note}",
-                          f"{a['macro_f1']:.3f} +- {a['macro_f1_std']:.3f}",
-                          f"{a['fit_seconds']:.2f}", predict]
+                note = f" ({e['n_seeds']} seeds)" if e["n_failed"] else ""
+                predict = "-" if e["predict_seconds"] is None else f"{e['predict_seconds']:.2f}"
+                cells += [f"{e['mean']:.3f} +- {e['std']:.3f}{note}",
+                          f"{e['macro_f1']:.3f} +- {e['macro_f1_std']:.3f}",
+                          f"{e['fit_seconds']:.2f}", predict]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
         lines.append("")
     text = "\n".join(lines)

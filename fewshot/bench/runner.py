@@ -131,12 +131,15 @@ def run_bench(
     for folder in map(Path, datasets):
         train = load_dataset(folder, "train")
         test = load_dataset(folder, "test")
+        # load_dataset's require_labels (on by default) raises on any unlabelled row.
+        assert train.labels is not None and test.labels is not None
+        train_labels, test_labels = train.labels, test.labels
         name = folder.name
         chosen = encoder if train.modality == "text" else image_encoder
         enc = chosen if isinstance(chosen, Encoder) else get_encoder(
             chosen, train.modality, device=device, show_progress=show_progress
         )
-        splits = {(n, s): few_shot_indices(train.labels, n, s) for n in shots for s in seeds}
+        splits = {(n, s): few_shot_indices(train_labels, n, s) for n in shots for s in seeds}
         # The cache remembers the id by the model files, so a finished run loads no weights.
         enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
         todo = [
@@ -165,8 +168,8 @@ def run_bench(
                 task = Task(
                     dataset=name, modality=train.modality, n_shot=n, seed=s,
                     train_items=[train.items[i] for i in idx],
-                    train_labels=[train.labels[i] for i in idx],
-                    test_items=test.items, test_labels=test.labels, encoder=enc,
+                    train_labels=[train_labels[i] for i in idx],
+                    test_items=test.items, test_labels=test_labels, encoder=enc,
                     train_embeddings=train_emb[idx] if train_emb is not None else None,
                     test_embeddings=test_emb,
                 )

@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, TypedDict, TypeVar
 
 import typer
 
@@ -111,6 +111,15 @@ def check_modality(
     """Data of the wrong kind (text for an image model, or the reverse) is a usage error."""
     if ds.modality != expected:
         raise UsageError(f"{name} holds {ds.modality} but {what} {expected}; pass matching data")
+
+
+class DataFields(TypedDict):
+    """The field options of :func:`load_data` that a command passes on unchanged."""
+
+    text_field: str
+    label_field: str
+    image_field: str | None
+    skip_bad_images: bool
 
 
 def load_data(

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
 from fewshot.cli._common import (
     BatchOpt,
     CacheDirOpt,
+    DataFields,
     DeviceOpt,
     EncoderOpt,
     ForceOpt,
@@ -28,6 +29,9 @@ from fewshot.cli._common import (
     make_cache,
 )
 from fewshot.errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    from fewshot.selection.demonstrations import Strategy
 
 
 def _check_jsonl_or_csv(output: Path, csv_ok: bool) -> str:
@@ -79,8 +83,8 @@ def select(
     check_output(output, force)
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
-    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field,
-                  skip_bad_images=skip_bad_images)
+    fields = DataFields(text_field=text_field, label_field=label_field,
+                        image_field=image_field, skip_bad_images=skip_bad_images)
     pool_ds = load_data(pool, pool_split, require_labels=True, **fields)
     query_ds = load_data(queries, query_split, require_labels=False, **fields)
     if query_ds.modality != pool_ds.modality:
@@ -92,8 +96,9 @@ def select(
         raise UsageError(f"--k {k} is larger than the pool ({len(pool_ds)} items); lower --k")
     prompt = (PromptTemplate.from_file(template, modality=pool_ds.modality)
               if template is not None else None)
+    checked = cast("Strategy", strategy)  # a member of STRATEGIES, checked above
     selector = ExampleSelector(
-        encoder, k=k, strategy=strategy, mmr_lambda=mmr_lambda,
+        encoder, k=k, strategy=checked, mmr_lambda=mmr_lambda,
         labels_per_query=labels_per_query, seed=seed, cache=make_cache(cache_dir, no_cache),
         batch_size=batch_size, device=device,
     ).fit(pool_ds.items, pool_ds.labels)
@@ -158,8 +163,8 @@ def suggest(
         raise UsageError(
             f"unknown strategy '{strategy}'; choose one of {', '.join(ANNOTATION_STRATEGIES)}"
         )
-    fields = dict(text_field=text_field, label_field=label_field, image_field=image_field,
-                  skip_bad_images=skip_bad_images)
+    fields = DataFields(text_field=text_field, label_field=label_field,
+                        image_field=image_field, skip_bad_images=skip_bad_images)
     pool_ds = load_data(pool, split, require_labels=False, **fields)
     cache = make_cache(cache_dir, no_cache)
     from fewshot.cache import embed

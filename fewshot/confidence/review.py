@@ -194,7 +194,7 @@ def _held_out_calibrated(clf: Any, oof: np.ndarray, y: np.ndarray, folds: int = 
     the other folds. Temperature scaling (one or two parameters) is applied as is.
     """
     calibrator = getattr(clf, "calibrator_", None)
-    if getattr(calibrator, "name", None) != "isotonic":
+    if calibrator is None or getattr(calibrator, "name", None) != "isotonic":
         return np.asarray(clf.calibrate(oof), dtype=np.float64)
     from fewshot.confidence.calibration import IsotonicCalibration, fold_ids
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from fewshot.encoders.base import Encoder, resolve_device
@@ -41,7 +42,7 @@ def __getattr__(name: str) -> Any:
 
 
 def get_encoder(
-    encoder: str | Encoder | None, modality: str, **kwargs: Any
+    encoder: str | os.PathLike[str] | Encoder | None, modality: str, **kwargs: Any
 ) -> Encoder:
     """An encoder instance for ``modality`` from a name, an instance, or None (default)."""
     if isinstance(encoder, Encoder):

@@ -353,7 +353,7 @@ class Encoder(TransformerMixin, BaseEstimator):
     def transform(self, X: Sequence[Any]) -> np.ndarray:
         return self.encode(X)
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+    def __sklearn_tags__(self) -> Any:  # sklearn.utils.Tags (sklearn ships no types)
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
         tags.input_tags.string = True

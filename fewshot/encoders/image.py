@@ -6,7 +6,7 @@ import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -95,7 +95,9 @@ class ImageEncoder(Encoder):
         self.model_ = net
         self.name_ = name
         self.device_ = device
-        self.dim_ = int(net.num_features)
+        # timm models set num_features as a plain int in __init__; the stubs' Module.__getattr__
+        # (only reached for parameters, buffers and submodules) says Tensor | Module.
+        self.dim_ = int(cast(int, net.num_features))
 
     def reference(self) -> dict[str, Any]:
         ref = super().reference()
@@ -126,14 +128,19 @@ class ImageEncoder(Encoder):
         self, items: Sequence[Any], batch_size: int, show_progress: bool | None
     ) -> np.ndarray:
         import torch
-        from torch.utils.data import DataLoader
+        from torch.utils.data import DataLoader, Dataset
 
         workers = self.num_workers
         if workers is None:
             # On CPU the model needs the cores; on a GPU, decode in parallel.
             workers = 0 if self.device_ == "cpu" else min(8, os.cpu_count() or 1)
+        # DataLoader takes any map-style dataset (__getitem__ and __len__); its stubs want a
+        # torch Dataset subclass, which _Images is not (this module imports torch lazily).
+        dataset = cast(
+            "Dataset[tuple[Any, tuple[str, str] | None]]", _Images(items, self.transform_)
+        )
         loader = DataLoader(
-            _Images(items, self.transform_),
+            dataset,
             batch_size=batch_size,
             num_workers=workers,
             collate_fn=_collate,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -94,7 +94,9 @@ class TextEncoder(Encoder):
         self.model_ = st
         self.name_ = name
         self.device_ = device
-        self.dim_ = int(st.get_embedding_dimension())
+        # get_embedding_dimension() is int | None. None (no module of the model reports its
+        # output size) is not handled: int() raises a TypeError traceback here (known, open).
+        self.dim_ = int(cast(int, st.get_embedding_dimension()))
 
     def _resolve(self) -> Any:
         return resolve_text_model(str(self.model))
@@ -102,7 +104,8 @@ class TextEncoder(Encoder):
     def _identity(self) -> dict[str, Any]:
         st = self.model_
         tok = getattr(st, "tokenizer", None)
-        backend = getattr(tok, "backend_tokenizer", tok)
+        # Duck-typed: a tokenizer without to_str (or none at all) is the AttributeError below.
+        backend: Any = getattr(tok, "backend_tokenizer", tok)
         try:
             # Truncation/padding are set on the backend at call time: leave them out,
             # or the id would change after the first encode().
@@ -128,8 +131,9 @@ class TextEncoder(Encoder):
         prompt_name = getattr(st, "default_prompt_name", None)
         if prompt_name:
             ident["default_prompt"] = _default_prompt(st)
-        if getattr(st, "truncate_dim", None) is not None:
-            ident["truncate_dim"] = int(st.truncate_dim)
+        truncate_dim = getattr(st, "truncate_dim", None)
+        if truncate_dim is not None:
+            ident["truncate_dim"] = int(truncate_dim)
         return ident
 
     # Model format 2 and older identified text encoders without their module configs.

@@ -8,6 +8,7 @@ import numpy as np
 
 from fewshot.heads.base import Head, l2n
 from fewshot.index import VectorIndex
+from fewshot.index.vector_index import Kind as IndexKind
 
 __all__ = ["KNNHead"]
 
@@ -26,7 +27,7 @@ class KNNHead(Head):
 
     def __init__(
         self, k: int = 5, *, weights: Literal["distance", "uniform"] = "distance",
-        index: str = "auto",
+        index: IndexKind = "auto",
     ) -> None:
         self.k = k
         self.weights = weights

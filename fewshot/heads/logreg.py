@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from fewshot.heads.base import Head
@@ -27,7 +29,7 @@ class LogisticRegressionHead(Head):
         self.class_weight = class_weight
         self.random_state = random_state
 
-    def _model(self):  # type: ignore[no-untyped-def]
+    def _model(self) -> Any:  # a LogisticRegression (sklearn ships no types)
         from sklearn.linear_model import LogisticRegression
 
         return LogisticRegression(

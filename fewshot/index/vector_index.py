@@ -99,11 +99,13 @@ class VectorIndex:
         kind = self.kind
         if kind == "auto":
             kind = "flat" if n <= FLAT_MAX else "ivf"
+        index: faiss.Index
         if kind == "flat":
             index = faiss.IndexFlatIP(self.dim)
         elif kind == "hnsw":
-            index = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efSearch = self.ef_search
+            hnsw = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efSearch = self.ef_search
+            index = hnsw
         else:
             # ~sqrt(n) lists, but at least 39 training points per list (faiss's
             # k-means minimum; fewer gives poor centroids and a warning on stderr).
@@ -113,11 +115,12 @@ class VectorIndex:
                     f"an IVF index with nlist={nlist} needs at least {nlist} vectors, got {n}"
                 )
             quantizer = faiss.IndexFlatIP(self.dim)
-            index = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
+            ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
             rng = np.random.default_rng(0)
             sample = data if n <= 64 * nlist else data[rng.choice(n, 64 * nlist, replace=False)]
-            index.train(sample)
-            index.nprobe = min(self.nprobe, nlist)
+            ivf.train(sample)
+            ivf.nprobe = min(self.nprobe, nlist)
+            index = ivf
         if n:
             index.add(data)
         self._index = index
@@ -140,9 +143,10 @@ class VectorIndex:
             nprobe = index.nprobe
             while len(short) and nprobe < index.nlist:
                 nprobe = min(index.nlist, 4 * nprobe)
-                s, i = index.search(
-                    queries[short], k, params=faiss.SearchParametersIVF(nprobe=nprobe)
-                )
+                # faiss's wrapper takes SearchParametersIVF(nprobe=...), its stubs don't.
+                params = faiss.SearchParametersIVF()
+                params.nprobe = nprobe
+                s, i = index.search(queries[short], k, params=params)
                 scores[short], idx[short] = s, i
                 short = short[(i >= 0).sum(axis=1) < want]
         return scores, idx

@@ -40,7 +40,8 @@ ANNOTATION_STRATEGIES = ("diverse", "uncertain", "hybrid", "random")
 class Suggestion(NamedTuple):
     """A pool index to label, its score (cosine to its region's centre, or uncertainty) and why."""
 
-    index: int
+    # Shadows tuple.index (mypy: assignment); renaming it would break the public API.
+    index: int  # type: ignore[assignment]
     score: float
     reason: str
 

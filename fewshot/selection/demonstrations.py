@@ -17,12 +17,15 @@ before the query (``order="ascending"``), as KATE found best.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
 from fewshot.errors import DataError, UsageError
 from fewshot.heads.base import l2n
+
+if TYPE_CHECKING:
+    from fewshot.index import VectorIndex
 
 __all__ = ["STRATEGIES", "Demonstration", "ExampleSelector"]
 
@@ -33,7 +36,8 @@ Strategy = Literal["nearest", "mmr", "balanced", "random"]
 class Demonstration(NamedTuple):
     """One selected pool example: its pool index, the item, its label, its cosine."""
 
-    index: int
+    # Shadows tuple.index (mypy: assignment); renaming it would break the public API.
+    index: int  # type: ignore[assignment]
     item: Any
     label: Any
     score: float
@@ -145,7 +149,7 @@ class ExampleSelector:
             self.classes_, self.label_ids_ = np.unique(
                 np.asarray(self.labels_, dtype=object).astype(str), return_inverse=True
             )
-            self._class_index = {}
+            self._class_index: dict[int, VectorIndex] = {}
         return self
 
     # -- selection --------------------------------------------------------------------
