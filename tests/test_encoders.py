@@ -77,6 +77,19 @@ def test_text_local_dir_prefix(tiny_text_model_dir: Path, tmp_path: Path,
         resolve_text_model(f"local-dir:{tmp_path / 'missing'}")
 
 
+def test_text_encoder_measures_a_dimension_no_module_reports(
+    tiny_text_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # sentence-transformers gives None when no module reports its output size.
+    from sentence_transformers import SentenceTransformer
+
+    enc = TextEncoder(str(tiny_text_model_dir), device="cpu", show_progress=False).fit()
+    expected = enc.dim_
+    monkeypatch.setattr(SentenceTransformer, "get_embedding_dimension", lambda self: None)
+    enc = TextEncoder(str(tiny_text_model_dir), device="cpu", show_progress=False).fit()
+    assert enc.dim_ == expected and enc.encode(["a good movie"]).shape == (1, expected)
+
+
 def test_text_encoder_from_image_folder(tiny_image_dir: Path) -> None:
     # transformers wraps a timm folder as an image-only model: a one-line error at
     # load, not a ValueError from sentence-transformers at the first encode.

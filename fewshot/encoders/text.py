@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
@@ -94,9 +94,10 @@ class TextEncoder(Encoder):
         self.model_ = st
         self.name_ = name
         self.device_ = device
-        # get_embedding_dimension() is int | None. None (no module of the model reports its
-        # output size) is not handled: int() raises a TypeError traceback here (known, open).
-        self.dim_ = int(cast(int, st.get_embedding_dimension()))
+        dim = st.get_embedding_dimension()
+        if dim is None:  # no module reports its output size: measure it on one text
+            dim = st.encode(["dimension"], convert_to_numpy=True, show_progress_bar=False).shape[-1]
+        self.dim_ = int(dim)
 
     def _resolve(self) -> Any:
         return resolve_text_model(str(self.model))
