@@ -143,6 +143,13 @@ def test_resume_redoes_rows_of_another_encoder_id_with_the_same_name(
     # And the same encoder again finds its row: nothing appended.
     run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
     assert len(results.read_text().splitlines()) == 2
+    # A row recorded under the id of model format 2 (computed without the module
+    # configs; same weights, same embeddings) is this encoder's row: not redone.
+    old_id = tiny_text_encoder.id_for_format(2)
+    assert old_id != tiny_text_encoder.id
+    results.write_text(json.dumps({**rows[1], "encoder_id": old_id}) + "\n")
+    run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
+    assert len(results.read_text().splitlines()) == 1
 
 
 class Boom:

@@ -142,9 +142,14 @@ def run_bench(
         splits = {(n, s): few_shot_indices(train_labels, n, s) for n in shots for s in seeds}
         # The cache remembers the id by the model files, so a finished run loads no weights.
         enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
+        ids = {enc_id}
+        if any(k[4] == enc.name and k[5] not in (None, enc_id) for k in done):
+            # Rows written before model format 3 carry the id as it was computed then
+            # (the same weights and embeddings): they still count as this encoder's.
+            ids.add(enc.id_for_format(2))
         todo = [
             (n, s, m) for (n, s) in splits for m in method_objs
-            if (name, n, s, m.name, enc.name, enc_id) not in done
+            if not any((name, n, s, m.name, enc.name, i) in done for i in ids)
         ]
         if not todo:
             say(f"{name}: all {len(splits) * len(method_objs)} runs already in {results_path}")
