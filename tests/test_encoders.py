@@ -224,6 +224,61 @@ def test_text_encoder_hub_offline_fails_listing_tried(no_models_env: None) -> No
     assert "\n" not in message
 
 
+def test_unreachable_hub_fails_at_once_without_retries(
+    monkeypatch: pytest.MonkeyPatch, no_models_env: None
+) -> None:
+    # Offline without HF_HUB_OFFLINE, huggingface_hub retries for over a minute; a failed
+    # name lookup of the hub's host is the one-line error at once, for text and images.
+    import socket
+    import time
+
+    import sentence_transformers
+    import timm
+
+    def no_dns(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the hub was tried although its host does not resolve")
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "FEWSHOT_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    class Never(sentence_transformers.SentenceTransformer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            never()
+
+    monkeypatch.setattr(sentence_transformers, "SentenceTransformer", Never)
+    monkeypatch.setattr(timm, "create_model", never)
+    start = time.perf_counter()
+    with pytest.raises(EncoderNotFoundError, match=r"hub sentence-transformers/some-model: "
+                       r"cannot reach huggingface.co \(Name or service not known\); no network\?"):
+        TextEncoder("some-model", device="cpu").fit()
+    with pytest.raises(EncoderNotFoundError, match="cannot resolve image encoder 'vit_x'.*"
+                       "cannot reach huggingface.co"):
+        ImageEncoder("vit_x", device="cpu").fit()
+    assert time.perf_counter() - start < 5
+    # With offline mode asked for, huggingface_hub fails fast itself: no lookup.
+    lookups: list[object] = []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: lookups.append(a))
+    with pytest.raises(EncoderNotFoundError, match="the hub was tried"):
+        TextEncoder("some-model", device="cpu").fit()
+    assert lookups == []
+
+
+def test_hub_lookup_that_hangs_is_no_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    import time
+
+    from fewshot.encoders.resolve import hub_unreachable
+
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(2))
+    assert hub_unreachable(timeout=0.1) is None
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [])
+    assert hub_unreachable() is None
+
+
 def test_text_encoder_passes_local_files_only(
     tiny_text_model_dir: Path, monkeypatch: pytest.MonkeyPatch, no_models_env: None
 ) -> None:

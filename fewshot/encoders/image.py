@@ -14,6 +14,7 @@ from fewshot._progress import progress
 from fewshot.encoders.base import Encoder, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_IMAGE_ENCODER,
+    check_hub,
     hub_failure,
     local_failure,
     resolve_image_model,
@@ -69,6 +70,7 @@ class ImageEncoder(Encoder):
             if self.pretrained:
                 resolved = resolve_image_model(name)
                 timm_name = name if resolved.source == "hub" else f"local-dir:{resolved.location}"
+                check_hub("image", resolved)
                 try:
                     net = timm.create_model(timm_name, pretrained=True, num_classes=0)
                 except Exception as e:  # download/registry errors come in many types

@@ -170,6 +170,51 @@ def hub_failure(kind: str, resolved: ResolvedModel, error: BaseException) -> Enc
     return _not_found(kind, resolved.name, tried)
 
 
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be reached (its host name does not resolve), else None.
+
+    Offline, huggingface_hub retries each request 5 times with back-off: over a minute
+    and some 30 lines of log before the load fails. A failed name lookup says the same
+    at once. A lookup slower than ``timeout`` seconds is no answer: the load goes ahead.
+    """
+    import socket
+    import threading
+    from urllib.parse import urlparse
+
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT  # HF_ENDPOINT (a mirror) when set
+    except (ImportError, AttributeError):
+        endpoint = "https://huggingface.co"
+    host = urlparse(endpoint).hostname
+    if not host:
+        return None
+    found: list[str] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+        except socket.gaierror as e:
+            found.append(f"cannot reach {host} ({e.strerror or e}); no network?")
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return found[0] if found else None
+
+
+def check_hub(kind: str, resolved: ResolvedModel) -> None:
+    """Fail at once, with the places tried, when ``resolved`` is on a Hub that cannot be reached."""
+    if resolved.is_local or hub_offline():
+        return  # offline mode: huggingface_hub fails fast by itself
+    reason = hub_unreachable()
+    if reason:
+        raise hub_failure(kind, resolved, ConnectionError(reason))
+
+
 def local_failure(kind: str, resolved: ResolvedModel, error: BaseException) -> EncoderNotFoundError:
     """The error for a local model folder that exists but does not load."""
     layout = (

@@ -13,6 +13,7 @@ from fewshot._progress import progress
 from fewshot.encoders.base import Encoder, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_TEXT_ENCODER,
+    check_hub,
     hub_failure,
     local_failure,
     resolve_text_model,
@@ -72,6 +73,7 @@ class TextEncoder(Encoder):
         else:
             name = str(self.model)
             resolved = resolve_text_model(name)
+            check_hub("text", resolved)
             try:
                 st = SentenceTransformer(
                     resolved.location, device=device, local_files_only=resolved.is_local
