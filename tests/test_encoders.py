@@ -224,6 +224,9 @@ def test_text_encoder_hub_offline_fails_listing_tried(no_models_env: None) -> No
     assert "\n" not in message
 
 
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+
+
 def test_unreachable_hub_fails_at_once_without_retries(
     monkeypatch: pytest.MonkeyPatch, no_models_env: None
 ) -> None:
@@ -241,7 +244,7 @@ def test_unreachable_hub_fails_at_once_without_retries(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("the hub was tried although its host does not resolve")
 
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "FEWSHOT_OFFLINE"):
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "FEWSHOT_OFFLINE", *PROXY_VARS):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", no_dns)
     class Never(sentence_transformers.SentenceTransformer):
@@ -273,9 +276,20 @@ def test_hub_lookup_that_hangs_is_no_answer(monkeypatch: pytest.MonkeyPatch) -> 
 
     from fewshot.encoders.resolve import hub_unreachable
 
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: time.sleep(2))
     assert hub_unreachable(timeout=0.1) is None
     monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [])
+    assert hub_unreachable() is None
+    # Behind a proxy the local lookup may fail while the hub is reachable: no answer.
+    def no_dns(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    assert hub_unreachable() == "cannot reach huggingface.co (Name or service not known); " \
+        "no network?"
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
     assert hub_unreachable() is None
 
 

@@ -175,7 +175,8 @@ def hub_unreachable(timeout: float = 3.0) -> str | None:
 
     Offline, huggingface_hub retries each request 5 times with back-off: over a minute
     and some 30 lines of log before the load fails. A failed name lookup says the same
-    at once. A lookup slower than ``timeout`` seconds is no answer: the load goes ahead.
+    at once. A lookup slower than ``timeout`` seconds is no answer, and neither is one
+    behind an HTTPS proxy: the load goes ahead.
     """
     import socket
     import threading
@@ -188,7 +189,9 @@ def hub_unreachable(timeout: float = 3.0) -> str | None:
     except (ImportError, AttributeError):
         endpoint = "https://huggingface.co"
     host = urlparse(endpoint).hostname
-    if not host:
+    proxied = any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY",
+                                               "all_proxy"))
+    if not host or proxied:  # behind a proxy, the proxy looks the name up
         return None
     found: list[str] = []
 
