@@ -41,7 +41,16 @@ def replace_refusal(path: str | Path, names: Collection[str]) -> str | None:
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it where Linux shows it (threads
+    writing files meanwhile would create them with a 0 umask otherwise)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)  # elsewhere: set and restore, the only portable way
     os.umask(mask)
     return mask
 

@@ -35,6 +35,22 @@ def test_atomic_dir_gets_umask_permissions(tmp_path: Path, umask_022) -> None:
     assert (target / "config.json").read_text() == "{}"
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="Linux /proc only")
+def test_umask_is_read_without_changing_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Setting the umask to 0 and back, even briefly, lets another thread create
+    # world-writable files in between; on Linux it is read from /proc instead.
+    old = os.umask(0o027)
+    try:
+        def no_set(mask: int) -> int:
+            raise AssertionError(f"umask set to {mask:o}")
+
+        monkeypatch.setattr(os, "umask", no_set)
+        assert fewshot._io._umask() == 0o027
+    finally:
+        monkeypatch.undo()
+        os.umask(old)
+
+
 def test_failed_swap_puts_the_old_folder_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
