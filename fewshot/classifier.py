@@ -198,6 +198,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             )
         self.encoder_ = self._make_encoder(modality)
         self.tuning_: dict[str, Any] | None = None
+        # A distilled student refitted on labels is no longer the distillation's result.
+        self.__dict__.pop("distillation_", None)
         tuner = self._tuner()
         if tuner is not None:
             self._tune(tuner, X, y)
@@ -409,7 +411,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                         calibration[1], str(tmp / CALIBRATION_FILE),
                         metadata={"format": str(FORMAT_VERSION)},
                     )
-                (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+                text = json.dumps(manifest, indent=2, default=_json_scalar)
+                (tmp / MANIFEST).write_text(text + "\n")
         except ReplaceRefusedError as e:
             raise UsageError(str(e)) from None
         except FileExistsError:
@@ -623,6 +626,14 @@ def read_manifest(path: Path) -> dict[str, Any]:
             f"{path} is incomplete (missing {what}); re-run fewshot train to rebuild it"
         )
     return manifest
+
+
+def _json_scalar(value: Any) -> Any:
+    """A numpy scalar in the manifest (``KNNHead(k=np.int64(3))`` from a grid over
+    ``np.arange``, ``calibration_folds=np.int64(3)``) as the Python value it holds."""
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def _keys_like_labels(descriptions: dict[Any, str], y: Sequence[Any]) -> dict[Any, str]:

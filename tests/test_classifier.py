@@ -160,6 +160,20 @@ def test_save_load_same_process_exact(tiny_text_encoder, tmp_path: Path, head: s
     assert loaded.head_.get_params() == clf.head_.get_params()
 
 
+def test_save_load_with_numpy_scalar_settings(tiny_text_encoder, tmp_path: Path) -> None:
+    # Settings from numpy (a GridSearchCV grid over np.arange) are saved as JSON numbers.
+    from fewshot.heads import KNNHead
+
+    clf = FewShotClassifier(
+        tiny_text_encoder, KNNHead(k=np.int64(3)), calibration="temperature",
+        calibration_folds=np.int64(2), cache=False,
+    ).fit(TEXTS, LABELS)
+    loaded = FewShotClassifier.load(clf.save(tmp_path / "model"), cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), clf.predict_proba(QUERIES))
+    assert loaded.head_.k == 3 and type(loaded.head_.k) is int
+    assert loaded.calibration_folds == 2
+
+
 def test_relative_encoder_path_loads_from_another_directory(
     tiny_text_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

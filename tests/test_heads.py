@@ -295,6 +295,15 @@ def test_grid_search_over_knn_k(blobs) -> None:
     assert search.predict(Xq).shape == (len(Xq),)
 
 
+def test_grid_search_over_knn_k_from_np_arange(blobs) -> None:
+    # np.arange gives numpy integers; every fold must fit and score (no nan error_score).
+    X, y, _, _ = blobs
+    search = GridSearchCV(KNNHead(weights="uniform"), {"k": np.arange(1, 4)}, cv=3,
+                          error_score="raise").fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
+    assert search.best_score_ >= 0.9
+
+
 # -- make_head ------------------------------------------------------------------------
 def test_make_head_by_name() -> None:
     assert isinstance(make_head("knn"), KNNHead)

@@ -235,3 +235,12 @@ def test_settings_below_one_are_refused(setting) -> None:
     name = next(iter(setting))
     with pytest.raises(ValueError, match=f"{name} must be at least 1"):
         VectorIndex(8, kind="ivf", **setting)
+
+
+@pytest.mark.parametrize("kind", ["flat", "hnsw"])
+def test_numpy_integer_k_is_accepted(kind) -> None:
+    # A GridSearchCV grid of np.arange gives KNNHead a numpy k; faiss takes Python ints only.
+    X = _uniform(20, 6)
+    index = VectorIndex(6, kind=kind).add(X)
+    _, idx = index.search(X[:3], np.int64(2))
+    np.testing.assert_array_equal(idx, index.search(X[:3], 2)[1])

@@ -444,6 +444,18 @@ def test_distill_student_matches_teacher_and_saves(
     assert loaded.get_params()["tune"] is None  # distillation is not something fit() redoes
 
 
+def test_refitting_a_distilled_student_drops_its_distillation_report(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    teacher = FewShotClassifier(str(tiny_text_model_dir), cache=False).fit(TEXTS, LABELS)
+    student = distill(teacher, TEXTS * 2, str(tiny_text_model_dir), head="knn", cache=False)
+    assert student.distillation_["pool"] == 32
+    student.fit(TEXTS[:4] + TEXTS[-4:], ["a"] * 4 + ["b"] * 4)
+    assert getattr(student, "distillation_", None) is None
+    manifest = json.loads((student.save(tmp_path / "refit") / "fewshot.json").read_text())
+    assert "distillation" not in manifest
+
+
 def test_distill_errors(tiny_text_model_dir: Path, image_folder: Path) -> None:
     teacher = FewShotClassifier(str(tiny_text_model_dir), cache=False).fit(TEXTS, LABELS)
     with pytest.raises(UsageError, match="drop validation_fraction and objective"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any, Literal
 
 import numpy as np
@@ -129,6 +130,9 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` ``(scores, indices)``, each ``(n_queries, k)``, best first."""
         queries = self._check(queries, "queries")
+        # faiss's wrapper takes a Python int only: a numpy integer (a GridSearchCV grid of
+        # np.arange, a min() over array lengths) would be a SWIG overload TypeError.
+        k = operator.index(k)
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self._build()
