@@ -155,6 +155,26 @@ def test_selector_errors(clustered, tiny_text_encoder) -> None:
         ExampleSelector(tiny_text_encoder, strategy="balanced").fit(["a good film"])
 
 
+def test_selector_refuses_a_single_string_and_a_1d_query(clustered, tiny_text_encoder) -> None:
+    texts, labels = zip(*SENTIMENT, strict=True)
+    sel = ExampleSelector(tiny_text_encoder, k=2, cache=False).fit(texts, labels)
+    # A lone string would be split into one query per character.
+    with pytest.raises(TypeError, match=r"wrap it in a list: \['a good film'\]"):
+        sel.select("a good film")
+    with pytest.raises(TypeError, match="not a single str"):
+        ExampleSelector(tiny_text_encoder, k=2, cache=False).fit("abcdef", list("abcdef"))
+    X, pool_labels = clustered
+    fitted = _fit(_selector(X, k=2), X, pool_labels)
+    for strategy in ("nearest", "mmr", "balanced", "random"):
+        fitted.strategy = strategy
+        with pytest.raises(UsageError, match=r"shape \(n_queries, 16\), got \(16,\)"):
+            fitted.select_embeddings(_norm(X[:1])[0])
+        with pytest.raises(UsageError, match=r"shape \(n_queries, 16\), got \(1, 8\)"):
+            fitted.select_embeddings(X[:1, :8])
+        assert len(fitted.select_embeddings(_norm(X[:1]).tolist())[0]) == 2
+        assert fitted.select_embeddings([]) == []
+
+
 def test_select_on_text_picks_same_sentiment(tiny_text_encoder) -> None:
     texts, labels = zip(*SENTIMENT, strict=True)
     sel = ExampleSelector(tiny_text_encoder, k=3, cache=False).fit(texts, labels)
@@ -306,6 +326,20 @@ def test_random_and_errors(clustered) -> None:
         suggest(X, 2, strategy="smart")
     with pytest.raises(DataError, match="pool is empty"):
         suggest(np.zeros((0, 4)), 1)
+
+
+def test_suggest_refuses_a_mask_and_arrays_of_the_wrong_shape(clustered) -> None:
+    X, _ = clustered
+    mask = np.zeros(len(X), dtype=bool)
+    mask[:50] = True
+    # A boolean mask read as indices would mark only items 0 and 1 as labelled.
+    with pytest.raises(UsageError, match=r"not a boolean mask; pass np.flatnonzero\(mask\)"):
+        suggest(X, 2, labelled=mask)
+    assert {p.index for p in suggest(X, 10, labelled=np.flatnonzero(mask))} == set(range(50, 60))
+    with pytest.raises(UsageError, match=r"embeddings must be a 2-D array .* shape \(16,\)"):
+        suggest(X[0], 1)
+    with pytest.raises(UsageError, match=r"proba must be a 2-D array .* shape \(60,\)"):
+        suggest(X, 2, strategy="uncertain", proba=np.full(len(X), 0.5))
 
 
 # -- CLI ----------------------------------------------------------------------------------

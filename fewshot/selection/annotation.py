@@ -189,9 +189,19 @@ def suggest(
         raise UsageError(
             f"unknown strategy '{strategy}'; choose one of {', '.join(ANNOTATION_STRATEGIES)}"
         )
-    x = l2n(np.ascontiguousarray(embeddings, dtype=np.float32))
+    x = np.ascontiguousarray(embeddings, dtype=np.float32)
+    if x.ndim != 2:
+        raise UsageError(
+            f"embeddings must be a 2-D array (one row per pool item), got shape {x.shape}"
+        )
+    x = l2n(x)
     n = len(x)
-    labelled_arr = np.unique(np.asarray([] if labelled is None else labelled, dtype=np.int64))
+    given = np.asarray([] if labelled is None else labelled)
+    if given.dtype == bool:
+        raise UsageError(
+            "labelled takes pool indices, not a boolean mask; pass np.flatnonzero(mask)"
+        )
+    labelled_arr = np.unique(given.astype(np.int64))
     if n == 0:
         raise DataError("the pool is empty; give items to choose from")
     if len(labelled_arr) and (labelled_arr[0] < 0 or labelled_arr[-1] >= n):
@@ -203,6 +213,11 @@ def suggest(
     if budget > free:
         raise UsageError(
             f"budget {budget} is larger than the unlabelled pool ({free} items); lower --budget"
+        )
+    if proba is not None and np.ndim(proba) != 2:
+        raise UsageError(
+            f"proba must be a 2-D array (one row of class probabilities per pool item), "
+            f"got shape {np.shape(proba)}"
         )
     if proba is not None and len(proba) != n:
         raise DataError(f"got probabilities for {len(proba)} items but the pool has {n}")

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import numpy as np
 
+from fewshot.encoders.base import item_list
 from fewshot.errors import DataError, UsageError
 from fewshot.heads.base import l2n
 
@@ -119,7 +120,7 @@ class ExampleSelector:
         from fewshot.index import VectorIndex
 
         self._check_params(self.k)
-        items = list(items)
+        items = item_list(items, "fit()")
         if not items:
             raise DataError("the pool is empty; give at least k labelled examples")
         if labels is not None and len(labels) != len(items):
@@ -166,7 +167,7 @@ class ExampleSelector:
                 "this selector was fitted on embeddings without an encoder; pass an encoder "
                 "or call select_embeddings()"
             )
-        queries = list(queries)
+        queries = item_list(queries, "select()")
         q = self._embed(queries) if queries else np.zeros((0, self.embeddings_.shape[1]))
         return self.select_embeddings(q, k)
 
@@ -180,8 +181,14 @@ class ExampleSelector:
         if k > n:
             raise UsageError(f"k={k} is larger than the pool ({n} items); lower k")
         q = np.ascontiguousarray(query_embeddings, dtype=np.float32)
-        if len(q) == 0:
+        if q.ndim in (1, 2) and len(q) == 0:
             return []
+        dim = self.embeddings_.shape[1]
+        if q.ndim != 2 or q.shape[1] != dim:
+            raise UsageError(
+                f"query embeddings must have shape (n_queries, {dim}), got {q.shape}; "
+                "for one query pass a 2-D array, e.g. emb[None, :]"
+            )
         q = l2n(q)
         if self.strategy == "nearest":
             scores, idx = self.index_.search(q, k)
