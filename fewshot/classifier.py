@@ -491,6 +491,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         )
         self._load_calibration(path, calibration)
         self.self_training_ = manifest.get("self_training")
+        if manifest.get("distillation"):
+            self.distillation_ = manifest["distillation"]
         if isinstance(encoder, Encoder):
             enc = get_encoder(encoder, ref["modality"])
         else:

@@ -317,6 +317,7 @@ def test_make_head_from_instance() -> None:
     head = KNNHead(k=2)
     assert make_head(head) is head
     assert make_head(head, k=7).k == 7
+    assert head.k == 2  # the settings go to a copy; the caller's head is unchanged
 
 
 def test_make_head_unknown_setting_names_the_settings() -> None:

@@ -340,6 +340,11 @@ def test_suggest_refuses_a_mask_and_arrays_of_the_wrong_shape(clustered) -> None
         suggest(X[0], 1)
     with pytest.raises(UsageError, match=r"proba must be a 2-D array .* shape \(60,\)"):
         suggest(X, 2, strategy="uncertain", proba=np.full(len(X), 0.5))
+    # A fractional budget used to reach k-means as n_clusters=2.5 (sklearn's error).
+    for bad in (2.5, "3", True):
+        with pytest.raises(UsageError, match="budget must be a whole number of items, got"):
+            suggest(X, bad)
+    assert len(suggest(X, np.int64(3))) == 3
 
 
 # -- CLI ----------------------------------------------------------------------------------

@@ -442,6 +442,9 @@ def test_distill_student_matches_teacher_and_saves(
     loaded = FewShotClassifier.load(folder, cache=False)
     np.testing.assert_array_equal(loaded.predict_proba(TEXTS), student.predict_proba(TEXTS))
     assert loaded.get_params()["tune"] is None  # distillation is not something fit() redoes
+    assert loaded.distillation_ == manifest["distillation"]  # the report survives a load
+    assert loaded.save(tmp_path / "again").joinpath("fewshot.json").read_text().count(
+        '"agreement_on_pool": 1.0') == 1
 
 
 def test_refitting_a_distilled_student_drops_its_distillation_report(

@@ -25,7 +25,10 @@ HEADS: dict[str, type[Head]] = {
 def make_head(head: str | Head, **params: Any) -> Head:
     """A head from its name (``knn``, ``centroid``, ``logreg``) or an instance."""
     if isinstance(head, Head):
-        return head.set_params(**params) if params else head
+        # A copy with the settings changed: the caller's instance stays as it was.
+        from sklearn.base import clone
+
+        return clone(head).set_params(**params) if params else head
     try:
         cls = HEADS[head]
     except KeyError:

@@ -207,6 +207,9 @@ def suggest(
     if len(labelled_arr) and (labelled_arr[0] < 0 or labelled_arr[-1] >= n):
         bad = int(labelled_arr[0] if labelled_arr[0] < 0 else labelled_arr[-1])
         raise UsageError(f"labelled index {bad} is outside the pool (0 to {n - 1})")
+    if isinstance(budget, bool) or not isinstance(budget, int | np.integer):
+        raise UsageError(f"budget must be a whole number of items, got {budget!r}")
+    budget = int(budget)
     if budget < 1:
         raise UsageError(f"budget must be at least 1, got {budget}")
     free = n - len(labelled_arr)
