@@ -88,6 +88,27 @@ def test_auto_objective_depends_on_the_number_of_classes(tiny_text_model_dir: Pa
     assert report.objective == "cosine" and enc.tuned_["objective"] == "cosine"
 
 
+def test_auto_with_many_classes_uses_a_gentler_step_and_more_classes_per_batch(
+    tiny_text_model_dir: Path
+) -> None:
+    items = [f"text number {i} of class {i // 2}" for i in range(40)]
+    labels = [f"c{i // 2}" for i in range(40)]  # 20 classes: auto picks supcon
+    auto = ContrastiveTuner(max_steps=1)
+    auto.tune(fresh_text(tiny_text_model_dir), items, labels)
+    assert (auto.objective_, auto.learning_rate_, auto.per_class_) == ("supcon", 2e-5, 2)
+    assert auto.settings_record()[1]["per_class"] == 2
+    # An objective or setting chosen by the caller keeps the usual defaults.
+    chosen = ContrastiveTuner("supcon", max_steps=1)
+    chosen.tune(fresh_text(tiny_text_model_dir), items, labels)
+    assert (chosen.learning_rate_, chosen.per_class_) == (1e-4, 4)
+    given = ContrastiveTuner(max_steps=1, learning_rate=5e-5, per_class=4)
+    given.tune(fresh_text(tiny_text_model_dir), items, labels)
+    assert (given.learning_rate_, given.per_class_) == (5e-5, 4)
+    few = ContrastiveTuner(epochs=1)  # below 20 classes: cosine, 1e-4, 4 per class
+    few.tune(fresh_text(tiny_text_model_dir), TEXTS, LABELS)
+    assert (few.objective_, few.learning_rate_, few.per_class_) == ("cosine", 1e-4, 4)
+
+
 def test_class_balanced_batches_cover_each_item_once_in_class_groups() -> None:
     y = np.repeat(np.arange(5), 8)
     batches = class_balanced_batches(y, 16, 4, np.random.default_rng(0))

@@ -58,7 +58,8 @@ class ContrastiveTuner(BaseEstimator):
     ----------
     objective:
         ``"auto"`` (default: ``"cosine"`` with fewer than 20 classes,
-        ``"supcon"`` from 20 on), ``"cosine"`` (SetFit's cosine-similarity
+        ``"supcon"`` from 20 on, and for text then also learning rate 2e-5 and
+        2 items per class in a batch unless set), ``"cosine"`` (SetFit's cosine-similarity
         loss over every pair of a class-aware batch, one forward pass per
         item), ``"supcon"`` (supervised contrastive loss on the same batches)
         or ``"pairs"`` (SetFit's loss on sampled pairs, two forward passes per
@@ -74,10 +75,15 @@ class ContrastiveTuner(BaseEstimator):
     batch_size, per_class:
         Items per batch, and items of one class grouped together in it
         (``cosine``, ``supcon``; every item then has positives in its batch).
+        ``per_class=None``: 4, or 2 (16 classes in a batch of 32) when ``auto``
+        chose ``supcon`` for a text encoder.
     learning_rate, weight_decay, warmup_ratio:
         AdamW with linear warm-up and decay. ``learning_rate=None``: 1e-4 for
         text encoders, 2e-5 for image encoders (pretrained ImageNet features
-        are easily disturbed by a few images; measured in docs/benchmarks.md).
+        are easily disturbed by a few images; measured in docs/benchmarks.md)
+        and for text when ``auto`` chose ``supcon`` (20 classes or more: with
+        77 banking intents, 1e-4 undid more of the pretrained geometry than the
+        examples rebuilt; measured in docs/benchmarks.md).
     temperature:
         Softmax temperature of the ``supcon`` loss. ``None``: 0.1 for text
         encoders, 0.07 for image encoders.
@@ -116,7 +122,7 @@ class ContrastiveTuner(BaseEstimator):
         max_steps: int | None = 200,
         time_budget: float | None = None,
         batch_size: int = 32,
-        per_class: int = 4,
+        per_class: int | None = None,
         learning_rate: float | None = None,
         weight_decay: float = 0.01,
         warmup_ratio: float = 0.1,
@@ -188,7 +194,7 @@ class ContrastiveTuner(BaseEstimator):
         """
         requested = {k: v for k, v in self.get_params().items() if k != "show_progress"}
         ran = {**requested, "epochs": self.epochs_, "learning_rate": self.learning_rate_,
-               "temperature": self.temperature_}
+               "temperature": self.temperature_, "per_class": self.per_class_}
         return requested, ran
 
     # -- the loop -------------------------------------------------------------------
@@ -208,7 +214,6 @@ class ContrastiveTuner(BaseEstimator):
         import torch
 
         self._check()
-        self.epochs_, self.learning_rate_, self.temperature_ = self._resolved(encoder)
         items, y_raw = list(items), np.asarray(list(labels))
         if len(items) != len(y_raw):
             raise DataError(f"got {len(items)} items but {len(y_raw)} labels; give one per item")
@@ -224,6 +229,8 @@ class ContrastiveTuner(BaseEstimator):
                 "or train without tuning"
             )
         self.objective_ = resolve_objective(self.objective, len(classes))
+        (self.epochs_, self.learning_rate_, self.temperature_,
+         self.per_class_) = self._resolved(encoder)
         train_idx, val_items, val_y = self._validation_split(items, y, classes, validation)
         module = encoder.training_module()
         # A second tuning run builds on the first: the base stays the pretrained files.
@@ -267,17 +274,25 @@ class ContrastiveTuner(BaseEstimator):
         encoder.mark_tuned(info)
         return report
 
-    #: ``(epochs, learning_rate, temperature)`` used when left as None, per modality
-    #: (chosen in pilot runs; see docs/benchmarks.md, "Contrastive tuning").
-    DEFAULTS = {"text": (20, 1e-4, 0.1), "image": (10, 2e-5, 0.07)}
+    #: ``(epochs, learning_rate, temperature, per_class)`` used when left as None, per
+    #: modality (chosen in pilot runs; see docs/benchmarks.md, "Contrastive tuning").
+    DEFAULTS = {"text": (20, 1e-4, 0.1, 4), "image": (10, 2e-5, 0.07, 4)}
+    #: ``(learning_rate, per_class)`` for text when ``auto`` chose ``supcon`` (many
+    #: classes): more classes per batch, and a gentler step (banking77, 64 shots).
+    MANY_CLASSES_TEXT = (2e-5, 2)
 
-    def _resolved(self, encoder: Any) -> tuple[int, float, float]:
-        epochs, lr, temp = self.DEFAULTS.get(getattr(encoder, "modality", ""),
-                                             self.DEFAULTS["text"])
+    def _resolved(self, encoder: Any) -> tuple[int, float, float, int]:
+        """Settings left as None, given the modality and (after it) ``objective_``."""
+        modality = getattr(encoder, "modality", "")
+        epochs, lr, temp, per_class = self.DEFAULTS.get(modality, self.DEFAULTS["text"])
+        if (self.objective == "auto" and getattr(self, "objective_", None) == "supcon"
+                and modality != "image"):
+            lr, per_class = self.MANY_CLASSES_TEXT
         return (
             int(self.epochs) if self.epochs is not None else epochs,
             float(self.learning_rate) if self.learning_rate is not None else lr,
             float(self.temperature) if self.temperature is not None else temp,
+            int(self.per_class) if self.per_class is not None else per_class,
         )
 
     def _validation_split(
@@ -323,7 +338,7 @@ class ContrastiveTuner(BaseEstimator):
     def _plan(self, y: np.ndarray, rng: np.random.Generator) -> list[Any]:
         """One epoch of batches (index arrays; ``pairs``: (left, right, target))."""
         if self.objective_ in IN_BATCH:
-            return class_balanced_batches(y, self.batch_size, self.per_class, rng)
+            return class_balanced_batches(y, self.batch_size, self.per_class_, rng)
         left, right, target = sample_pairs(y, self.pairs_per_item, rng)
         half = max(1, self.batch_size // 2)  # two forward passes per pair
         return [
