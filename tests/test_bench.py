@@ -226,6 +226,12 @@ def test_summary_and_plots(tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
                           f"{np.mean(f1s):.3f} +- {np.std(f1s, ddof=1):.3f}",
                           f"{fit:.2f}", f"{predict:.2f}"]
     assert "| 4-shot | macro-F1 | fit s | predict s |" in text
+    assert "mixes" not in line
+    # Seeds resumed under a changed encoder setting keep the name but not the id.
+    changed = [{**r, "encoder_id": "text-other"} if r["seed"] == 0 else r for r in rows]
+    line = next(ln for ln in write_summary(changed, out / "s2.md").splitlines()
+                if ln.startswith("| logreg | "))
+    assert line.count("(mixes 2 encoder ids)") == 2  # the 2-shot and the 4-shot cells
     assert all(r["encode_seconds"] >= 0 for r in rows)
     paths = plot(rows, out)
     assert [p.name for p in paths] == ["accuracy_vs_shots.png", "fit_time_vs_accuracy.png"]

@@ -37,6 +37,9 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({
             "dataset": dataset, "encoder": encoder, "method": method, "n_shot": n_shot,
             "metric": metric, "n_seeds": len(vals), "n_failed": len(rs) - len(ok),
+            # Seeds resumed under a changed encoder setting (same name, new id) would
+            # be averaged with the old ones: counted here and flagged in the summary.
+            "n_encoder_ids": len({r.get("encoder_id") for r in ok}),
             "mean": statistics.fmean(vals) if vals else None,
             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None,
             "fit_seconds": statistics.fmean(fits) if fits else None,
@@ -57,7 +60,9 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
         "amazon_counterfactual_en, accuracy elsewhere; macro-F1 beside it. `fit s` and "
         "`predict s` are mean wall times in seconds of the fit and of predicting the test "
         "set (frozen-embedding methods: the head alone; embedding the data is shared by "
-        "them and recorded once per run as `encode_seconds` in results.jsonl).",
+        "them and recorded once per run as `encode_seconds` in results.jsonl). A cell "
+        "marked `mixes N encoder ids` averages seeds run with different encoder "
+        "settings under one name: re-run it into a fresh output folder.",
         "",
     ]
     by_ds: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -80,6 +85,8 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
                     cells += [failed or "-", "-", "-", "-"]
                     continue
                 note = f" ({e['n_seeds']} seeds)" if e["n_failed"] else ""
+                if e["n_encoder_ids"] > 1:
+                    note += f" (mixes {e['n_encoder_ids']} encoder ids)"
                 predict = "-" if e["predict_seconds"] is None else f"{e['predict_seconds']:.2f}"
                 cells += [f"{e['mean']:.3f} +- {e['std']:.3f}{note}",
                           f"{e['macro_f1']:.3f} +- {e['macro_f1_std']:.3f}",
