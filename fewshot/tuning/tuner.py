@@ -190,7 +190,8 @@ class ContrastiveTuner(BaseEstimator):
 
     def settings_record(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(requested, ran)`` for a saved model: the settings as given (to refit with)
-        and, after :meth:`tune`, with "auto" epochs, learning rate and temperature resolved.
+        and, after :meth:`tune`, with "auto" epochs, learning rate, temperature and items
+        per class resolved.
         """
         requested = {k: v for k, v in self.get_params().items() if k != "show_progress"}
         ran = {**requested, "epochs": self.epochs_, "learning_rate": self.learning_rate_,
