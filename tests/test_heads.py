@@ -257,6 +257,22 @@ def test_state_round_trip_through_safetensors(make, blobs) -> None:
     np.testing.assert_array_equal(restored.predict(Xq), head.predict(Xq))
 
 
+@pytest.mark.parametrize("dtype", [np.int32, np.uint8, np.int64, np.float32, np.bool_])
+def test_state_round_trip_keeps_the_label_dtype(dtype, blobs) -> None:
+    X, y, Xq, _ = blobs
+    labels = (np.unique(y, return_inverse=True)[1] % 2).astype(dtype)
+    head = LogisticRegressionHead().fit(X, labels)
+    config, arrays = head.get_state()
+    restored = LogisticRegressionHead.from_state(json.loads(json.dumps(config)), arrays)
+    assert restored.classes_.dtype == np.dtype(dtype)  # int32 used to come back as int64
+    assert restored.predict(Xq).dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(restored.predict(Xq), head.predict(Xq))
+    text = LogisticRegressionHead().fit(X, y).get_state()[0]
+    assert "classes_dtype" not in text  # string labels need no dtype
+    with pytest.raises(ValueError, match="classes_dtype '<U3' is not a numeric type"):
+        LogisticRegressionHead.from_state({**config, "classes_dtype": "<U3"}, arrays)
+
+
 def test_get_state_needs_fit() -> None:
     with pytest.raises(NotFittedError):
         KNNHead().get_state()

@@ -83,12 +83,17 @@ class Head(ClassifierMixin, BaseEstimator):
             "classes": self.classes_.tolist(),
             "n_features_in": int(self.n_features_in_),
         }
+        if self.classes_.dtype.kind in "iufb":  # int32 labels come back as int32
+            config["classes_dtype"] = self.classes_.dtype.str
         return config, {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
 
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Head:
         head = cls(**config["params"])
-        head.classes_ = np.asarray(config["classes"])
+        dtype = config.get("classes_dtype")
+        if dtype is not None and np.dtype(dtype).kind not in "iufb":
+            raise ValueError(f"its classes_dtype {dtype!r} is not a numeric type")
+        head.classes_ = np.asarray(config["classes"], dtype=dtype)
         head.n_features_in_ = int(config["n_features_in"])
         head._restore(arrays)
         head._check_restored()
