@@ -41,7 +41,7 @@ b $D/ag_news --methods setfit-lib --shots 64 --seeds ${SETFIT_SEEDS_AG64:-0-4}
 # 7. banking77, the setfit library at 64 shots: 11,150 steps a fit (4,460 texts), 1.0-1.1 s
 #    a step on this 2-core CPU in session 12 (about 3.3 hours a seed, longer than a
 #    session), so it is not run by default. On a GPU: SETFIT_B77_64=1 DEVICE=cuda. Its
-#    fit times are then GPU times; compare accuracy only.
+#    fit times are then GPU times: tuning_report.py (GPU_FITS) compares accuracy only.
 if [ -n "${SETFIT_B77_64:-}" ]; then
   b $D/banking77 --methods setfit-lib --shots 64 --seeds "${SETFIT_SEEDS_B77_64:-0-4}" \
     --device "${DEVICE:-auto}"

@@ -43,7 +43,13 @@ def _saved_tune(tuning: Any) -> dict[str, Any] | None:
     if not tuning or tuning.get("distilled_from"):
         return None  # a distilled student is made by fewshot.tuning.distill, not by fit()
     # Models saved before "requested" was recorded hold the settings that ran.
-    return dict(tuning.get("requested") or tuning.get("settings") or {}) or None
+    requested = dict(tuning.get("requested") or tuning.get("settings") or {})
+    ran = tuning.get("settings") or {}
+    if requested and "defaults" not in tuning and requested.get("learning_rate") is None:
+        # Saved before auto's many-class defaults (revision 2): pin the learning rate
+        # that ran, so a refit tunes as the model was made.
+        requested["learning_rate"] = ran.get("learning_rate")
+    return requested or None
 
 
 def guess_modality(items: Sequence[Any]) -> str:
@@ -239,7 +245,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             del self.encoder_  # half-tuned weights must not be used as a fitted encoder
             raise
         requested, ran = tuner.settings_record()
-        self.tuning_ = {"settings": ran, "requested": requested, "report": report.to_dict()}
+        self.tuning_ = {"settings": ran, "requested": requested, "report": report.to_dict(),
+                        "defaults": tuner.DEFAULTS_REVISION}
 
     def _self_train(
         self, Z: np.ndarray, y: list[Any], extra: tuple[np.ndarray, list[Any]] | None,

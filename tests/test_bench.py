@@ -232,6 +232,10 @@ def test_summary_and_plots(tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
     line = next(ln for ln in write_summary(changed, out / "s2.md").splitlines()
                 if ln.startswith("| logreg | "))
     assert line.count("(mixes 2 encoder ids)") == 2  # the 2-shot and the 4-shot cells
+    # Rows of old runs that recorded no id are not another setting.
+    legacy = [{k: v for k, v in r.items() if k != "encoder_id"} if r["seed"] == 0 else r
+              for r in rows]
+    assert "(mixes" not in write_summary(legacy, out / "s3.md")
     assert all(r["encode_seconds"] >= 0 for r in rows)
     paths = plot(rows, out)
     assert [p.name for p in paths] == ["accuracy_vs_shots.png", "fit_time_vs_accuracy.png"]

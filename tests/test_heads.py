@@ -269,8 +269,11 @@ def test_state_round_trip_keeps_the_label_dtype(dtype, blobs) -> None:
     np.testing.assert_array_equal(restored.predict(Xq), head.predict(Xq))
     text = LogisticRegressionHead().fit(X, y).get_state()[0]
     assert "classes_dtype" not in text  # string labels need no dtype
-    with pytest.raises(ValueError, match="classes_dtype '<U3' is not a numeric type"):
-        LogisticRegressionHead.from_state({**config, "classes_dtype": "<U3"}, arrays)
+    for tampered in ({"classes_dtype": "<U3"},  # not numeric
+                     {"classes": [0, 200], "classes_dtype": "|i1"},  # too narrow: overflow
+                     {"classes": [0.5, 1.5], "classes_dtype": "<i4"}):  # would truncate
+        with pytest.raises(ValueError, match="classes_dtype .* in fewshot.json does not hold"):
+            LogisticRegressionHead.from_state({**config, **tampered}, arrays)
 
 
 def test_get_state_needs_fit() -> None:
@@ -334,6 +337,11 @@ def test_make_head_from_instance() -> None:
     assert make_head(head) is head
     assert make_head(head, k=7).k == 7
     assert head.k == 2  # the settings go to a copy; the caller's head is unchanged
+    # The same checks as by name (they were sklearn's ValueError, or none at all).
+    with pytest.raises(UsageError, match="head 'knn' has no setting foo; its settings are"):
+        make_head(head, foo=1)
+    with pytest.raises(UsageError, match="head 'knn' setting k takes a whole number, got 'seven'"):
+        make_head(head, k="seven")
 
 
 def test_make_head_unknown_setting_names_the_settings() -> None:

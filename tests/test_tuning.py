@@ -109,6 +109,16 @@ def test_auto_with_many_classes_uses_a_gentler_step_and_more_classes_per_batch(
     assert (few.objective_, few.learning_rate_, few.per_class_) == ("cosine", 1e-4, 4)
 
 
+def test_class_balanced_batches_never_leave_an_item_alone_in_its_group() -> None:
+    y = np.repeat(np.arange(30), 3)  # 3 per class in groups of 2: 2 + 1 -> one group of 3
+    batches = class_balanced_batches(y, 32, 2, np.random.default_rng(0))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(y)))
+    for b in batches:
+        assert np.bincount(y[b]).max() <= 3 and 1 not in set(np.bincount(y[b]).tolist())
+    one = class_balanced_batches(np.array([0, 1, 1]), 4, 2, np.random.default_rng(0))
+    assert sorted(np.concatenate(one).tolist()) == [0, 1, 2]  # a class of one stays as it is
+
+
 def test_class_balanced_batches_cover_each_item_once_in_class_groups() -> None:
     y = np.repeat(np.arange(5), 8)
     batches = class_balanced_batches(y, 16, 4, np.random.default_rng(0))
@@ -360,6 +370,26 @@ def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path
     assert as_tuner(loaded.get_params()["tune"]).get_params() == as_tuner(
         {"epochs": 8, "learning_rate": 2e-2}).get_params()
     assert FewShotClassifier.load(folder, cache=False).tuning_["requested"]["epochs"] == 8
+    assert manifest["tuning"]["defaults"] == ContrastiveTuner.DEFAULTS_REVISION == 2
+    assert loaded.get_params()["tune"]["learning_rate"] == 2e-2
+
+
+def test_model_saved_before_the_many_class_defaults_refits_with_its_learning_rate(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    clf = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 2}, cache=False,
+                            show_progress=False).fit(TEXTS, LABELS)
+    folder = clf.save(tmp_path / "model")
+    manifest = json.loads((folder / "fewshot.json").read_text())
+    assert manifest["tuning"]["requested"]["learning_rate"] is None  # auto: resolved at fit
+    assert FewShotClassifier.load(folder, cache=False).get_params()["tune"][
+        "learning_rate"] is None
+    # As saved before revision 2: no "defaults", per_class 4 written out, 1e-4 ran.
+    del manifest["tuning"]["defaults"]
+    manifest["tuning"]["requested"]["per_class"] = 4
+    (folder / "fewshot.json").write_text(json.dumps(manifest))
+    tune = FewShotClassifier.load(folder, cache=False).get_params()["tune"]
+    assert (tune["learning_rate"], tune["per_class"]) == (1e-4, 4)  # not 2e-5 with 4
 
 
 def test_tuned_model_saved_in_format_2_loads_and_resaves(

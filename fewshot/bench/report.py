@@ -39,7 +39,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "metric": metric, "n_seeds": len(vals), "n_failed": len(rs) - len(ok),
             # Seeds resumed under a changed encoder setting (same name, new id) would
             # be averaged with the old ones: counted here and flagged in the summary.
-            "n_encoder_ids": len({r.get("encoder_id") for r in ok}),
+            # (rows of old runs without an id are not counted as another setting)
+            "n_encoder_ids": len({r["encoder_id"] for r in ok if r.get("encoder_id")}),
             "mean": statistics.fmean(vals) if vals else None,
             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None,
             "fit_seconds": statistics.fmean(fits) if fits else None,

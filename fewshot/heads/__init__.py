@@ -25,17 +25,29 @@ HEADS: dict[str, type[Head]] = {
 def make_head(head: str | Head, **params: Any) -> Head:
     """A head from its name (``knn``, ``centroid``, ``logreg``) or an instance."""
     if isinstance(head, Head):
+        if not params:
+            return head
+        try:
+            defaults = type(head)().get_params()
+        except TypeError:  # a custom head whose constructor needs arguments
+            defaults = head.get_params()
+        _check_settings(head.name, defaults, params)
         # A copy with the settings changed: the caller's instance stays as it was.
         from sklearn.base import clone
 
-        return clone(head).set_params(**params) if params else head
+        return clone(head).set_params(**params)
     try:
         cls = HEADS[head]
     except KeyError:
         raise UsageError(
             f"unknown head '{head}'; choose one of {', '.join(sorted(HEADS))}"
         ) from None
-    defaults = cls().get_params()
+    _check_settings(head, cls().get_params(), params)
+    return cls(**params)
+
+
+def _check_settings(head: str, defaults: dict[str, Any], params: dict[str, Any]) -> None:
+    """Unknown settings, or values of the wrong kind, are one-line usage errors."""
     unknown = sorted(set(params) - set(defaults))
     if unknown:
         raise UsageError(
@@ -49,7 +61,6 @@ def make_head(head: str | Head, **params: Any) -> Head:
                 f"head '{head}' setting {key} takes {_WORDS[kind]}, got {value!r}; "
                 f"e.g. {key}={json.dumps(defaults[key])}"
             )
-    return cls(**params)
 
 
 #: Settings whose default is a bool, an int or a float take a value of that kind.

@@ -91,9 +91,19 @@ class Head(ClassifierMixin, BaseEstimator):
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Head:
         head = cls(**config["params"])
         dtype = config.get("classes_dtype")
-        if dtype is not None and np.dtype(dtype).kind not in "iufb":
-            raise ValueError(f"its classes_dtype {dtype!r} is not a numeric type")
-        head.classes_ = np.asarray(config["classes"], dtype=dtype)
+        if dtype is not None:
+            try:
+                classes = np.asarray(config["classes"], dtype=dtype)
+            except (TypeError, ValueError, OverflowError):
+                classes = None
+            if classes is None or np.dtype(dtype).kind not in "iufb" or (
+                    classes.tolist() != config["classes"]):
+                raise ValueError(
+                    f"its classes_dtype {dtype!r} in fewshot.json does not hold its classes"
+                )
+            head.classes_ = classes
+        else:
+            head.classes_ = np.asarray(config["classes"])
         head.n_features_in_ = int(config["n_features_in"])
         head._restore(arrays)
         head._check_restored()

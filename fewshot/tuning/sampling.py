@@ -19,7 +19,11 @@ def class_balanced_batches(
     groups: list[np.ndarray] = []
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
-        groups.extend(idx[i : i + per_class] for i in range(0, len(idx), per_class))
+        parts = [idx[i : i + per_class] for i in range(0, len(idx), per_class)]
+        if len(parts) > 1 and len(parts[-1]) == 1:
+            # A lone leftover would have no positive in its batch: it joins the group before.
+            parts[-2:] = [np.concatenate(parts[-2:])]
+        groups.extend(parts)
     order = rng.permutation(len(groups))
     batches: list[np.ndarray] = []
     current: list[np.ndarray] = []

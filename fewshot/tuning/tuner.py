@@ -281,6 +281,9 @@ class ContrastiveTuner(BaseEstimator):
     #: ``(learning_rate, per_class)`` for text when ``auto`` chose ``supcon`` (many
     #: classes): more classes per batch, and a gentler step (banking77, 64 shots).
     MANY_CLASSES_TEXT = (2e-5, 2)
+    #: Saved with a tuned model: 2 since auto's many-class settings (session 12), so a
+    #: model saved before them refits with the learning rate it ran.
+    DEFAULTS_REVISION = 2
 
     def _resolved(self, encoder: Any) -> tuple[int, float, float, int]:
         """Settings left as None, given the modality and (after it) ``objective_``."""
