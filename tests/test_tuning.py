@@ -6,6 +6,7 @@ import json
 import math
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -374,12 +375,17 @@ def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path
     assert loaded.get_params()["tune"]["learning_rate"] == 2e-2
 
 
+def saved_tuned(model_dir: Path, tmp_path: Path, epochs: int = 3) -> tuple[Any, Path]:
+    """A tuned classifier on TEXTS and the folder it was saved to."""
+    clf = FewShotClassifier(str(model_dir), tune={"epochs": epochs}, cache=False,
+                            show_progress=False).fit(TEXTS, LABELS)
+    return clf, clf.save(tmp_path / "model")
+
+
 def test_model_saved_before_the_many_class_defaults_refits_with_its_learning_rate(
     tiny_text_model_dir: Path, tmp_path: Path
 ) -> None:
-    clf = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 2}, cache=False,
-                            show_progress=False).fit(TEXTS, LABELS)
-    folder = clf.save(tmp_path / "model")
+    _, folder = saved_tuned(tiny_text_model_dir, tmp_path, epochs=2)
     manifest = json.loads((folder / "fewshot.json").read_text())
     assert manifest["tuning"]["requested"]["learning_rate"] is None  # auto: resolved at fit
     assert FewShotClassifier.load(folder, cache=False).get_params()["tune"][
@@ -428,9 +434,7 @@ def test_tuned_model_saved_in_format_2_loads_and_resaves(
 def test_tuned_model_with_missing_or_wrong_body_fails_clearly(
     tiny_text_model_dir: Path, tmp_path: Path
 ) -> None:
-    clf = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 3}, cache=False,
-                            show_progress=False).fit(TEXTS, LABELS)
-    folder = clf.save(tmp_path / "model")
+    _, folder = saved_tuned(tiny_text_model_dir, tmp_path)
     broken = tmp_path / "broken"
     shutil.copytree(folder, broken)
     (broken / "body.safetensors").unlink()
