@@ -105,7 +105,8 @@ def train(
     ] = False,
     tune_objective: Annotated[
         str,
-        typer.Option("--tune-objective", help="auto (cosine below 20 classes, else supcon), "
+        typer.Option("--tune-objective", help="auto (cosine below 20 classes, else supcon "
+                     "with a gentler step and 16 classes per batch for text), "
                      "cosine (SetFit's loss on in-batch pairs), supcon, or pairs (SetFit's "
                      "sampled pairs)."),
     ] = "auto",
