@@ -345,6 +345,10 @@ def test_suggest_refuses_a_mask_and_arrays_of_the_wrong_shape(clustered) -> None
         with pytest.raises(UsageError, match="budget must be a whole number of items, got"):
             suggest(X, bad)
     assert len(suggest(X, np.int64(3))) == 3
+    # Float indices used to be truncated silently (1.7 -> 1).
+    with pytest.raises(UsageError, match="labelled takes whole-number pool indices, got float64"):
+        suggest(X, 2, labelled=[0, 1.7])
+    assert len(suggest(X, 2, labelled=np.array([], dtype=float))) == 2  # empty is fine
 
 
 # -- CLI ----------------------------------------------------------------------------------

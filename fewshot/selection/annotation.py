@@ -201,6 +201,11 @@ def suggest(
         raise UsageError(
             "labelled takes pool indices, not a boolean mask; pass np.flatnonzero(mask)"
         )
+    if given.size and given.dtype.kind not in "iu":
+        raise UsageError(
+            f"labelled takes whole-number pool indices, got {given.dtype} values; "
+            "pass the indices as integers"
+        )
     labelled_arr = np.unique(given.astype(np.int64))
     if n == 0:
         raise DataError("the pool is empty; give items to choose from")
