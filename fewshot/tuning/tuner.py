@@ -231,7 +231,7 @@ class ContrastiveTuner(BaseEstimator):
             )
         self.objective_ = resolve_objective(self.objective, len(classes))
         (self.epochs_, self.learning_rate_, self.temperature_,
-         self.per_class_) = self._resolved(encoder)
+         self.per_class_) = self._resolved(encoder, self.objective_)
         train_idx, val_items, val_y = self._validation_split(items, y, classes, validation)
         module = encoder.training_module()
         # A second tuning run builds on the first: the base stays the pretrained files.
@@ -285,12 +285,11 @@ class ContrastiveTuner(BaseEstimator):
     #: model saved before them refits with the learning rate it ran.
     DEFAULTS_REVISION = 2
 
-    def _resolved(self, encoder: Any) -> tuple[int, float, float, int]:
-        """Settings left as None, given the modality and (after it) ``objective_``."""
+    def _resolved(self, encoder: Any, objective: str) -> tuple[int, float, float, int]:
+        """Settings left as None, given the modality and the objective ``auto`` chose."""
         modality = getattr(encoder, "modality", "")
         epochs, lr, temp, per_class = self.DEFAULTS.get(modality, self.DEFAULTS["text"])
-        if (self.objective == "auto" and getattr(self, "objective_", None) == "supcon"
-                and modality != "image"):
+        if self.objective == "auto" and objective == "supcon" and modality != "image":
             lr, per_class = self.MANY_CLASSES_TEXT
         return (
             int(self.epochs) if self.epochs is not None else epochs,
