@@ -215,6 +215,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.embed_seconds_ = time.perf_counter() - start
         extra = (D, list(descriptions)) if D is not None else None
         self.self_training_: dict[str, Any] | None = None
+        self.label_shift_: dict[str, Any] | None = None
+        self.class_prior_: np.ndarray | None = None
         pool = list(unlabelled) if unlabelled is not None else []
         if pool:
             self._self_train(Z, y, extra, self._embed_rows(pool))
@@ -312,6 +314,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         except ValueError as e:
             raise DataError(f"cannot fit the {head.name} head: {e}") from e
         self.classes_ = self.head_.classes_
+        # The class mix the head learned: the training prior a label-shift correction moves from.
+        self.class_counts_ = np.asarray(
+            [int(np.sum(y_all == c)) for c in self.classes_.tolist()], dtype=np.int64
+        )
         self.calibrator_ = None
         self.calibration_info_: dict[str, Any] = {}
         self.oof_proba_ = np.zeros((0, len(self.classes_)), np.float32)
@@ -348,10 +354,59 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
         Calibrated when the model was fitted with ``calibration`` (pass
         ``calibrated=False`` for the head's own probabilities).
+        With a class prior from :meth:`adapt_prior`, calibrated probabilities are
+        also moved to that class mix.
         """
         check_is_fitted(self, "head_")
         proba = self.head_.predict_proba(self.embed(X))
-        return self.calibrate(proba) if calibrated else proba
+        if not calibrated:
+            return proba
+        proba = self.calibrate(proba)
+        prior = getattr(self, "class_prior_", None)
+        if prior is None:
+            return proba
+        from fewshot.confidence.label_shift import apply_class_prior
+
+        return apply_class_prior(proba, self._training_prior(), prior)
+
+    def adapt_prior(self, X: Sequence[Any]) -> FewShotClassifier:
+        """Estimate the class mix of unlabelled ``X`` and use it from now on.
+
+        For a labelled set whose class mix (often balanced, N per class) differs
+        from the data the model will see: the deployment prior is fitted by EM on
+        the calibrated probabilities of ``X``, and used only when the model's
+        out-of-fold confusions can tell such a shift apart (see
+        :mod:`fewshot.confidence.label_shift`). ``label_shift_`` reports the
+        estimate and the decision; ``class_prior_`` is the prior in use (None when
+        it was not used). Needs ``calibration``. Returns ``self``.
+        """
+        check_is_fitted(self, "head_")
+        from fewshot.confidence.label_shift import estimate_label_shift
+
+        if getattr(self, "calibrator_", None) is None or len(self.oof_labels_) == 0:
+            raise UsageError(
+                "estimating the class prior needs calibrated probabilities and out-of-fold "
+                "predictions; fit with calibration='temperature' (--calibration temperature)"
+            )
+        items = item_list(X, "adapt_prior()")
+        if not items:
+            raise DataError("no unlabelled items to estimate the class prior from; give some")
+        proba = self.calibrate(self.head_.predict_proba(self.embed(items)))
+        report = estimate_label_shift(
+            proba, self.calibrate(self.oof_proba_), self.oof_labels_, self._training_prior()
+        )
+        self.label_shift_ = report.to_dict()
+        self.class_prior_ = np.asarray(report.prior) if report.used else None
+        return self
+
+    def _training_prior(self) -> np.ndarray:
+        counts = getattr(self, "class_counts_", None)
+        if counts is None or len(counts) != len(self.classes_):
+            raise ModelError(
+                "this model does not record the class counts it was fitted on (saved by an "
+                "older fewshot); re-run fewshot train to use a class prior"
+            )
+        return np.asarray(counts, dtype=np.float64) / float(np.sum(counts))
 
     def calibrate(self, proba: np.ndarray) -> np.ndarray:
         """The fitted calibrator applied to head probabilities (unchanged without one)."""
@@ -402,6 +457,10 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             manifest["self_training"] = self.self_training_
         if getattr(self, "distillation_", None):
             manifest["distillation"] = self.distillation_
+        if getattr(self, "class_counts_", None) is not None:
+            manifest["class_counts"] = [int(v) for v in self.class_counts_]
+        if getattr(self, "label_shift_", None):
+            manifest["label_shift"] = self.label_shift_
         body = None
         if self.encoder_.is_tuned:
             body = self.encoder_.tuned_state()
@@ -500,6 +559,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.self_training_ = manifest.get("self_training")
         if manifest.get("distillation"):
             self.distillation_ = manifest["distillation"]
+        self._load_label_shift(path, manifest, len(head.classes_))
         if isinstance(encoder, Encoder):
             enc = get_encoder(encoder, ref["modality"])
         else:
@@ -532,6 +592,30 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         self.classes_ = head.classes_
         self.n_train_ = int(manifest.get("n_train", 0))
         return self
+
+    def _load_label_shift(self, path: Path, manifest: dict[str, Any], n_classes: int) -> None:
+        counts = manifest.get("class_counts")
+        shift = manifest.get("label_shift")
+        self.class_counts_ = None
+        self.label_shift_ = shift or None
+        self.class_prior_ = None
+        try:
+            if counts is not None:
+                self.class_counts_ = np.asarray(counts, dtype=np.int64)
+                if self.class_counts_.shape != (n_classes,) or self.class_counts_.min() <= 0:
+                    raise ValueError(f"{len(counts)} class counts for {n_classes} classes")
+            if shift and shift.get("used"):
+                prior = np.asarray(shift["prior"], dtype=np.float64)
+                if prior.shape != (n_classes,) or not np.all(np.isfinite(prior)) or prior.min() < 0:
+                    raise ValueError(f"label_shift prior {shift['prior']!r} does not fit "
+                                     f"{n_classes} classes")
+                if self.class_counts_ is None:
+                    raise ValueError("label_shift without class_counts")
+                self.class_prior_ = prior
+        except (TypeError, ValueError, KeyError) as e:
+            raise ModelError(
+                f"{path / MANIFEST} is corrupt ({e}); re-run fewshot train to rebuild the model"
+            ) from e
 
     def _load_calibration(self, path: Path, config: dict[str, Any] | None) -> None:
         self.calibrator_ = None
