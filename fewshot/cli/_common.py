@@ -158,3 +158,16 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
 
 def stdout_is_tty() -> bool:
     return sys.stdout.isatty()
+
+
+def label_shift_line(report: dict[str, Any], classes: list[Any]) -> str:
+    """One line on an estimated class prior: the mix it moved to, or why it was not used."""
+    if not report.get("used"):
+        return f"class prior: kept the training mix; {report['reason']}"
+    pairs = sorted(zip(classes, report["prior"], strict=True), key=lambda cp: -cp[1])
+    shown = ", ".join(f"{c} {p:.3f}" for c, p in pairs[:8])
+    more = f", ... ({len(pairs) - 8} more)" if len(pairs) > 8 else ""
+    return (
+        f"class prior: estimated from {report['n_items']} unlabelled items and used "
+        f"({shown}{more}); {report['reason']}"
+    )

@@ -23,6 +23,7 @@ from fewshot.cli._common import (
     check_output,
     handle_errors,
     info,
+    label_shift_line,
     load_data,
     make_cache,
 )
@@ -48,6 +49,15 @@ def predict(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     force: ForceOpt = False,
+    adapt_prior: Annotated[
+        bool,
+        typer.Option(
+            "--adapt-prior",
+            help="Estimate the class mix of DATA itself and move probabilities to it, when "
+            "the model can tell (label-shift correction; needs a calibrated model). "
+            "Replaces a prior saved with the model.",
+        ),
+    ] = False,
 ) -> None:
     """Predict DATA with the model in MODEL_DIR; one row per item with probabilities."""
     fmt = output.suffix.lower()
@@ -65,6 +75,10 @@ def predict(
         require_labels=False, skip_bad_images=skip_bad_images,
     )
     check_modality(ds, clf.encoder_.modality, data)
+    if adapt_prior:
+        report = clf.adapt_prior(ds.items).label_shift_
+        assert report is not None  # adapt_prior always reports
+        info(label_shift_line(report, list(clf.classes_)))
     proba = clf.predict_proba(ds.items)
     classes = [str(c) for c in clf.classes_]
     best = proba.argmax(axis=1)

@@ -22,6 +22,7 @@ from fewshot.cli._common import (
     check_output,
     handle_errors,
     info,
+    label_shift_line,
     load_data,
     make_cache,
     parse_params,
@@ -75,6 +76,15 @@ def train(
             "--unlabelled",
             help="Unlabelled items (file or dataset folder) to self-train on with confident "
             "pseudo-labels.",
+        ),
+    ] = None,
+    prior_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--prior-from",
+            help="Unlabelled items like the ones the model will see (file or dataset "
+            "folder): their class mix is estimated and probabilities are moved to it, when "
+            "the model can tell (label-shift correction; needs calibration).",
         ),
     ] = None,
     self_train_rounds: Annotated[
@@ -164,6 +174,11 @@ def train(
         raise UsageError(
             "--unlabelled picks pseudo-labels by calibrated confidence; drop --calibration none"
         )
+    if prior_from is not None and calibration == "none":
+        raise UsageError(
+            "--prior-from estimates the class mix from calibrated probabilities; drop "
+            "--calibration none"
+        )
     if shots == 0 and label_descriptions is None:
         raise UsageError("--shots 0 trains from label descriptions; pass --label-descriptions")
     head_obj = make_head(head, **parse_params(head_param))
@@ -210,6 +225,11 @@ def train(
     pool = None
     if unlabelled is not None:
         pool = _load_pool(unlabelled, split, ds, text_field, image_field, skip_bad_images)
+    shift_items = None
+    if prior_from is not None:
+        shift_items = _load_pool(
+            prior_from, split, ds, text_field, image_field, skip_bad_images, "--prior-from"
+        )
     from fewshot.classifier import FewShotClassifier
 
     start = time.perf_counter()
@@ -220,6 +240,8 @@ def train(
         self_training_rounds=self_train_rounds, pseudo_label_threshold=pseudo_label_threshold,
         pseudo_labels_per_class=pseudo_labels_per_class, tune=tuner,
     ).fit(ds.items, ds.labels, unlabelled=pool)
+    if shift_items is not None:
+        clf.adapt_prior(shift_items)
     seconds = time.perf_counter() - start
     clf.save(output, overwrite=force)
     info(
@@ -238,6 +260,8 @@ def train(
         info(_calibration_line(clf))
     if clf.self_training_ is not None:
         info(_self_training_line(clf.self_training_))
+    if clf.label_shift_ is not None:
+        info(label_shift_line(clf.label_shift_, list(clf.classes_)))
 
 
 def _warn_short_classes(labels: list[str], shots: int) -> None:
@@ -299,7 +323,7 @@ def _check_descriptions(
 
 def _load_pool(
     path: Path, split: str, ds: Any, text_field: str, image_field: str | None,
-    skip_bad_images: bool,
+    skip_bad_images: bool, option: str = "--unlabelled",
 ) -> list[Any]:
     """Unlabelled items, without the labelled training items themselves."""
     pool = load_data(
@@ -308,7 +332,7 @@ def _load_pool(
     )
     if pool.modality != ds.modality:
         raise UsageError(
-            f"--unlabelled {path} holds {pool.modality} but the training data is "
+            f"{option} {path} holds {pool.modality} but the training data is "
             f"{ds.modality}; pass matching data"
         )
     labelled = {str(x) for x in ds.items}
@@ -317,8 +341,9 @@ def _load_pool(
         from fewshot.errors import DataError
 
         raise DataError(
-            f"every item of --unlabelled {path} is also a training example, so there is "
-            "nothing to pseudo-label; pass other items (or train with --shots N, which "
+            f"every item of {option} {path} is also a training example, so there is "
+            f"nothing {'to pseudo-label' if option == '--unlabelled' else 'unlabelled to use'}; "
+            "pass other items (or train with --shots N, which "
             "leaves the rest of the split as the pool)"
         )
     return items

@@ -68,15 +68,15 @@ def em_class_prior(
     p = np.asarray(proba, dtype=np.float64)
     train = np.asarray(training_prior, dtype=np.float64)
     prior = train.copy()
-    it = 0
-    for it in range(1, max_iter + 1):
-        q = apply_class_prior(p, train, prior)
-        new = q.mean(axis=0)
+    iterations = 0
+    while iterations < max_iter:
+        iterations += 1
+        new = apply_class_prior(p, train, prior).mean(axis=0)
         done = float(np.abs(new - prior).max()) < tol
         prior = new
         if done:
             break
-    return prior, it
+    return prior, iterations
 
 
 def apply_class_prior(proba: Any, training_prior: Any, prior: Any) -> np.ndarray:
