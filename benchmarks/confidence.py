@@ -63,6 +63,14 @@ class Bench:
         idx = few_shot_indices(train.labels, shots, seed)
         return [train.items[i] for i in idx], [train.labels[i] for i in idx]
 
+    def pool(self, name: str, shots: int, seed: int) -> list[str]:
+        """The rest of the train split: unlabelled items for priors and self-training."""
+        from fewshot.data import few_shot_indices
+
+        train, _ = self.data(name)
+        chosen = set(few_shot_indices(train.labels, shots, seed))
+        return [train.items[i] for i in range(len(train)) if i not in chosen]
+
     def classifier(self, head: str = "logreg", **params: Any) -> Any:
         from fewshot import FewShotClassifier
 
@@ -139,6 +147,17 @@ def run_calibration(b: Bench) -> dict[str, Any]:
                         row["ece_isotonic"] = expected_calibration_error(p_iso, yt)
                         row["brier_isotonic"] = brier_score(p_iso, yt)
                         row["isotonic_used"] = iso.calibration_info_["method"]
+                    # Label-shift correction: the class mix of the rest of the train split
+                    # (never the test split), estimated by EM when the model can tell.
+                    clf.adapt_prior(b.pool(name, shots, seed))
+                    shifted = clf.predict_proba(test.items)
+                    row.update({
+                        "prior_used": clf.label_shift_["used"],
+                        "prior_sigma_min": clf.label_shift_["sigma_min"],
+                        "accuracy_prior": float((shifted.argmax(1) == yt).mean()),
+                        "ece_prior": expected_calibration_error(shifted, yt),
+                        "brier_prior": brier_score(shifted, yt),
+                    })
                     rows.append(row)
             print(f"calibration {name} {shots}-shot done", file=sys.stderr)
     lines = [
@@ -180,9 +199,29 @@ def run_calibration(b: Bench) -> dict[str, Any]:
             f"| {_mean_sd([r['brier_temperature'] for r in rs])} "
             f"| {_mean_sd([r['brier_isotonic'] for r in rs])} |"
         )
+    prior_lines = [
+        "| dataset | shots | head | prior used (seeds) | accuracy | accuracy + prior "
+        "| ECE temperature | ECE temperature + prior | Brier + prior |",
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for item in summary:
+        key = (item["dataset"], item["shots"], item["head"])
+        rs = [r for r in rows if (r["dataset"], r["shots"], r["head"]) == key]
+        item["ece_prior"] = _mean([r["ece_prior"] for r in rs])
+        item["accuracy_prior"] = _mean([r["accuracy_prior"] for r in rs])
+        prior_lines.append(
+            f"| {key[0]} | {key[1]} | {key[2]} | {sum(r['prior_used'] for r in rs)} of {len(rs)} "
+            f"| {_mean_sd([r['accuracy'] for r in rs])} "
+            f"| {_mean_sd([r['accuracy_prior'] for r in rs])} "
+            f"| {_mean_sd([r['ece_temperature'] for r in rs])} "
+            f"| {_mean_sd([r['ece_prior'] for r in rs])} "
+            f"| {_mean_sd([r['brier_prior'] for r in rs])} |"
+        )
     return {"rows": rows, "summary": summary,
             "markdown": "\n".join(lines) + "\n\nlogreg, 64 shots: temperature vs isotonic\n\n"
-            + "\n".join(iso_lines)}
+            + "\n".join(iso_lines)
+            + "\n\nclass prior from the rest of the train split (adapt_prior)\n\n"
+            + "\n".join(prior_lines)}
 
 
 # -- 2. review --------------------------------------------------------------------------------
@@ -363,9 +402,8 @@ def run_selftrain(b: Bench, shots: int = 8) -> dict[str, Any]:
         b.embed(train.items)  # the whole pool once, through the cache
         for seed in b.seeds:
             idx = few_shot_indices(train.labels, shots, seed)
-            chosen = set(idx)
             X, y = [train.items[i] for i in idx], [train.labels[i] for i in idx]
-            pool = [train.items[i] for i in range(len(train)) if i not in chosen]
+            pool = b.pool(name, shots, seed)
             base = b.classifier(calibration="temperature").fit(X, y)
             start = time.perf_counter()
             st = b.classifier(calibration="temperature").fit(X, y, unlabelled=pool)

@@ -315,7 +315,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             raise DataError(f"cannot fit the {head.name} head: {e}") from e
         self.classes_ = self.head_.classes_
         # The class mix the head learned: the training prior a label-shift correction moves from.
-        self.class_counts_ = np.asarray(
+        self.class_counts_: np.ndarray | None = np.asarray(
             [int(np.sum(y_all == c)) for c in self.classes_.tolist()], dtype=np.int64
         )
         self.calibrator_ = None
@@ -393,7 +393,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             raise DataError("no unlabelled items to estimate the class prior from; give some")
         proba = self.calibrate(self.head_.predict_proba(self.embed(items)))
         report = estimate_label_shift(
-            proba, self.calibrate(self.oof_proba_), self.oof_labels_, self._training_prior()
+            proba, self.calibrate(self.oof_proba_), self.oof_labels_, self._training_prior(),
+            vote_shares=self.head_.zero_probabilities,
         )
         self.label_shift_ = report.to_dict()
         self.class_prior_ = np.asarray(report.prior) if report.used else None
@@ -457,8 +458,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             manifest["self_training"] = self.self_training_
         if getattr(self, "distillation_", None):
             manifest["distillation"] = self.distillation_
-        if getattr(self, "class_counts_", None) is not None:
-            manifest["class_counts"] = [int(v) for v in self.class_counts_]
+        counts = getattr(self, "class_counts_", None)
+        if counts is not None:
+            manifest["class_counts"] = [int(v) for v in counts]
         if getattr(self, "label_shift_", None):
             manifest["label_shift"] = self.label_shift_
         body = None

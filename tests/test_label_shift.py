@@ -69,6 +69,9 @@ def test_estimate_uses_the_prior_only_when_confusions_can_show_it() -> None:
     sharp = estimate_label_shift(pool, _posterior(ox, balanced), oy, balanced)
     assert sharp.used and sharp.threshold == pytest.approx(1 / np.sqrt(np.bincount(oy).min()))
     assert sharp.sigma_min > sharp.threshold and sharp.prior[0] > 0.5
+    # kNN vote shares: the same estimate is reported, never used.
+    votes = estimate_label_shift(pool, _posterior(ox, balanced), oy, balanced, vote_shares=True)
+    assert not votes.used and "vote shares" in votes.reason and votes.prior == sharp.prior
     # A classifier whose held-out rows all look alike cannot tell a shift from confusion.
     flat = np.full((300, 3), 1 / 3) + np.random.default_rng(2).normal(0, 1e-3, (300, 3))
     blind = estimate_label_shift(pool, flat, oy, balanced)
@@ -132,6 +135,14 @@ def test_adapt_prior_that_is_not_used_leaves_probabilities_alone(
     assert calibrated.label_shift_ is not None and not calibrated.label_shift_["used"]
     assert calibrated.class_prior_ is None
     np.testing.assert_array_equal(calibrated.predict_proba(POSITIVE_POOL), before)
+
+
+def test_adapt_prior_is_not_used_with_a_knn_head(tiny_text_encoder) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, "knn", calibration="temperature", cache=False)
+    before = clf.fit(TEXTS, LABELS).predict_proba(POSITIVE_POOL)
+    report = clf.adapt_prior(POSITIVE_POOL).label_shift_
+    assert report is not None and not report["used"] and "vote shares" in report["reason"]
+    np.testing.assert_array_equal(clf.predict_proba(POSITIVE_POOL), before)
 
 
 def test_adapt_prior_errors(

@@ -21,6 +21,13 @@ used only when the smallest singular value of the out-of-fold confusion matrix
 (columns: true class; rows: mean calibrated probability) is larger than its own
 sampling noise, ``1 / sqrt(n)`` for ``n`` held-out rows of the smallest class.
 Otherwise the training prior stays and the report says why.
+
+Nor is it used for heads whose probabilities are vote shares (kNN): EM needs
+posteriors that vary smoothly with the input, and coarse shares that are moved
+by a smoothing term are not. Measured on trec at 64 shots (seeds 0-4, prior
+from the rest of the train split), EM moved the kNN head's accuracy from 0.577
+to 0.536 and its ECE from 0.077 to 0.100, while logistic regression went from
+0.762 to 0.779 and from 0.055 to 0.045.
 """
 
 from __future__ import annotations
@@ -105,14 +112,16 @@ def confusion_conditioning(oof_proba: Any, oof_labels: Any, n_classes: int) -> t
 
 
 def estimate_label_shift(
-    proba: Any, oof_proba: Any, oof_labels: Any, training_prior: Any
+    proba: Any, oof_proba: Any, oof_labels: Any, training_prior: Any, *,
+    vote_shares: bool = False,
 ) -> LabelShift:
     """Estimate the class prior of unlabelled items and decide whether to use it.
 
     ``proba`` are calibrated probabilities of the unlabelled items;
     ``oof_proba``/``oof_labels`` the calibrated out-of-fold probabilities of the
     labelled rows and their class indices; ``training_prior`` the class mix the
-    head was fitted on.
+    head was fitted on; ``vote_shares`` whether the head's probabilities are kNN
+    vote shares (then the estimate is reported but never used).
     """
     p = np.asarray(proba, dtype=np.float64)
     train = np.asarray(training_prior, dtype=np.float64)
@@ -127,8 +136,13 @@ def estimate_label_shift(
     prior, iterations = em_class_prior(p, train)
     sigma, n_min = confusion_conditioning(oof_proba, oof_labels, k)
     threshold = None if n_min == 0 else 1.0 / float(np.sqrt(n_min))
-    used = threshold is not None and sigma > threshold
-    if n_min == 0:
+    used = threshold is not None and sigma > threshold and not vote_shares
+    if vote_shares:
+        reason = (
+            "the head's probabilities are vote shares, too coarse for the estimate; use the "
+            "logreg or centroid head for a class prior"
+        )
+    elif n_min == 0:
         reason = "some class has no out-of-fold rows, so the classifier's confusions are unknown"
     elif used:
         reason = (
