@@ -215,3 +215,45 @@ def test_cli_train_prior_from_and_predict_adapt_prior(
     ok("train", sentiment_jsonl, "-o", tmp_path / "nocal", "--calibration", "none", *common)
     assert_error(invoke("predict", tmp_path / "nocal", pool, "-o", tmp_path / "q.jsonl",
                         "--adapt-prior", *common), 2, "--calibration temperature")
+
+
+# -- review under a class prior -----------------------------------------------------------------
+def test_weighted_precision_threshold_and_conformal_quantile_by_hand() -> None:
+    from fewshot.confidence.review import conformal_quantile, precision_threshold
+
+    conf = [0.9, 0.8, 0.7, 0.6]
+    correct = [True, False, True, True]
+    plain = precision_threshold(conf, correct, 0.75)
+    assert (plain.threshold, plain.precision, plain.coverage) == (0.6, 0.75, 1.0)
+    # The wrong row's class is three times as common where the model is used.
+    weighted = precision_threshold(conf, correct, 0.75, weight=[1, 3, 1, 1])
+    assert weighted.threshold == 0.9 and weighted.coverage == pytest.approx(1 / 6)
+    assert precision_threshold(conf, correct, 0.75, weight=[1, 1, 1, 1]) == plain
+    rng = np.random.default_rng(0)
+    proba = rng.dirichlet(np.ones(3), size=50)
+    y = rng.integers(0, 3, size=50)
+    q = conformal_quantile(proba, y, 0.8)
+    assert conformal_quantile(proba, y, 0.8, weight=np.full(50, 2.0)) == q
+    # Up-weighting the rows with the largest scores raises the quantile.
+    scores = 1 - proba[np.arange(50), y]
+    heavy = np.where(scores > np.median(scores), 3.0, 1.0)
+    assert conformal_quantile(proba, y, 0.8, weight=heavy) > q
+
+
+def test_review_weights_held_out_rows_by_the_prior(calibrated: FewShotClassifier) -> None:
+    from fewshot.confidence.review import conformal_quantile, precision_threshold, review
+
+    calibrated.adapt_prior(POSITIVE_POOL)
+    prior = calibrated.class_prior_
+    assert prior is not None
+    result = review(calibrated, calibrated.predict_proba(POSITIVE_POOL), target_precision=0.99,
+                    conformal=0.8)
+    # The held-out rows are moved to the prior and weighted by prior / training mix.
+    held = apply_class_prior(calibrated.calibrate(calibrated.oof_proba_), [0.5, 0.5], prior)
+    y = calibrated.oof_labels_
+    weight = (prior / 0.5)[y]
+    assert len(set(weight.tolist())) == 2
+    assert result.threshold == precision_threshold(held.max(1), held.argmax(1) == y, 0.99, weight)
+    assert result.conformal is not None
+    assert result.conformal.q == conformal_quantile(held, y, 0.8, weight)
+    assert result.conformal.q != conformal_quantile(held, y, 0.8)

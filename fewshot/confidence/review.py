@@ -7,6 +7,14 @@ is the threshold. Conformal prediction sets use the same held-out predictions
 as calibration scores (cross-conformal): the set of a new item holds every class
 whose calibrated probability is at least ``1 - q``, where ``q`` is the
 ``ceil((n + 1) * coverage) / n`` quantile of ``1 - p(true class)``.
+
+When the model uses a class prior (:meth:`FewShotClassifier.adapt_prior`), the
+held-out rows come from the labelled set's class mix, not the data's: their
+probabilities are moved to the prior as new predictions are, and each row is
+weighted by ``prior[y] / training_prior[y]``, so precision, coverage and the
+conformal quantile are estimated for the data's class mix (importance weighting
+under label shift; the conformal quantile counts the new item at the largest
+weight, which keeps it conservative).
 """
 
 from __future__ import annotations
@@ -45,11 +53,14 @@ class Threshold:
     n: int
 
 
-def precision_threshold(confidence: Any, correct: Any, target: float) -> Threshold:
+def precision_threshold(
+    confidence: Any, correct: Any, target: float, weight: Any = None
+) -> Threshold:
     """The lowest confidence cut whose accepted slice still has precision ``>= target``.
 
     Cuts fall between distinct confidences only, so ties are accepted or
-    rejected together, as they will be on new data.
+    rejected together, as they will be on new data. ``weight`` (one per row)
+    weights precision and coverage.
     """
     if not 0.0 < target <= 1.0:
         raise UsageError(f"target precision must be in (0, 1], got {target}")
@@ -59,28 +70,40 @@ def precision_threshold(confidence: Any, correct: Any, target: float) -> Thresho
     none = Threshold(math.inf, target, float("nan"), 0.0, n)
     if n == 0:
         return none
+    w = np.ones(n) if weight is None else np.asarray(weight, dtype=np.float64)
     order = np.argsort(-confidence, kind="stable")
-    conf, ok = confidence[order], correct[order]
-    precision = np.cumsum(ok) / np.arange(1, n + 1)
+    conf, ok, w = confidence[order], correct[order], w[order]
+    mass = np.cumsum(w)
+    precision = np.cumsum(w * ok) / np.where(mass > 0, mass, 1.0)
     cut_ok = np.append(conf[:-1] > conf[1:], True)  # may stop after position i
-    good = np.flatnonzero(cut_ok & (precision >= target - 1e-12))
+    good = np.flatnonzero(cut_ok & (mass > 0) & (precision >= target - 1e-12))
     if len(good) == 0:
         return none
     k = int(good[-1])
-    return Threshold(float(conf[k]), target, float(precision[k]), (k + 1) / n, n)
+    return Threshold(float(conf[k]), target, float(precision[k]), float(mass[k] / mass[-1]), n)
 
 
-def conformal_quantile(proba: Any, y_idx: Any, coverage: float) -> float:
+def conformal_quantile(
+    proba: Any, y_idx: Any, coverage: float, weight: Any = None
+) -> float:
     """``q`` such that sets ``{c : 1 - p_c <= q}`` hold the true class with ``coverage``.
 
     Split-conformal quantile of the scores ``1 - p(true class)`` on held-out rows;
     ``inf`` (every class in every set) when there are too few rows for ``coverage``.
+    With ``weight`` (one per row), the weighted quantile in which the new item
+    counts with the largest weight.
     """
     if not 0.0 < coverage < 1.0:
         raise UsageError(f"conformal coverage must be in (0, 1), got {coverage}")
     proba = np.asarray(proba, dtype=np.float64)
     scores = 1.0 - proba[np.arange(len(proba)), np.asarray(y_idx)]
     n = len(scores)
+    if weight is not None:
+        w = np.asarray(weight, dtype=np.float64)
+        order = np.argsort(scores, kind="stable")
+        share = np.cumsum(w[order]) / (w.sum() + (w.max() if n else 0.0))
+        reach = np.flatnonzero(share >= coverage - 1e-12)
+        return math.inf if len(reach) == 0 else float(scores[order][reach[0]])
     rank = math.ceil((n + 1) * coverage)  # the rank-th smallest score, counting from 1
     if rank > n:
         return math.inf
@@ -169,15 +192,23 @@ def review(
             "example each), so a threshold would speak for that class alone; train with "
             "at least two examples of two or more classes"
         )
+    weight = None
+    prior = getattr(clf, "class_prior_", None)
+    if prior is not None:
+        from fewshot.confidence.label_shift import apply_class_prior
+
+        train = clf._training_prior()
+        held = apply_class_prior(held, train, prior)
+        weight = (np.asarray(prior) / train)[y_held]
     threshold = precision_threshold(
-        held.max(axis=1), held.argmax(axis=1) == y_held, target_precision
+        held.max(axis=1), held.argmax(axis=1) == y_held, target_precision, weight
     )
     proba = np.asarray(proba, dtype=np.float64)
     predicted = proba.argmax(axis=1)
     confidence = proba[np.arange(len(proba)), predicted]
     sets = None
     if conformal is not None:
-        q = conformal_quantile(held, y_held, conformal)
+        q = conformal_quantile(held, y_held, conformal, weight)
         sets = ConformalSets(conformal, q, prediction_sets(proba, q))
     return ReviewResult(
         proba=proba, predicted=predicted, confidence=confidence,
