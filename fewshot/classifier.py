@@ -361,7 +361,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         proba = self.head_.predict_proba(self.embed(X))
         if not calibrated:
             return proba
-        proba = self.calibrate(proba)
+        return self.apply_prior(self.calibrate(proba))
+
+    def apply_prior(self, proba: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities moved to the class prior of :meth:`adapt_prior`.
+
+        Unchanged when no prior is in use (``class_prior_`` is None).
+        """
         prior = getattr(self, "class_prior_", None)
         if prior is None:
             return proba

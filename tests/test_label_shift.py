@@ -194,6 +194,17 @@ def test_cli_train_prior_from_and_predict_adapt_prior(
     assert "class prior: estimated from 6 unlabelled items and used (pos 0." in result.stderr
     manifest = json.loads((out / MANIFEST).read_text())
     assert manifest["label_shift"]["used"] and manifest["label_shift"]["n_items"] == 6
+    # evaluate scores the probabilities predict gives: calibrated, then moved to the prior.
+    report = json.loads(ok("evaluate", out, sentiment_jsonl, "--json", *common).stdout)
+    assert report["class_prior"] is True
+    from fewshot.confidence.calibration import brier_score
+
+    loaded = FewShotClassifier.load(out, encoder=str(common[1]), cache=False)
+    y_idx = [list(loaded.classes_).index(v) for v in LABELS]
+    assert report["brier"] == pytest.approx(brier_score(loaded.predict_proba(TEXTS), y_idx))
+    assert report["brier"] != pytest.approx(
+        brier_score(loaded.calibrate(loaded.predict_proba(TEXTS, calibrated=False)), y_idx))
+    assert "+ class prior" in ok("evaluate", out, sentiment_jsonl, *common).stdout
     plain = tmp_path / "plain"
     ok("train", sentiment_jsonl, "-o", plain, *common)
     preds = tmp_path / "p.jsonl"

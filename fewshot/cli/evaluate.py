@@ -80,7 +80,7 @@ def evaluate(
             f"{' ...' if len(unknown) > 5 else ''}; fix the labels or pass --allow-unknown-labels"
         )
     raw = clf.predict_proba(ds.items, calibrated=False)
-    proba = clf.calibrate(raw)
+    proba = clf.apply_prior(clf.calibrate(raw))
     pred = [str(p) for p in clf.classes_[proba.argmax(axis=1)]]
     labels = [str(c) for c in clf.classes_] + unknown
     report = classification_report(ds.labels, pred, labels=labels)
@@ -108,6 +108,7 @@ def _calibration_report(
     calibrated = clf.calibrator_ is not None
     out: dict[str, Any] = {
         "calibration": clf.calibration_info_.get("method") if calibrated else None,
+        "class_prior": getattr(clf, "class_prior_", None) is not None,
         "ece_bins": n_bins,
     }
     if not rows.any():  # every label unknown to the model: nothing to score
@@ -136,7 +137,8 @@ def _print_report(report: dict[str, Any]) -> None:
         line = f"ECE={report['ece']:.4f}  Brier={report['brier']:.4f}"
         if report.get("calibration"):
             line += (
-                f"  (calibration: {report['calibration']}; uncalibrated ECE="
+                f"  (calibration: {report['calibration']}"
+                f"{' + class prior' if report.get('class_prior') else ''}; uncalibrated ECE="
                 f"{report['ece_uncalibrated']:.4f}  Brier={report['brier_uncalibrated']:.4f})"
             )
         console.print(line)
