@@ -10,7 +10,9 @@ One module per idea:
   label is wrong, near-duplicates, outliers;
 - :mod:`~fewshot.confidence.selftrain`: class-balanced pseudo-labels from an
   unlabelled pool, in rounds;
-- :mod:`~fewshot.confidence.priors`: label descriptions as extra prototypes.
+- :mod:`~fewshot.confidence.priors`: label descriptions as extra prototypes;
+- :mod:`~fewshot.confidence.label_shift`: the class mix of unlabelled data (EM),
+  used when the model's out-of-fold confusions can identify it.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ __all__ = [
     "audit_labels",
     "brier_score",
     "conformal_quantile",
+    "estimate_label_shift",
     "expected_calibration_error",
     "precision_threshold",
     "prediction_sets",
@@ -40,6 +43,7 @@ _LOCATIONS = {
     "audit_labels": "audit",
     "self_train": "selftrain",
     "read_label_descriptions": "priors",
+    "estimate_label_shift": "label_shift",
 }
 
 
