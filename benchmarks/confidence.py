@@ -147,9 +147,10 @@ def run_calibration(b: Bench) -> dict[str, Any]:
                         row["ece_isotonic"] = expected_calibration_error(p_iso, yt)
                         row["brier_isotonic"] = brier_score(p_iso, yt)
                         row["isotonic_used"] = iso.calibration_info_["method"]
-                    # Label-shift correction: the class mix of the rest of the train split
-                    # (never the test split), estimated by EM when the model can tell.
-                    clf.adapt_prior(b.pool(name, shots, seed))
+                    # Label-shift correction: the class mix of the whole train split, unlabelled
+                    # (never the test split), estimated by EM when the model can tell. The
+                    # labelled rows stay in: without them the pool is short of N per class.
+                    clf.adapt_prior(b.data(name)[0].items)
                     shifted = clf.predict_proba(test.items)
                     row.update({
                         "prior_used": clf.label_shift_["used"],
@@ -220,7 +221,7 @@ def run_calibration(b: Bench) -> dict[str, Any]:
     return {"rows": rows, "summary": summary,
             "markdown": "\n".join(lines) + "\n\nlogreg, 64 shots: temperature vs isotonic\n\n"
             + "\n".join(iso_lines)
-            + "\n\nclass prior from the rest of the train split (adapt_prior)\n\n"
+            + "\n\nclass prior from the whole train split, unlabelled (adapt_prior)\n\n"
             + "\n".join(prior_lines)}
 
 

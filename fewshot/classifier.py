@@ -373,7 +373,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return proba
         from fewshot.confidence.label_shift import apply_class_prior
 
-        return apply_class_prior(proba, self._training_prior(), prior)
+        return apply_class_prior(proba, self._training_prior(), prior).astype(np.float32)
 
     def adapt_prior(self, X: Sequence[Any]) -> FewShotClassifier:
         """Estimate the class mix of unlabelled ``X`` and use it from now on.
@@ -389,18 +389,21 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "head_")
         from fewshot.confidence.label_shift import estimate_label_shift
 
-        if getattr(self, "calibrator_", None) is None or len(self.oof_labels_) == 0:
+        if getattr(self, "calibrator_", None) is None:
             raise UsageError(
                 "estimating the class prior needs calibrated probabilities and out-of-fold "
                 "predictions; fit with calibration='temperature' (--calibration temperature)"
             )
+        from fewshot.confidence.calibration import held_out_calibrated
+
         items = item_list(X, "adapt_prior()")
         if not items:
             raise DataError("no unlabelled items to estimate the class prior from; give some")
         proba = self.calibrate(self.head_.predict_proba(self.embed(items)))
+        oof = np.asarray(self.oof_proba_, dtype=np.float64).reshape(-1, len(self.classes_))
         report = estimate_label_shift(
-            proba, self.calibrate(self.oof_proba_), self.oof_labels_, self._training_prior(),
-            vote_shares=self.head_.zero_probabilities,
+            proba, held_out_calibrated(self, oof, self.oof_labels_), self.oof_labels_,
+            self._training_prior(), vote_shares=self.head_.zero_probabilities,
         )
         self.label_shift_ = report.to_dict()
         self.class_prior_ = np.asarray(report.prior) if report.used else None
@@ -610,8 +613,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         try:
             if counts is not None:
                 self.class_counts_ = np.asarray(counts, dtype=np.int64)
-                if self.class_counts_.shape != (n_classes,) or self.class_counts_.min() <= 0:
+                if self.class_counts_.shape != (n_classes,):
                     raise ValueError(f"{len(counts)} class counts for {n_classes} classes")
+                if self.class_counts_.min() <= 0:
+                    raise ValueError(f"class counts {counts} hold a count below 1")
+            if shift is not None and not isinstance(shift, dict):
+                raise ValueError(f"label_shift is a {type(shift).__name__}, not an object")
             if shift and shift.get("used"):
                 prior = np.asarray(shift["prior"], dtype=np.float64)
                 if prior.shape != (n_classes,) or not np.all(np.isfinite(prior)) or prior.min() < 0:

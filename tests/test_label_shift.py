@@ -22,9 +22,10 @@ from fewshot.errors import DataError, ModelError, UsageError
 
 TEXTS = [t for t, _ in SENTIMENT]
 LABELS = [y for _, y in SENTIMENT]
-#: Mostly positive reviews the tiny model has not seen, and one negative.
-POSITIVE_POOL = ["good good film", "great great movie", "nice happy story", "wonderful plot",
-                 "excellent film", "awful plot"]
+#: Twenty positive reviews the tiny model has not seen, and four negative ones.
+POSITIVE_POOL = [f"{a} {n}" for a in ("good", "great", "excellent", "wonderful", "nice")
+                 for n in ("movie", "film", "plot", "story")]
+POSITIVE_POOL += ["awful plot", "terrible film", "boring actor", "dull story"]
 
 
 def _posterior(x: np.ndarray, prior: np.ndarray, means=(-2.0, 0.0, 2.0)) -> np.ndarray:
@@ -106,13 +107,14 @@ def test_adapt_prior_moves_probabilities_and_survives_save_and_load(
     raw = calibrated.predict_proba(POSITIVE_POOL, calibrated=False)
     assert calibrated.adapt_prior(POSITIVE_POOL) is calibrated
     report = calibrated.label_shift_
-    assert report is not None and report["used"] and report["n_items"] == 6
+    assert report is not None and report["used"] and report["n_items"] == 24
     assert report["training_prior"] == [0.5, 0.5]
     pos = list(calibrated.classes_).index("pos")
-    assert report["prior"][pos] > 0.75  # five of the six are positive
+    assert 0.75 < report["prior"][pos] < 0.9  # twenty of the twenty-four are positive
     after = calibrated.predict_proba(POSITIVE_POOL)
-    np.testing.assert_allclose(after, apply_class_prior(before, [0.5, 0.5], report["prior"]))
-    assert (after[:5, pos] > before[:5, pos]).all()
+    np.testing.assert_allclose(after, apply_class_prior(before, [0.5, 0.5], report["prior"]),
+                               rtol=1e-6)
+    assert (after[:20, pos] > before[:20, pos]).all()
     np.testing.assert_array_equal(calibrated.predict_proba(POSITIVE_POOL, calibrated=False), raw)
     calibrated.save(tmp_path / "m")
     manifest = json.loads((tmp_path / "m" / MANIFEST).read_text())
@@ -143,6 +145,26 @@ def test_adapt_prior_is_not_used_with_a_knn_head(tiny_text_encoder) -> None:
     report = clf.adapt_prior(POSITIVE_POOL).label_shift_
     assert report is not None and not report["used"] and "vote shares" in report["reason"]
     np.testing.assert_array_equal(clf.predict_proba(POSITIVE_POOL), before)
+
+
+def test_a_few_items_never_drive_a_class_to_zero(calibrated: FewShotClassifier) -> None:
+    report = calibrated.adapt_prior(["great great film"]).label_shift_
+    assert report is not None and not report["used"] and "too few" in report["reason"]
+    assert min(report["prior"]) > 0.3  # one item against one pseudo-item per class
+    assert calibrated.class_prior_ is None
+
+
+def test_class_counts_follow_classes_with_int_labels_and_descriptions(
+    tiny_text_encoder,
+) -> None:
+    texts = TEXTS[:8] + TEXTS[8:12]  # 8 positive, 4 negative
+    labels = [1] * 8 + [0] * 4
+    clf = FewShotClassifier(tiny_text_encoder, calibration="temperature", cache=False,
+                            label_descriptions={1: "good great", 0: "bad awful"})
+    clf.fit(texts, labels)
+    assert clf.classes_.tolist() == [0, 1]
+    np.testing.assert_array_equal(clf.class_counts_, [5, 9])  # + one description each
+    np.testing.assert_allclose(clf._training_prior(), [5 / 14, 9 / 14])
 
 
 def test_adapt_prior_errors(
@@ -188,12 +210,13 @@ def test_cli_train_prior_from_and_predict_adapt_prior(
 ) -> None:
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "env-cache"))
     pool = tmp_path / "pool.txt"
-    pool.write_text("\n".join([*POSITIVE_POOL, "a good movie"]) + "\n")  # last: labelled
+    # The last is a labelled example: it stays in, it belongs to the population.
+    pool.write_text("\n".join([*POSITIVE_POOL, "a good movie"]) + "\n")
     out = tmp_path / "m"
     result = ok("train", sentiment_jsonl, "-o", out, "--prior-from", pool, *common)
-    assert "class prior: estimated from 6 unlabelled items and used (pos 0." in result.stderr
+    assert "class prior: estimated from 25 unlabelled items and used (pos 0." in result.stderr
     manifest = json.loads((out / MANIFEST).read_text())
-    assert manifest["label_shift"]["used"] and manifest["label_shift"]["n_items"] == 6
+    assert manifest["label_shift"]["used"] and manifest["label_shift"]["n_items"] == 25
     # evaluate scores the probabilities predict gives: calibrated, then moved to the prior.
     report = json.loads(ok("evaluate", out, sentiment_jsonl, "--json", *common).stdout)
     assert report["class_prior"] is True
@@ -209,7 +232,7 @@ def test_cli_train_prior_from_and_predict_adapt_prior(
     ok("train", sentiment_jsonl, "-o", plain, *common)
     preds = tmp_path / "p.jsonl"
     result = ok("predict", plain, pool, "-o", preds, "--adapt-prior", *common)
-    assert "class prior: estimated from 7 unlabelled items and used" in result.stderr
+    assert "class prior: estimated from 25 unlabelled items and used" in result.stderr
     rows = [json.loads(line) for line in preds.read_text().splitlines()]
     shifted = [r["probabilities"]["pos"] for r in rows]
     ok("predict", plain, pool, "-o", preds, "--force", *common)
@@ -218,9 +241,10 @@ def test_cli_train_prior_from_and_predict_adapt_prior(
     assert shifted != unshifted
     assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m2", "--prior-from", pool,
                         "--calibration", "none", *common), 2, "--prior-from")
-    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m3", "--prior-from",
-                        sentiment_jsonl, *common), 1,
-                 "every item of --prior-from", "nothing unlabelled to use")
+    result = ok("train", sentiment_jsonl, "-o", tmp_path / "m3", "--prior-from",
+                sentiment_jsonl, *common)
+    assert ("class prior: kept the training mix; 16 unlabelled items are too few to estimate "
+            "the mix of 2 classes; give at least 20") in result.stderr
     assert_error(invoke("predict", tmp_path / "nocal", pool, "-o", tmp_path / "q.jsonl",
                         "--adapt-prior", *common), 1)
     ok("train", sentiment_jsonl, "-o", tmp_path / "nocal", "--calibration", "none", *common)
@@ -251,20 +275,40 @@ def test_weighted_precision_threshold_and_conformal_quantile_by_hand() -> None:
     assert conformal_quantile(proba, y, 0.8, weight=heavy) > q
 
 
-def test_review_weights_held_out_rows_by_the_prior(calibrated: FewShotClassifier) -> None:
+def test_review_weights_held_out_rows_by_their_own_mix(tiny_text_encoder) -> None:
     from fewshot.confidence.review import conformal_quantile, precision_threshold, review
 
-    calibrated.adapt_prior(POSITIVE_POOL)
-    prior = calibrated.class_prior_
+    # Imbalanced, with descriptions (never held out): the held-out mix (4:8) is not
+    # the training mix (5:9), and the weights must correct the held-out mix.
+    clf = FewShotClassifier(tiny_text_encoder, calibration="temperature", cache=False,
+                            label_descriptions={"pos": "good great", "neg": "bad awful"})
+    clf.fit(TEXTS[:12], LABELS[:12]).adapt_prior(POSITIVE_POOL)
+    prior = clf.class_prior_
     assert prior is not None
-    result = review(calibrated, calibrated.predict_proba(POSITIVE_POOL), target_precision=0.99,
+    result = review(clf, clf.predict_proba(POSITIVE_POOL), target_precision=0.99,
                     conformal=0.8)
-    # The held-out rows are moved to the prior and weighted by prior / training mix.
-    held = apply_class_prior(calibrated.calibrate(calibrated.oof_proba_), [0.5, 0.5], prior)
-    y = calibrated.oof_labels_
-    weight = (prior / 0.5)[y]
-    assert len(set(weight.tolist())) == 2
+    y = clf.oof_labels_
+    mix = np.bincount(y, minlength=2) / len(y)
+    np.testing.assert_allclose(mix, [4 / 12, 8 / 12])  # classes_ = [neg, pos]
+    held = apply_class_prior(clf.calibrate(clf.oof_proba_), clf._training_prior(), prior)
+    weight = (prior / mix)[y]
+    wrong = (prior / clf._training_prior())[y]
+    assert not np.allclose(weight, wrong)
     assert result.threshold == precision_threshold(held.max(1), held.argmax(1) == y, 0.99, weight)
     assert result.conformal is not None
     assert result.conformal.q == conformal_quantile(held, y, 0.8, weight)
-    assert result.conformal.q != conformal_quantile(held, y, 0.8)
+
+
+def test_weighted_precision_estimates_precision_at_the_shifted_mix() -> None:
+    """Held-out rows drawn balanced, weighted to a 0.9/0.1 mix, estimate its precision."""
+    from fewshot.confidence.review import precision_threshold
+
+    balanced, target = np.full(3, 1 / 3), np.array([0.6, 0.3, 0.1])
+    x, y = _shifted_sample(balanced, 6000, seed=3)
+    held = apply_class_prior(_posterior(x, balanced), balanced, target)
+    t = precision_threshold(held.max(1), held.argmax(1) == y, 0.9, (target / balanced)[y])
+    xs, ys = _shifted_sample(target, 20000, seed=4)
+    shifted = _posterior(xs, target)
+    accepted = shifted.max(1) >= t.threshold
+    assert (shifted.argmax(1) == ys)[accepted].mean() == pytest.approx(t.precision, abs=0.01)
+    assert accepted.mean() == pytest.approx(t.coverage, abs=0.02)

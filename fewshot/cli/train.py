@@ -227,8 +227,11 @@ def train(
         pool = _load_pool(unlabelled, split, ds, text_field, image_field, skip_bad_images)
     shift_items = None
     if prior_from is not None:
+        # The labelled items stay in: they belong to the population whose mix is wanted,
+        # and dropping N of every class would skew the pool against small classes.
         shift_items = _load_pool(
-            prior_from, split, ds, text_field, image_field, skip_bad_images, "--prior-from"
+            prior_from, split, ds, text_field, image_field, skip_bad_images, "--prior-from",
+            drop_labelled=False,
         )
     from fewshot.classifier import FewShotClassifier
 
@@ -323,9 +326,9 @@ def _check_descriptions(
 
 def _load_pool(
     path: Path, split: str, ds: Any, text_field: str, image_field: str | None,
-    skip_bad_images: bool, option: str = "--unlabelled",
+    skip_bad_images: bool, option: str = "--unlabelled", *, drop_labelled: bool = True,
 ) -> list[Any]:
-    """Unlabelled items, without the labelled training items themselves."""
+    """Unlabelled items, without the labelled training items unless ``drop_labelled`` is off."""
     pool = load_data(
         path, split, text_field=text_field, label_field="label", image_field=image_field,
         require_labels=False, skip_bad_images=skip_bad_images,
@@ -335,6 +338,8 @@ def _load_pool(
             f"{option} {path} holds {pool.modality} but the training data is "
             f"{ds.modality}; pass matching data"
         )
+    if not drop_labelled:
+        return list(pool.items)
     labelled = {str(x) for x in ds.items}
     items = [x for x in pool.items if str(x) not in labelled]
     if not items:
@@ -342,8 +347,7 @@ def _load_pool(
 
         raise DataError(
             f"every item of {option} {path} is also a training example, so there is "
-            f"nothing {'to pseudo-label' if option == '--unlabelled' else 'unlabelled to use'}; "
-            "pass other items (or train with --shots N, which "
+            "nothing to pseudo-label; pass other items (or train with --shots N, which "
             "leaves the rest of the split as the pool)"
         )
     return items

@@ -31,6 +31,7 @@ __all__ = [
     "expected_calibration_error",
     "fit_calibrator",
     "fold_ids",
+    "held_out_calibrated",
     "out_of_fold_proba",
 ]
 
@@ -374,3 +375,22 @@ def fit_calibrator(
             "are left uncalibrated"
         )
     return ts, fallback
+
+
+def held_out_calibrated(clf: Any, oof: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarray:
+    """Calibrated held-out probabilities of ``clf``, for thresholds and confusions.
+
+    An isotonic map has about as many steps as rows, so applied to the rows it
+    was fitted on it is over-optimistic (its top block of correct rows becomes
+    exactly 1.0): it is cross-fitted here, each row calibrated by a map fitted on
+    the other folds. Temperature scaling (one or two parameters) is applied as is.
+    """
+    calibrator = getattr(clf, "calibrator_", None)
+    if calibrator is None or getattr(calibrator, "name", None) != "isotonic":
+        return np.asarray(clf.calibrate(oof), dtype=np.float64)
+    fold = fold_ids(y, folds)
+    out = np.asarray(calibrator.transform(oof), dtype=np.float64)  # rows never held out
+    for k in range(fold.max() + 1):
+        test = fold == k
+        out[test] = IsotonicCalibration().fit(oof[~test], y[~test]).transform(oof[test])
+    return out

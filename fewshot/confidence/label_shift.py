@@ -20,7 +20,10 @@ et al. 2018 bound the error by ``1 / sigma_min`` of that matrix). So the prior i
 used only when the smallest singular value of the out-of-fold confusion matrix
 (columns: true class; rows: mean calibrated probability) is larger than its own
 sampling noise, ``1 / sqrt(n)`` for ``n`` held-out rows of the smallest class.
-Otherwise the training prior stays and the report says why.
+Nor is it used from fewer than ``MIN_ITEMS_PER_CLASS`` unlabelled items per
+class, and the EM step adds one pseudo-item per class spread as the training mix
+(a Dirichlet prior), so a few items cannot drive a class to zero. Otherwise the
+training prior stays and the report says why.
 
 Nor is it used for heads whose probabilities are vote shares (kNN): EM needs
 posteriors that vary smoothly with the input, and coarse shares that are moved
@@ -39,7 +42,11 @@ import numpy as np
 
 from fewshot.errors import DataError
 
+#: Unlabelled items per class an estimate needs before it is used.
+MIN_ITEMS_PER_CLASS = 10
+
 __all__ = [
+    "MIN_ITEMS_PER_CLASS",
     "LabelShift",
     "apply_class_prior",
     "confusion_conditioning",
@@ -66,11 +73,14 @@ class LabelShift:
 
 
 def em_class_prior(
-    proba: Any, training_prior: Any, *, max_iter: int = 1000, tol: float = 1e-8
+    proba: Any, training_prior: Any, *, pseudo_counts: float = 0.0, max_iter: int = 1000,
+    tol: float = 1e-8,
 ) -> tuple[np.ndarray, int]:
     """Deployment class prior by EM over unlabelled ``proba`` (Saerens et al. 2002).
 
-    Returns the prior and the number of iterations run.
+    ``pseudo_counts`` items spread as the training prior are added to every
+    M-step (a Dirichlet prior: the MAP estimate), so no class is driven to
+    exactly zero by a few items. Returns the prior and the iterations run.
     """
     p = np.asarray(proba, dtype=np.float64)
     train = np.asarray(training_prior, dtype=np.float64)
@@ -78,7 +88,8 @@ def em_class_prior(
     iterations = 0
     while iterations < max_iter:
         iterations += 1
-        new = apply_class_prior(p, train, prior).mean(axis=0)
+        q = apply_class_prior(p, train, prior)
+        new = (q.sum(axis=0) + pseudo_counts * train) / (len(p) + pseudo_counts)
         done = float(np.abs(new - prior).max()) < tol
         prior = new
         if done:
@@ -133,17 +144,27 @@ def estimate_label_shift(
             f"training prior has shape {train.shape} for {k} classes (or a zero); "
             "refit the model"
         )
-    prior, iterations = em_class_prior(p, train)
+    # One pseudo-item per class: negligible with thousands of items, a floor with few.
+    prior, iterations = em_class_prior(p, train, pseudo_counts=float(k))
     sigma, n_min = confusion_conditioning(oof_proba, oof_labels, k)
     threshold = None if n_min == 0 else 1.0 / float(np.sqrt(n_min))
-    used = threshold is not None and sigma > threshold and not vote_shares
+    enough = len(p) >= MIN_ITEMS_PER_CLASS * k
+    used = threshold is not None and sigma > threshold and not vote_shares and enough
     if vote_shares:
         reason = (
             "the head's probabilities are vote shares, too coarse for the estimate; use the "
             "logreg or centroid head for a class prior"
         )
     elif n_min == 0:
-        reason = "some class has no out-of-fold rows, so the classifier's confusions are unknown"
+        reason = (
+            "some class has no out-of-fold rows, so the classifier's confusions are unknown; "
+            "give every class at least two labelled examples (and train with calibration)"
+        )
+    elif not enough:
+        reason = (
+            f"{len(p)} unlabelled items are too few to estimate the mix of {k} classes; give "
+            f"at least {MIN_ITEMS_PER_CLASS * k}"
+        )
     elif used:
         reason = (
             f"out-of-fold confusion matrix is well conditioned (smallest singular value "

@@ -184,7 +184,9 @@ def review(
             "with calibration (fewshot train --calibration temperature)"
         )
     y_held = np.asarray(clf.oof_labels_)
-    held = _held_out_calibrated(clf, np.asarray(oof, dtype=np.float64), y_held)
+    from fewshot.confidence.calibration import held_out_calibrated
+
+    held = held_out_calibrated(clf, np.asarray(oof, dtype=np.float64), y_held)
     if len(np.unique(y_held)) < 2:
         only = clf.classes_[int(y_held[0])]
         raise ModelError(
@@ -197,9 +199,12 @@ def review(
     if prior is not None:
         from fewshot.confidence.label_shift import apply_class_prior
 
-        train = clf._training_prior()
-        held = apply_class_prior(held, train, prior)
-        weight = (np.asarray(prior) / train)[y_held]
+        # The held-out rows get the final model's map, as new predictions do; their
+        # weights correct their own class mix (not the training mix, which also counts
+        # descriptions and pseudo-labels, never held out) to the prior.
+        held = apply_class_prior(held, clf._training_prior(), prior)
+        mix = np.bincount(y_held, minlength=held.shape[1]) / len(y_held)
+        weight = np.asarray(prior)[y_held] / mix[y_held]
     threshold = precision_threshold(
         held.max(axis=1), held.argmax(axis=1) == y_held, target_precision, weight
     )
@@ -214,24 +219,3 @@ def review(
         proba=proba, predicted=predicted, confidence=confidence,
         accepted=confidence >= threshold.threshold, threshold=threshold, conformal=sets,
     )
-
-
-def _held_out_calibrated(clf: Any, oof: np.ndarray, y: np.ndarray, folds: int = 5) -> np.ndarray:
-    """Calibrated held-out probabilities, to set thresholds from.
-
-    An isotonic map has about as many steps as rows, so applied to the rows it
-    was fitted on it is over-optimistic (its top block of correct rows becomes
-    exactly 1.0): it is cross-fitted here, each row calibrated by a map fitted on
-    the other folds. Temperature scaling (one or two parameters) is applied as is.
-    """
-    calibrator = getattr(clf, "calibrator_", None)
-    if calibrator is None or getattr(calibrator, "name", None) != "isotonic":
-        return np.asarray(clf.calibrate(oof), dtype=np.float64)
-    from fewshot.confidence.calibration import IsotonicCalibration, fold_ids
-
-    fold = fold_ids(y, folds)
-    out = np.asarray(calibrator.transform(oof), dtype=np.float64)  # rows never held out
-    for k in range(fold.max() + 1):
-        test = fold == k
-        out[test] = IsotonicCalibration().fit(oof[~test], y[~test]).transform(oof[test])
-    return out
