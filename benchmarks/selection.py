@@ -17,6 +17,10 @@ Five seeds per strategy. uncertain's first round is random (there is no model
 yet); hybrid's first round is diverse. Logistic regression uses balanced class
 weights, since the labels a strategy picks are rarely balanced.
 
+With --descriptions, diverse (and hybrid's first round) are guided by the label
+descriptions in benchmarks/label_descriptions (banking77's are its label names,
+"A banking customer query about card arrival.").
+
 Writes benchmarks/results/selection_{quality,active}.jsonl, prints markdown tables
 and saves docs/img/active_learning.png.
 """
@@ -99,12 +103,22 @@ def _fit_score(Xtr, ytr, Xte, yte) -> tuple[float, object]:
     return float(np.mean(head.predict(Xte) == np.asarray(yte))), head
 
 
-def active(seeds: list[int], multiples: list[int], datasets: list[str]) -> list[dict]:
+def _prototypes(enc, name: str) -> np.ndarray:
+    """The dataset's label descriptions (benchmarks/label_descriptions), embedded."""
+    from fewshot.cache import EmbeddingCache, embed
+
+    desc = json.loads((ROOT / "benchmarks" / "label_descriptions" / f"{name}.json").read_text())
+    return embed(enc, [desc[c] for c in sorted(desc)], EmbeddingCache())
+
+
+def active(seeds: list[int], multiples: list[int], datasets: list[str],
+           descriptions: bool = False) -> list[dict]:
     from fewshot.selection import suggest
 
     rows = []
     for name in datasets:
-        _, train, test, Xtr, Xte = _load(name)
+        enc, train, test, Xtr, Xte = _load(name)
+        protos = _prototypes(enc, name) if descriptions else None
         y = np.asarray(train.labels)
         n_classes = len(train.classes)
         budgets = [m * n_classes for m in multiples]
@@ -122,13 +136,15 @@ def active(seeds: list[int], multiples: list[int], datasets: list[str]) -> list[
                         s = "diverse"
                     else:
                         s = strategy
+                    guided = protos if s in ("diverse", "hybrid") else None
                     picks = suggest(Xtr, new, strategy=s, labelled=labelled, proba=proba,
-                                    seed=seed)
+                                    seed=seed, prototypes=guided)
                     labelled += [p.index for p in picks]
                     acc, head = _fit_score(Xtr[labelled], y[labelled].tolist(), Xte,
                                               test.labels)
                     rows.append({"bench": "active_learning", "dataset": name,
                                  "strategy": strategy, "seed": seed, "budget": b,
+                                 "descriptions": descriptions,
                                  "multiple": b // n_classes, "n_classes": n_classes,
                                  "labels_seen": int(len(set(y[labelled].tolist()))),
                                  "accuracy": acc,
@@ -204,10 +220,15 @@ def main() -> None:
     p.add_argument("--multiples", default="1,2,4,8")
     p.add_argument("--datasets", default=",".join(DATASETS),
                    help="comma-separated subset of " + ",".join(DATASETS))
+    p.add_argument("--descriptions", action="store_true",
+                   help="guide diverse and hybrid's first round by the label descriptions in "
+                   "benchmarks/label_descriptions (default suffix _descriptions)")
     p.add_argument("--suffix", default="",
                    help="written to selection_<what><suffix>.jsonl (and no plot) when set, "
                    "so a side run leaves the recorded results alone")
     a = p.parse_args()
+    if a.descriptions and not a.suffix:
+        a.suffix = "_descriptions"
     datasets = a.datasets.split(",")
     unknown = sorted(set(datasets) - set(DATASETS))
     if unknown:
@@ -221,7 +242,7 @@ def main() -> None:
             "".join(json.dumps(r) + "\n" for r in q_rows))
     if a.what in ("active", "all"):
         a_rows = active([int(s) for s in a.seeds.split(",")],
-                        [int(m) for m in a.multiples.split(",")], datasets)
+                        [int(m) for m in a.multiples.split(",")], datasets, a.descriptions)
         (RESULTS / f"selection_active{a.suffix}.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in a_rows))
         if not a.suffix:

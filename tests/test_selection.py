@@ -453,3 +453,82 @@ def test_cli_suggest_labelled_of_the_wrong_kind(
                                    str(tiny_text_model_dir), "--no-cache"])
     assert res.exit_code == 2
     assert f"{image_folder} holds image but the pool and model are text" in res.output
+
+
+# -- diverse guided by label descriptions ---------------------------------------------------------
+def _topics_and_sentiment() -> tuple[np.ndarray, np.ndarray]:
+    """Two topics far apart (axes 0, 1) with a weaker sentiment axis (2): 30 positive and
+    10 negative items per topic, so each topic's centre is positive."""
+    rng = np.random.default_rng(0)
+    rows, sentiment = [], []
+    for topic in (0, 1):
+        for sign, n in ((1.0, 30), (-1.0, 10)):
+            centre = np.zeros(8)
+            centre[topic], centre[2] = 3.0, sign
+            rows.append(centre + rng.normal(0, 0.1, (n, 8)))
+            sentiment += [sign] * n
+    return np.concatenate(rows).astype(np.float32), np.asarray(sentiment)
+
+
+def test_diverse_with_prototypes_spreads_picks_over_the_described_labels() -> None:
+    X, sentiment = _topics_and_sentiment()
+    protos = np.zeros((2, 8), dtype=np.float32)
+    protos[0, 2], protos[1, 2] = 1.0, -1.0  # "positive", "negative"
+    plain = suggest(X, 2, strategy="diverse")
+    assert sorted(sentiment[[p.index for p in plain]]) == [1.0, 1.0]  # one per topic centre
+    guided = suggest(X, 2, strategy="diverse", prototypes=protos)
+    assert sorted(sentiment[[p.index for p in guided]]) == [-1.0, 1.0]
+    assert {p.reason for p in guided} == {"diverse"}
+    # hybrid before a model exists is diverse, guided the same way.
+    assert suggest(X, 2, strategy="hybrid", prototypes=protos) == guided
+    # Labelled items count for their stratum: two negatives known, the next two are positive.
+    negatives = np.flatnonzero(sentiment < 0)[:2]
+    more = suggest(X, 2, strategy="diverse", prototypes=protos, labelled=negatives)
+    assert sorted(sentiment[[p.index for p in more]]) == [1.0, 1.0]
+    # Best first: the first pick of each stratum comes before any second pick.
+    four = suggest(X, 4, strategy="diverse", prototypes=protos)
+    assert sorted(sentiment[[p.index for p in four[:2]]]) == [-1.0, 1.0]
+    assert len({p.index for p in four}) == 4
+
+
+def test_prototype_errors() -> None:
+    X, _ = _topics_and_sentiment()
+    with pytest.raises(UsageError, match=r"pool's 8 dimensions, got shape \(2, 4\)"):
+        suggest(X, 2, prototypes=np.eye(2, 4))
+    with pytest.raises(UsageError, match=r"at least two label descriptions"):
+        suggest(X, 2, prototypes=np.eye(1, 8))
+    for strategy in ("random", "uncertain"):
+        with pytest.raises(UsageError, match=f"diverse' and 'hybrid' only, not '{strategy}'"):
+            suggest(X, 2, strategy=strategy, prototypes=np.eye(2, 8),
+                    proba=np.full((len(X), 2), 0.5))
+
+
+def test_cli_suggest_with_label_descriptions(
+    sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    desc = tmp_path / "desc.json"
+    desc.write_text(json.dumps({"pos": "good great", "neg": "bad awful"}))
+    labelled = tmp_path / "lab.jsonl"  # two negatives, one label: no model is fitted
+    labelled.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
+                                for t, y in SENTIMENT[8:10]))
+    common = ["--encoder", str(tiny_text_model_dir), "--no-cache", "--labelled", str(labelled),
+              "--budget", "2", "--strategy", "diverse"]
+    out = tmp_path / "s.jsonl"
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "-o", str(out),
+                              "--label-descriptions", str(desc), *common])
+    assert res.exit_code == 0, res.output
+    picked = [json.loads(line)["index"] for line in out.read_text().splitlines()]
+    assert [SENTIMENT[i][1] for i in picked] == ["pos", "pos"]
+    # The same picks as the Python API given the embedded descriptions as prototypes.
+    from fewshot.encoders import get_encoder
+
+    enc = get_encoder(str(tiny_text_model_dir), "text")
+    texts = [t for t, _ in SENTIMENT]
+    api = suggest(enc.encode(texts), 2, strategy="diverse", labelled=[8, 9],
+                  prototypes=enc.encode(["good great", "bad awful"]))
+    assert picked == [p.index for p in api]
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "-o", str(tmp_path / "r.jsonl"),
+                              "--label-descriptions", str(desc), "--budget", "2", "--strategy",
+                              "random", "--encoder", str(tiny_text_model_dir), "--no-cache"])
+    assert res.exit_code == 2 and "guides diverse and hybrid only" in res.output

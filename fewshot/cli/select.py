@@ -141,6 +141,15 @@ def suggest(
         Path | None, typer.Option("--model", help="Model folder whose uncertainty to use.")
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    label_descriptions: Annotated[
+        Path | None,
+        typer.Option(
+            "--label-descriptions",
+            help='JSON object {"label": "short description"} (text only): diverse, and '
+            "hybrid before a model exists, spread the picks over the labels the "
+            "descriptions point to.",
+        ),
+    ] = None,
     encoder: EncoderOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
@@ -181,6 +190,26 @@ def suggest(
     if enc.modality != pool_ds.modality:
         raise UsageError(f"the pool holds {pool_ds.modality} but the model is for "
                          f"{enc.modality}; pass matching data")
+    prototypes = None
+    if label_descriptions is not None:
+        from fewshot.confidence.priors import read_label_descriptions
+
+        if strategy in ("random", "uncertain"):
+            raise UsageError(
+                f"--label-descriptions guides diverse and hybrid only, not {strategy}; drop it "
+                "or choose --strategy diverse or hybrid"
+            )
+        if pool_ds.modality != "text":
+            raise UsageError(
+                "--label-descriptions are embedded as text, so they work with text pools only; "
+                "drop it for images"
+            )
+        descriptions = read_label_descriptions(label_descriptions)
+        if len(descriptions) < 2:
+            raise UsageError(
+                f"{label_descriptions} describes {len(descriptions)} label; give at least two"
+            )
+        prototypes = embed(enc, list(descriptions.values()), cache)
     X = embed(enc, pool_ds.items, cache)
     labelled_idx: list[int] = []
     if labelled is not None:
@@ -198,7 +227,7 @@ def suggest(
         raise UsageError("strategy 'uncertain' needs a model: pass --model MODEL_DIR or "
                          "--labelled FILE with at least two labels")
     picks = suggest_indices(X, budget, strategy=strategy, labelled=labelled_idx, proba=proba,
-                            seed=seed)
+                            seed=seed, prototypes=prototypes)
     if not picks:
         raise DataError("nothing to suggest; the pool has no unlabelled items left")
     key = "text" if pool_ds.modality == "text" else "path"
