@@ -481,6 +481,13 @@ def test_diverse_with_prototypes_spreads_picks_over_the_described_labels() -> No
     assert {p.reason for p in guided} == {"diverse"}
     # hybrid before a model exists is diverse, guided the same way.
     assert suggest(X, 2, strategy="hybrid", prototypes=protos) == guided
+    # hybrid with a model: inside the strata too, the most uncertain central item.
+    proba = np.column_stack([np.linspace(0.5, 1.0, len(X)), 1 - np.linspace(0.5, 1.0, len(X))])
+    plain_h = suggest(X, 2, strategy="hybrid", proba=proba)
+    assert sorted(sentiment[[p.index for p in plain_h]]) == [1.0, 1.0]
+    guided_h = suggest(X, 2, strategy="hybrid", proba=proba, prototypes=protos)
+    assert sorted(sentiment[[p.index for p in guided_h]]) == [-1.0, 1.0]
+    assert {p.reason for p in guided_h} == {"hybrid"}
     # Labelled items count for their stratum: two negatives known, the next two are positive.
     negatives = np.flatnonzero(sentiment < 0)[:2]
     more = suggest(X, 2, strategy="diverse", prototypes=protos, labelled=negatives)

@@ -145,9 +145,8 @@ def suggest(
         Path | None,
         typer.Option(
             "--label-descriptions",
-            help='JSON object {"label": "short description"} (text only): diverse, and '
-            "hybrid before a model exists, spread the picks over the labels the "
-            "descriptions point to.",
+            help='JSON object {"label": "short description"} (text only): diverse and '
+            "hybrid spread the picks over the labels the descriptions point to.",
         ),
     ] = None,
     encoder: EncoderOpt = None,

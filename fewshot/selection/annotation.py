@@ -22,10 +22,10 @@
 - ``random``: a seeded uniform draw, the baseline.
 
 With ``prototypes`` (the embedded label descriptions, one row per class),
-``diverse`` and ``hybrid``'s first round stratify by the class each item's nearest
-description names: the budget is dealt over those strata (the stratum with the
-fewest items picked or labelled so far first, larger strata first on ties) and
-``diverse`` runs inside each. A label-free choice sees only the embedding space,
+``diverse`` and ``hybrid`` stratify by the class each item's nearest description
+names: the budget is dealt over those strata (the stratum with the fewest items
+picked or labelled so far first, larger strata first on ties) and the strategy
+runs inside each. A label-free choice sees only the embedding space,
 whose large directions need not be the labels' (on sst5 they are about topic, not
 sentiment); the descriptions point the picks at every label. Measured in
 docs/benchmarks.md: above random at every budget on sst5, ag_news, trec and
@@ -144,9 +144,11 @@ def _per_region(
 
 
 def _strata(
-    x: np.ndarray, budget: int, labelled: np.ndarray, seed: int, prototypes: np.ndarray
+    x: np.ndarray, budget: int, labelled: np.ndarray, seed: int, prototypes: np.ndarray,
+    uncertainty: np.ndarray | None = None,
 ) -> list[Suggestion]:
-    """``diverse`` inside strata of the nearest prototype, the budget dealt over them."""
+    """``diverse`` (``hybrid`` with ``uncertainty``) inside strata of the nearest
+    prototype, the budget dealt over them."""
     k = len(prototypes)
     nearest = np.argmax(x @ prototypes.T, axis=1)
     sizes = np.bincount(nearest, minlength=k)
@@ -164,7 +166,8 @@ def _strata(
     for s in np.flatnonzero(share):
         members = np.flatnonzero(nearest == s)
         local = np.flatnonzero(~free[members])
-        picks = _per_region(x[members], int(share[s]), local, seed)
+        unc = None if uncertainty is None else uncertainty[members]
+        picks = _per_region(x[members], int(share[s]), local, seed, uncertainty=unc)
         per_stratum.append([p._replace(index=int(members[p.index])) for p in picks])
     # Best first: the first pick of every stratum, then the second ones, and so on.
     depth = max((len(p) for p in per_stratum), default=0)
@@ -224,8 +227,7 @@ def suggest(
     already known (never suggested again); ``proba`` are the current model's
     class probabilities for every pool item (needed by ``uncertain``);
     ``prototypes`` are label descriptions embedded by the same encoder, one row
-    per class, which ``diverse`` (and ``hybrid`` before a model exists) spreads
-    the picks over.
+    per class, which ``diverse`` and ``hybrid`` spread the picks over.
     """
     if strategy not in ANNOTATION_STRATEGIES:
         raise UsageError(
@@ -298,6 +300,8 @@ def suggest(
         return _uncertain(x, proba, budget, set(labelled_arr.tolist()), seed)
     if strategy == "hybrid" and proba is not None:
         unc = _margin_uncertainty(np.asarray(proba, dtype=np.float64))
+        if protos is not None:
+            return _strata(x, budget, labelled_arr, seed, protos, uncertainty=unc)
         return _per_region(x, budget, labelled_arr, seed, uncertainty=unc)
     if protos is not None:
         return _strata(x, budget, labelled_arr, seed, protos)
