@@ -227,6 +227,8 @@ def main() -> None:
                    help="written to selection_<what><suffix>.jsonl (and no plot) when set, "
                    "so a side run leaves the recorded results alone")
     a = p.parse_args()
+    if a.descriptions and a.what != "active":
+        p.error("--descriptions guides the active-learning run only; use it with 'active'")
     if a.descriptions and not a.suffix:
         a.suffix = "_descriptions"
     datasets = a.datasets.split(",")

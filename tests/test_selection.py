@@ -496,6 +496,13 @@ def test_diverse_with_prototypes_spreads_picks_over_the_described_labels() -> No
     four = suggest(X, 4, strategy="diverse", prototypes=protos)
     assert sorted(sentiment[[p.index for p in four[:2]]]) == [-1.0, 1.0]
     assert len({p.index for p in four}) == 4
+    # ... in the order the budget was dealt: with two positives labelled, a budget of 1
+    # is a negative, and so is the first of a budget of 3.
+    positives = np.flatnonzero(sentiment > 0)[:2]
+    one = suggest(X, 1, strategy="diverse", prototypes=protos, labelled=positives)
+    three = suggest(X, 3, strategy="diverse", prototypes=protos, labelled=positives)
+    assert sentiment[one[0].index] == -1.0 and sentiment[three[0].index] == -1.0
+    assert sorted(sentiment[[p.index for p in three]]) == [-1.0, -1.0, 1.0]
 
 
 def test_prototype_errors() -> None:
@@ -504,6 +511,13 @@ def test_prototype_errors() -> None:
         suggest(X, 2, prototypes=np.eye(2, 4))
     with pytest.raises(UsageError, match=r"at least two label descriptions"):
         suggest(X, 2, prototypes=np.eye(1, 8))
+    nan = np.eye(2, 8)
+    nan[1, 0] = np.nan
+    for broken in (nan, np.zeros((2, 8))):
+        with pytest.raises(UsageError, match="prototype row .* is not finite or is all zeros"):
+            suggest(X, 2, prototypes=broken)
+    with pytest.raises(UsageError, match="prototypes must be embedded vectors, not texts"):
+        suggest(X, 2, prototypes=["good", "bad"])
     for strategy in ("random", "uncertain"):
         with pytest.raises(UsageError, match=f"diverse' and 'hybrid' only, not '{strategy}'"):
             suggest(X, 2, strategy=strategy, prototypes=np.eye(2, 8),
@@ -539,3 +553,10 @@ def test_cli_suggest_with_label_descriptions(
                               "--label-descriptions", str(desc), "--budget", "2", "--strategy",
                               "random", "--encoder", str(tiny_text_model_dir), "--no-cache"])
     assert res.exit_code == 2 and "guides diverse and hybrid only" in res.output
+    same = tmp_path / "same.json"
+    same.write_text(json.dumps({"pos": "good", "neg": "good"}))
+    res = runner.invoke(app, ["suggest", str(tmp_path / "missing.jsonl"), "-o",
+                              str(tmp_path / "x.jsonl"), "--label-descriptions", str(same),
+                              "--budget", "2", "--strategy", "diverse"])
+    # Checked before the pool (which does not exist) is read.
+    assert res.exit_code == 2 and "have the same description" in res.output

@@ -171,6 +171,9 @@ def suggest(
         raise UsageError(
             f"unknown strategy '{strategy}'; choose one of {', '.join(ANNOTATION_STRATEGIES)}"
         )
+    descriptions = None
+    if label_descriptions is not None:
+        descriptions = _guiding_descriptions(label_descriptions, strategy)
     fields = DataFields(text_field=text_field, label_field=label_field,
                         image_field=image_field, skip_bad_images=skip_bad_images)
     pool_ds = load_data(pool, split, require_labels=False, **fields)
@@ -190,23 +193,11 @@ def suggest(
         raise UsageError(f"the pool holds {pool_ds.modality} but the model is for "
                          f"{enc.modality}; pass matching data")
     prototypes = None
-    if label_descriptions is not None:
-        from fewshot.confidence.priors import read_label_descriptions
-
-        if strategy in ("random", "uncertain"):
-            raise UsageError(
-                f"--label-descriptions guides diverse and hybrid only, not {strategy}; drop it "
-                "or choose --strategy diverse or hybrid"
-            )
+    if descriptions is not None:
         if pool_ds.modality != "text":
             raise UsageError(
                 "--label-descriptions are embedded as text, so they work with text pools only; "
                 "drop it for images"
-            )
-        descriptions = read_label_descriptions(label_descriptions)
-        if len(descriptions) < 2:
-            raise UsageError(
-                f"{label_descriptions} describes {len(descriptions)} label; give at least two"
             )
         prototypes = embed(enc, list(descriptions.values()), cache)
     X = embed(enc, pool_ds.items, cache)
@@ -247,3 +238,26 @@ def suggest(
     reasons = {r: sum(s.reason == r for s in picks) for r in {s.reason for s in picks}}
     info(f"wrote {len(picks)} suggestions to {output} "
          f"({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})")
+
+
+def _guiding_descriptions(path: Path, strategy: str) -> dict[str, str]:
+    """``--label-descriptions`` for suggest: checked before anything is loaded."""
+    from fewshot.confidence.priors import read_label_descriptions
+
+    if strategy in ("random", "uncertain"):
+        raise UsageError(
+            f"--label-descriptions guides diverse and hybrid only, not {strategy}; drop it "
+            "or choose --strategy diverse or hybrid"
+        )
+    descriptions = read_label_descriptions(path)
+    if len(descriptions) < 2:
+        raise UsageError(f"{path} describes {len(descriptions)} label; give at least two")
+    first: dict[str, str] = {}
+    for label, text in descriptions.items():
+        if text in first:
+            raise UsageError(
+                f"labels {first[text]!r} and {label!r} in {path} have the same description; "
+                "make them distinct"
+            )
+        first[text] = label
+    return descriptions

@@ -157,21 +157,24 @@ def _strata(
     free[labelled] = False
     available = np.bincount(nearest[free], minlength=k)
     share = np.zeros(k, dtype=np.int64)
+    dealt: list[int] = []  # the stratum of each pick, in the order the budget was dealt
     for _ in range(budget):
         open_ = np.flatnonzero(available > share)
         # Fewest picked or labelled first; the larger stratum on a tie.
-        s = open_[np.lexsort((-sizes[open_], (seen + share)[open_]))[0]]
+        s = int(open_[np.lexsort((-sizes[open_], (seen + share)[open_]))[0]])
         share[s] += 1
-    per_stratum: list[list[Suggestion]] = []
-    for s in np.flatnonzero(share):
+        dealt.append(s)
+    picks: dict[int, list[Suggestion]] = {}
+    for s in np.flatnonzero(share).tolist():
         members = np.flatnonzero(nearest == s)
         local = np.flatnonzero(~free[members])
         unc = None if uncertainty is None else uncertainty[members]
-        picks = _per_region(x[members], int(share[s]), local, seed, uncertainty=unc)
-        per_stratum.append([p._replace(index=int(members[p.index])) for p in picks])
-    # Best first: the first pick of every stratum, then the second ones, and so on.
-    depth = max((len(p) for p in per_stratum), default=0)
-    return [p[d] for d in range(depth) for p in per_stratum if d < len(p)]
+        found = _per_region(x[members], int(share[s]), local, seed, uncertainty=unc)
+        picks[s] = [p._replace(index=int(members[p.index])) for p in found]
+    # Best first: in the order the budget was dealt, so the first B of a larger budget
+    # are the budget-B answer.
+    queues = {s: iter(p) for s, p in picks.items()}
+    return [next(queues[s]) for s in dealt]
 
 
 def _margin_uncertainty(proba: np.ndarray) -> np.ndarray:
@@ -275,12 +278,24 @@ def suggest(
         raise DataError(f"got probabilities for {len(proba)} items but the pool has {n}")
     protos = None
     if prototypes is not None:
-        protos = np.asarray(prototypes, dtype=np.float32)
+        try:
+            protos = np.asarray(prototypes, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise UsageError(
+                "prototypes must be embedded vectors, not texts; pass "
+                "encoder.encode(descriptions)"
+            ) from None
         if protos.ndim != 2 or protos.shape[1] != x.shape[1] or len(protos) < 2:
             raise UsageError(
                 f"prototypes must be a 2-D array of at least two label descriptions with the "
                 f"pool's {x.shape[1]} dimensions, got shape {protos.shape}; embed the "
                 "descriptions with the pool's encoder"
+            )
+        broken = np.flatnonzero(~np.isfinite(protos).all(axis=1) | ~protos.any(axis=1))
+        if len(broken):
+            raise UsageError(
+                f"prototype row {int(broken[0])} is not finite or is all zeros; re-embed the "
+                "label descriptions with the pool's encoder"
             )
         if strategy in ("random", "uncertain"):
             raise UsageError(
