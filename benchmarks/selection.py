@@ -103,6 +103,18 @@ def _fit_score(Xtr, ytr, Xte, yte) -> tuple[float, object]:
     return float(np.mean(head.predict(Xte) == np.asarray(yte))), head
 
 
+def _informative(Z: np.ndarray, labels: np.ndarray) -> bool:
+    """fewshot suggest's test: is the labelled items' model better than a guess?"""
+    from fewshot.confidence.calibration import out_of_fold_proba
+    from fewshot.heads import LogisticRegressionHead
+    from fewshot.selection.annotation import informative_model
+
+    classes, y_idx = np.unique(labels, return_inverse=True)
+    head = LogisticRegressionHead(class_weight="balanced")
+    proba, held = out_of_fold_proba(head, Z, y_idx, len(classes))
+    return informative_model(proba[held], y_idx[held])[0]
+
+
 def _prototypes(enc, name: str) -> np.ndarray:
     """The dataset's label descriptions (benchmarks/label_descriptions), embedded."""
     from fewshot.cache import EmbeddingCache, embed
@@ -130,6 +142,9 @@ def active(seeds: list[int], multiples: list[int], datasets: list[str],
                 for b in budgets:
                     new = b - len(labelled)
                     proba = head.predict_proba(Xtr) if head is not None else None
+                    if strategy == "hybrid" and proba is not None and not _informative(
+                            Xtr[labelled], y[labelled]):
+                        proba = None  # margins of a model no better than a guess: diverse
                     if strategy == "random" or (strategy == "uncertain" and proba is None):
                         s = "random"
                     elif strategy == "hybrid" and proba is None:

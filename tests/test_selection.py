@@ -560,3 +560,46 @@ def test_cli_suggest_with_label_descriptions(
                               "--budget", "2", "--strategy", "diverse"])
     # Checked before the pool (which does not exist) is read.
     assert res.exit_code == 2 and "have the same description" in res.output
+
+
+# -- hybrid follows a model's margins only if the model beats a guess -----------------------------
+def test_informative_model_by_hand() -> None:
+    from fewshot.selection import informative_model
+
+    right = np.eye(2)[[0, 1] * 4]  # 8 of 8 right against a 0.5 base rate: p = 0.0039
+    ok, why = informative_model(right, [0, 1] * 4)
+    assert ok and "8 of 8 held-out labelled items right, against 0.50" in why
+    ok, why = informative_model(right[:4], [0, 1] * 2)  # 4 of 4: p = 0.0625
+    assert not ok and "not measurably better than a guess" in why and "p=0.062" in why
+    # Always the majority label (6 of 8): no better than the base rate.
+    ok, _ = informative_model(np.eye(2)[[0] * 8], [0] * 6 + [1] * 2)
+    assert not ok
+    # Rows never held out (NaN) are ignored; none at all: untested.
+    nan = np.full((2, 2), np.nan)
+    assert informative_model(np.vstack([right, nan]), [0, 1] * 5)[0]
+    ok, why = informative_model(nan, [0, 1])
+    assert not ok and "untested" in why
+
+
+def test_cli_hybrid_stays_diverse_while_the_model_is_a_guess(
+    sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    common = ["--encoder", str(tiny_text_model_dir), "--no-cache", "--budget", "2"]
+    few = tmp_path / "few.jsonl"  # 2 + 2 labelled: 4 of 4 right is p = 0.0625
+    few.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
+                           for t, y in SENTIMENT[:2] + SENTIMENT[8:10]))
+    out = tmp_path / "s.jsonl"
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--labelled", str(few),
+                              "-o", str(out), *common])
+    assert res.exit_code == 0, res.output
+    assert "hybrid: picks stay diverse; 4 of 4 held-out labelled items right" in res.stderr
+    assert {json.loads(line)["reason"] for line in out.read_text().splitlines()} == {"diverse"}
+    many = tmp_path / "many.jsonl"  # 4 + 4: 8 of 8 right is p = 0.0039
+    many.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
+                            for t, y in SENTIMENT[:4] + SENTIMENT[8:12]))
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--labelled", str(many),
+                              "-o", str(out), "--force", *common])
+    assert res.exit_code == 0, res.output
+    assert "hybrid: following the model's margins; 8 of 8" in res.stderr
+    assert {json.loads(line)["reason"] for line in out.read_text().splitlines()} == {"hybrid"}

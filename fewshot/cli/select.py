@@ -209,10 +209,14 @@ def suggest(
         # Every copy of a labelled item counts as labelled, duplicates in the pool too.
         labelled_idx = [i for i, x in enumerate(pool_ds.items) if enc.item_key(x) in known]
         if clf is None and len(set(lab.labels)) >= 2:
-            clf = FewShotClassifier(enc, "logreg", cache=cache).fit(lab.items, lab.labels)
+            # Calibrated, for the out-of-fold predictions hybrid tests the model on.
+            clf = FewShotClassifier(enc, "logreg", cache=cache, calibration="temperature")
+            clf.fit(lab.items, lab.labels)
     proba = None
     if clf is not None:
         proba = clf.head_.predict_proba(X)
+    if strategy == "hybrid" and clf is not None:
+        proba = _trusted_margins(clf, proba)
     if strategy == "uncertain" and proba is None:
         raise UsageError("strategy 'uncertain' needs a model: pass --model MODEL_DIR or "
                          "--labelled FILE with at least two labels")
@@ -261,3 +265,19 @@ def _guiding_descriptions(path: Path, strategy: str) -> dict[str, str]:
             )
         first[text] = label
     return descriptions
+
+
+def _trusted_margins(clf: Any, proba: Any) -> Any:
+    """``proba`` if the model beats a guess on its held-out rows, else None (diverse)."""
+    from fewshot.selection.annotation import informative_model
+
+    if getattr(clf, "calibrator_", None) is None:
+        info("hybrid: the model keeps no out-of-fold predictions to test it on (trained with "
+             "--calibration none), so its margins are followed untested")
+        return proba
+    trusted, why = informative_model(clf.oof_proba_, clf.oof_labels_)
+    if trusted:
+        info(f"hybrid: following the model's margins; {why}")
+        return proba
+    info(f"hybrid: picks stay diverse; {why}")
+    return None

@@ -1,6 +1,11 @@
 """Selection: which labelled examples to show an LLM, and which items to label next."""
 
-from fewshot.selection.annotation import ANNOTATION_STRATEGIES, Suggestion, suggest
+from fewshot.selection.annotation import (
+    ANNOTATION_STRATEGIES,
+    Suggestion,
+    informative_model,
+    suggest,
+)
 from fewshot.selection.demonstrations import STRATEGIES, Demonstration, ExampleSelector
 from fewshot.selection.prompts import PromptTemplate
 
@@ -11,5 +16,6 @@ __all__ = [
     "ExampleSelector",
     "PromptTemplate",
     "Suggestion",
+    "informative_model",
     "suggest",
 ]

@@ -19,6 +19,11 @@
   not yet labelled *and* informative to the current model (density-weighted
   uncertainty, Settles & Craven 2008). A fraction rather than a fixed count keeps
   the candidates central when the groups are small (many classes, large budgets).
+  Margins are only worth following from a model that beats a guess:
+  :func:`informative_model` tests that on its out-of-fold predictions, and
+  ``fewshot suggest`` (and the benchmark) pass no ``proba`` to ``hybrid`` until
+  it does, so ``hybrid`` stays ``diverse`` while the model is no better than
+  naming the most common label.
 - ``random``: a seeded uniform draw, the baseline.
 
 With ``prototypes`` (the embedded label descriptions, one row per class),
@@ -42,7 +47,7 @@ import numpy as np
 from fewshot.errors import DataError, UsageError
 from fewshot.heads.base import l2n
 
-__all__ = ["ANNOTATION_STRATEGIES", "Suggestion", "suggest"]
+__all__ = ["ANNOTATION_STRATEGIES", "Suggestion", "informative_model", "suggest"]
 
 ANNOTATION_STRATEGIES = ("diverse", "uncertain", "hybrid", "random")
 
@@ -175,6 +180,37 @@ def _strata(
     # are the budget-B answer.
     queues = {s: iter(p) for s, p in picks.items()}
     return [next(queues[s]) for s in dealt]
+
+
+def informative_model(
+    oof_proba: np.ndarray, oof_labels: np.ndarray, alpha: float = 0.05
+) -> tuple[bool, str]:
+    """Whether a model's margins are worth following: is it better than a guess?
+
+    ``hybrid`` trades a region's most central item for its most uncertain one,
+    which only helps if the model's uncertainty means something. A model that is
+    no better than always naming the most common class on its own held-out rows
+    (out-of-fold predictions over the labelled items; one-sided binomial test at
+    ``alpha``) has margins that are noise, and ``hybrid`` should stay ``diverse``.
+    Returns the verdict and a one-line reason.
+    """
+    from scipy.stats import binomtest
+
+    proba = np.asarray(oof_proba, dtype=np.float64)
+    labels = np.asarray(oof_labels, dtype=np.int64)
+    held = ~np.isnan(proba).any(axis=1) if len(proba) else np.zeros(0, dtype=bool)
+    proba, labels = proba[held], labels[held]
+    n = len(labels)
+    if n == 0:
+        return False, "no labelled class has two items to hold out, so the model is untested"
+    right = int((proba.argmax(axis=1) == labels).sum())
+    base = float(np.bincount(labels).max() / n)
+    p = float(binomtest(right, n, base, alternative="greater").pvalue) if base < 1 else 1.0
+    verdict = p < alpha
+    return verdict, (
+        f"{right} of {n} held-out labelled items right, against {base:.2f} for the most common "
+        f"label (p={p:.3f}); {'better' if verdict else 'not measurably better'} than a guess"
+    )
 
 
 def _margin_uncertainty(proba: np.ndarray) -> np.ndarray:
