@@ -264,6 +264,8 @@ def main() -> None:
             "".join(json.dumps(r) + "\n" for r in a_rows))
         if not a.suffix:
             _plot(a_rows, ROOT / "docs" / "img" / "active_learning.png")
+        elif a.descriptions and a.suffix == "_descriptions":
+            _plot(a_rows, ROOT / "docs" / "img" / "active_learning_descriptions.png")
     print(_tables(q_rows, a_rows))
 
 
