@@ -492,6 +492,16 @@ def test_diverse_with_prototypes_spreads_picks_over_the_described_labels() -> No
     negatives = np.flatnonzero(sentiment < 0)[:2]
     more = suggest(X, 2, strategy="diverse", prototypes=protos, labelled=negatives)
     assert sorted(sentiment[[p.index for p in more]]) == [1.0, 1.0]
+    # Copies of one labelled negative count once: 1 negative and 1 positive known, so two
+    # picks are one of each (counted four times, the negative would get neither).
+    dup = np.concatenate([X, np.repeat(X[negatives[:1]], 3, axis=0)])
+    dup_sent = np.concatenate([sentiment, [-1.0] * 3])
+    known = np.concatenate([negatives[:1], np.arange(len(X), len(X) + 3),
+                            np.flatnonzero(sentiment > 0)[:1]])
+    tie = suggest(dup, 1, strategy="diverse", prototypes=protos, labelled=known)
+    assert dup_sent[tie[0].index] == 1.0
+    two = suggest(dup, 2, strategy="diverse", prototypes=protos, labelled=known)
+    assert sorted(dup_sent[[p.index for p in two]]) == [-1.0, 1.0]
     # Best first: the first pick of each stratum comes before any second pick.
     four = suggest(X, 4, strategy="diverse", prototypes=protos)
     assert sorted(sentiment[[p.index for p in four[:2]]]) == [-1.0, 1.0]

@@ -157,7 +157,10 @@ def _strata(
     k = len(prototypes)
     nearest = np.argmax(x @ prototypes.T, axis=1)
     sizes = np.bincount(nearest, minlength=k)
-    seen = np.bincount(nearest[labelled], minlength=k) if len(labelled) else np.zeros(k, int)
+    # Copies of one labelled item (a pool with duplicates) count once for their stratum.
+    distinct = labelled[np.unique(x[labelled], axis=0, return_index=True)[1]] if len(
+        labelled) else labelled
+    seen = np.bincount(nearest[distinct], minlength=k)
     free = np.ones(len(x), dtype=bool)
     free[labelled] = False
     available = np.bincount(nearest[free], minlength=k)
