@@ -578,12 +578,18 @@ def test_informative_model_by_hand() -> None:
 
     right = np.eye(2)[[0, 1] * 4]  # 8 of 8 right against a 0.5 base rate: p = 0.0039
     ok, why = informative_model(right, [0, 1] * 4)
-    assert ok and "8 of 8 held-out labelled items right, against 0.50" in why
+    assert ok and "8 of 8 (1.00) held-out labelled items right, against 0.50" in why
     ok, why = informative_model(right[:4], [0, 1] * 2)  # 4 of 4: p = 0.0625
     assert not ok and "not measurably better than a guess" in why and "p=0.062" in why
     # Always the majority label (6 of 8): no better than the base rate.
-    ok, _ = informative_model(np.eye(2)[[0] * 8], [0] * 6 + [1] * 2)
-    assert not ok
+    ok, why = informative_model(np.eye(2)[[0] * 8], [0] * 6 + [1] * 2)
+    assert not ok and "label more items and hybrid will follow its margins" in why
+    ok, why = informative_model(np.eye(2)[[0] * 3], [0] * 3)
+    assert not ok and "only one label could be held out" in why
+    with pytest.raises(UsageError, match="oof_labels must be class indices"):
+        informative_model(right, ["pos", "neg"] * 4)
+    with pytest.raises(UsageError, match="oof_labels must be class indices"):
+        informative_model(right, [0, 2] * 4)
     # Rows never held out (NaN) are ignored; none at all: untested.
     nan = np.full((2, 2), np.nan)
     assert informative_model(np.vstack([right, nan]), [0, 1] * 5)[0]
@@ -603,7 +609,7 @@ def test_cli_hybrid_stays_diverse_while_the_model_is_a_guess(
     res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--labelled", str(few),
                               "-o", str(out), *common])
     assert res.exit_code == 0, res.output
-    assert "hybrid: picks stay diverse; 4 of 4 held-out labelled items right" in res.stderr
+    assert "hybrid: picks stay diverse; 4 of 4 (1.00) held-out labelled items right" in res.stderr
     assert {json.loads(line)["reason"] for line in out.read_text().splitlines()} == {"diverse"}
     many = tmp_path / "many.jsonl"  # 4 + 4: 8 of 8 right is p = 0.0039
     many.write_text("".join(json.dumps({"text": t, "label": y}) + "\n"
@@ -612,4 +618,21 @@ def test_cli_hybrid_stays_diverse_while_the_model_is_a_guess(
                               "-o", str(out), "--force", *common])
     assert res.exit_code == 0, res.output
     assert "hybrid: following the model's margins; 8 of 8" in res.stderr
+    assert {json.loads(line)["reason"] for line in out.read_text().splitlines()} == {"hybrid"}
+
+
+def test_cli_hybrid_with_an_uncalibrated_model_says_its_margins_are_untested(
+    sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    enc = ["--encoder", str(tiny_text_model_dir), "--no-cache"]
+    model = tmp_path / "m"
+    res = runner.invoke(app, ["train", str(sentiment_jsonl), "-o", str(model), "--calibration",
+                              "none", *enc])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "s.jsonl"
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "--model", str(model),
+                              "--budget", "2", "-o", str(out), *enc])
+    assert res.exit_code == 0, res.output
+    assert "fitted without calibration" in res.stderr and "followed untested" in res.stderr
     assert {json.loads(line)["reason"] for line in out.read_text().splitlines()} == {"hybrid"}

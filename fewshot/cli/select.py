@@ -208,9 +208,13 @@ def suggest(
         known = set(map(enc.item_key, lab.items))
         # Every copy of a labelled item counts as labelled, duplicates in the pool too.
         labelled_idx = [i for i, x in enumerate(pool_ds.items) if enc.item_key(x) in known]
-        if clf is None and len(set(lab.labels)) >= 2:
-            # Calibrated, for the out-of-fold predictions hybrid tests the model on.
-            clf = FewShotClassifier(enc, "logreg", cache=cache, calibration="temperature")
+        if clf is None and len(set(lab.labels)) >= 2 and strategy in ("hybrid", "uncertain"):
+            from fewshot.heads import make_head
+
+            # Class-weighted: the labels picked so far are rarely balanced. Calibrated, for
+            # the out-of-fold predictions hybrid tests the model on.
+            clf = FewShotClassifier(enc, make_head("logreg", class_weight="balanced"),
+                                    cache=cache, calibration="temperature")
             clf.fit(lab.items, lab.labels)
     proba = None
     if clf is not None:
@@ -272,8 +276,9 @@ def _trusted_margins(clf: Any, proba: Any) -> Any:
     from fewshot.selection.annotation import informative_model
 
     if getattr(clf, "calibrator_", None) is None:
-        info("hybrid: the model keeps no out-of-fold predictions to test it on (trained with "
-             "--calibration none), so its margins are followed untested")
+        info("hybrid: the model was fitted without calibration, so it keeps no out-of-fold "
+             "predictions to test it on; its margins are followed untested (retrain it with "
+             "fewshot train --calibration temperature to have them tested)")
         return proba
     trusted, why = informative_model(clf.oof_proba_, clf.oof_labels_)
     if trusted:

@@ -23,7 +23,9 @@
   :func:`informative_model` tests that on its out-of-fold predictions, and
   ``fewshot suggest`` (and the benchmark) pass no ``proba`` to ``hybrid`` until
   it does, so ``hybrid`` stays ``diverse`` while the model is no better than
-  naming the most common label.
+  naming the most common label. (A ``--model`` fitted without calibration keeps
+  no out-of-fold predictions; its margins are followed untested, and the CLI
+  says so.)
 - ``random``: a seeded uniform draw, the baseline.
 
 With ``prototypes`` (the embedded label descriptions, one row per class),
@@ -195,24 +197,40 @@ def informative_model(
     no better than always naming the most common class on its own held-out rows
     (out-of-fold predictions over the labelled items; one-sided binomial test at
     ``alpha``) has margins that are noise, and ``hybrid`` should stay ``diverse``.
-    Returns the verdict and a one-line reason.
+    ``oof_labels`` are class indices (columns of ``oof_proba``), as in
+    ``FewShotClassifier.oof_labels_``. Returns the verdict and a one-line reason.
     """
     from scipy.stats import binomtest
 
     proba = np.asarray(oof_proba, dtype=np.float64)
-    labels = np.asarray(oof_labels, dtype=np.int64)
+    raw = np.asarray(oof_labels)
+    if raw.size and (raw.dtype.kind not in "iu" or raw.min() < 0
+                     or (proba.ndim == 2 and raw.max() >= proba.shape[1])):
+        raise UsageError(
+            "oof_labels must be class indices (columns of oof_proba), like "
+            "FewShotClassifier.oof_labels_; map the labels to their column numbers"
+        )
+    labels = raw.astype(np.int64)
     held = ~np.isnan(proba).any(axis=1) if len(proba) else np.zeros(0, dtype=bool)
     proba, labels = proba[held], labels[held]
     n = len(labels)
+    more = "label at least two items of two or more classes"
     if n == 0:
-        return False, "no labelled class has two items to hold out, so the model is untested"
+        return False, (
+            f"no labelled class has two items to hold out, so the model is untested; {more}"
+        )
+    if len(np.unique(labels)) < 2:
+        return False, f"only one label could be held out, so the model is untested; {more}"
     right = int((proba.argmax(axis=1) == labels).sum())
     base = float(np.bincount(labels).max() / n)
-    p = float(binomtest(right, n, base, alternative="greater").pvalue) if base < 1 else 1.0
+    p = float(binomtest(right, n, base, alternative="greater").pvalue)
     verdict = p < alpha
     return verdict, (
-        f"{right} of {n} held-out labelled items right, against {base:.2f} for the most common "
-        f"label (p={p:.3f}); {'better' if verdict else 'not measurably better'} than a guess"
+        f"{right} of {n} ({right / n:.2f}) held-out labelled items right, against {base:.2f} "
+        f"for the most common label (p={p:.3f}); "
+        + ("better than a guess" if verdict else
+           "not measurably better than a guess: label more items and hybrid will follow its "
+           "margins once it is")
     )
 
 
