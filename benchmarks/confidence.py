@@ -8,6 +8,7 @@ embedding cache (``$FEWSHOT_CACHE``), so repeated runs only fit heads.
     python benchmarks/confidence.py all            # everything (a few minutes, warm cache)
     python benchmarks/confidence.py calibration    # ECE / Brier before and after, every head
     python benchmarks/confidence.py review         # precision at a 0.90 target, conformal sets
+    python benchmarks/confidence.py review_prior   # the same with a class prior (label shift)
     python benchmarks/confidence.py audit          # flipped labels found in the audit's top 10%
     python benchmarks/confidence.py priors         # label descriptions at 0, 1, 2, 8 shots
     python benchmarks/confidence.py selftrain      # 8 shots + the rest of train as unlabelled pool
@@ -443,6 +444,47 @@ def run_selftrain(b: Bench, shots: int = 8) -> dict[str, Any]:
             "markdown": "\n".join(lines)}
 
 
+def run_review_prior(b: Bench, shots: int = 64, target: float = 0.9) -> dict[str, Any]:
+    """Review at a 0.90 target with and without a class prior from the train split."""
+    from fewshot.confidence.review import review
+
+    rows = []
+    for name in ("ag_news", "trec"):
+        train, test = b.data(name)
+        yt = np.asarray(test.labels)
+        for seed in b.seeds:
+            X, y = b.split(name, shots, seed)
+            clf = b.classifier("logreg", calibration="temperature").fit(X, y)
+            for prior in (False, True):
+                if prior:
+                    clf.adapt_prior(train.items)
+                r = review(clf, clf.predict_proba(test.items), target_precision=target)
+                acc = r.accepted
+                rows.append({
+                    "dataset": name, "seed": seed, "prior": prior,
+                    "prior_used": bool(prior and clf.class_prior_ is not None),
+                    "estimated_precision": r.threshold.precision,
+                    "precision": float((clf.classes_[r.predicted[acc]] == yt[acc]).mean()),
+                    "expected_coverage": r.threshold.coverage, "coverage": float(acc.mean()),
+                })
+        print(f"review_prior {name} done", file=sys.stderr)
+    lines = [
+        "| dataset | class prior | precision (lowest seed) | coverage | expected coverage |",
+        "| --- | --- | ---: | ---: | ---: |",
+    ]
+    for name in ("ag_news", "trec"):
+        for prior in (False, True):
+            rs = [r for r in rows if r["dataset"] == name and r["prior"] == prior]
+            lines.append(
+                f"| {name} | {'from the train split' if prior else 'none'} "
+                f"| {_mean_sd([r['precision'] for r in rs])} "
+                f"({min(r['precision'] for r in rs):.3f}) "
+                f"| {_mean_sd([r['coverage'] for r in rs])} "
+                f"| {_mean_sd([r['expected_coverage'] for r in rs])} |"
+            )
+    return {"rows": rows, "markdown": "\n".join(lines)}
+
+
 def _finite(value: Any) -> Any:
     """NaN and infinity as null, so the file is strict JSON."""
     if isinstance(value, float):
@@ -457,6 +499,7 @@ def _finite(value: Any) -> Any:
 PARTS = {
     "calibration": run_calibration,
     "review": run_review,
+    "review_prior": run_review_prior,
     "audit": run_audit,
     "priors": run_priors,
     "selftrain": run_selftrain,
