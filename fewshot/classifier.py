@@ -387,19 +387,26 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         it was not used). Needs ``calibration``. Returns ``self``.
         """
         check_is_fitted(self, "head_")
-        from fewshot.confidence.label_shift import estimate_label_shift
+        self._check_adaptable()
+        items = item_list(X, "adapt_prior()")
+        if not items:
+            raise DataError("no unlabelled items to estimate the class prior from; give some")
+        return self._adapt_to(self.head_.predict_proba(self.embed(items)))
 
+    def _check_adaptable(self) -> None:
         if getattr(self, "calibrator_", None) is None:
             raise UsageError(
                 "estimating the class prior needs calibrated probabilities and out-of-fold "
                 "predictions; fit with calibration='temperature' (--calibration temperature)"
             )
-        from fewshot.confidence.calibration import held_out_calibrated
 
-        items = item_list(X, "adapt_prior()")
-        if not items:
-            raise DataError("no unlabelled items to estimate the class prior from; give some")
-        proba = self.calibrate(self.head_.predict_proba(self.embed(items)))
+    def _adapt_to(self, raw: np.ndarray) -> FewShotClassifier:
+        """:meth:`adapt_prior` from the head's own probabilities of the unlabelled items."""
+        from fewshot.confidence.calibration import held_out_calibrated
+        from fewshot.confidence.label_shift import estimate_label_shift
+
+        self._check_adaptable()
+        proba = self.calibrate(raw)
         oof = np.asarray(self.oof_proba_, dtype=np.float64).reshape(-1, len(self.classes_))
         report = estimate_label_shift(
             proba, held_out_calibrated(self, oof, self.oof_labels_), self.oof_labels_,

@@ -76,10 +76,14 @@ def predict(
     )
     check_modality(ds, clf.encoder_.modality, data)
     if adapt_prior:
-        report = clf.adapt_prior(ds.items).label_shift_
+        # One pass of the encoder: the head's probabilities serve the estimate and the output.
+        raw = clf.predict_proba(ds.items, calibrated=False)
+        report = clf._adapt_to(raw).label_shift_
         assert report is not None  # adapt_prior always reports
         info(label_shift_line(report, list(clf.classes_)))
-    proba = clf.predict_proba(ds.items)
+        proba = clf.apply_prior(clf.calibrate(raw))
+    else:
+        proba = clf.predict_proba(ds.items)
     classes = [str(c) for c in clf.classes_]
     best = proba.argmax(axis=1)
     item_key = "text" if ds.modality == "text" else "path"

@@ -11,10 +11,10 @@ whose calibrated probability is at least ``1 - q``, where ``q`` is the
 When the model uses a class prior (:meth:`FewShotClassifier.adapt_prior`), the
 held-out rows come from the labelled set's class mix, not the data's: their
 probabilities are moved to the prior as new predictions are, and each row is
-weighted by ``prior[y] / training_prior[y]``, so precision, coverage and the
-conformal quantile are estimated for the data's class mix (importance weighting
-under label shift; the conformal quantile counts the new item at the largest
-weight, which keeps it conservative).
+weighted by ``prior[y] / heldout_mix[y]`` (the held-out rows' own class mix), so
+precision, coverage and the conformal quantile are estimated for the data's class
+mix (importance weighting under label shift; the conformal quantile counts the
+new item at the largest weight, which keeps it conservative).
 """
 
 from __future__ import annotations
