@@ -152,6 +152,41 @@ def test_resume_redoes_rows_of_another_encoder_id_with_the_same_name(
     assert len(results.read_text().splitlines()) == 1
 
 
+def test_resume_redoes_rows_fitted_with_other_method_settings(
+    tiny_dataset: Path, tiny_text_encoder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fewshot.bench.methods import HeadMethod, TunedMethod, settings_fingerprint
+    from fewshot.tuning import ContrastiveTuner
+
+    out, said = tmp_path / "out", []
+    kw = dict(shots=[2], seeds=[0], methods=["logreg"], encoder=tiny_text_encoder,
+              cache=False, show_progress=False, log=said.append)
+    (row,) = run_bench([tiny_dataset], out, **kw)
+    assert row["method_settings"]["C"] == 1.0 and row["method_settings"]["head"] == "logreg"
+    assert row["method_config"] == settings_fingerprint(row["method_settings"])
+    # Another regularisation under the same method name is another run, and it says so.
+    monkeypatch.setitem(METHODS, "logreg", lambda: HeadMethod("logreg", "logreg", C=10.0))
+    rows = run_bench([tiny_dataset], out, **kw)
+    assert [r["method_settings"]["C"] for r in rows] == [1.0, 10.0]
+    assert any("1 logreg run(s)" in m and "other (or unrecorded) method settings" in m
+               for m in said)
+    # The same settings again find their row.
+    run_bench([tiny_dataset], out, **kw)
+    assert len(load_results(out / "results.jsonl")) == 2
+    # A row that recorded no settings (an older file) is not trusted either.
+    results = out / "results.jsonl"
+    results.write_text(json.dumps({k: v for k, v in rows[1].items()
+                                   if k not in ("method_config", "method_settings")}) + "\n")
+    assert len(run_bench([tiny_dataset], out, **kw)) == 2
+    # A tuner default changed in the code (not on the command line) changes the key too.
+    before = TunedMethod("t", "logreg").settings()
+    monkeypatch.setattr(ContrastiveTuner, "DEFAULTS", {**ContrastiveTuner.DEFAULTS,
+                                                       "text": (20, 5e-5, 0.1, 4)})
+    after = TunedMethod("t", "logreg").settings()
+    assert settings_fingerprint(before) != settings_fingerprint(after)
+    assert "seed" not in after["tuner"] and after["tuner"]["objective"] == "auto"
+
+
 class Boom:
     """A bench method that always fails."""
 
@@ -236,6 +271,12 @@ def test_summary_and_plots(tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
     legacy = [{k: v for k, v in r.items() if k != "encoder_id"} if r["seed"] == 0 else r
               for r in rows]
     assert "(mixes" not in write_summary(legacy, out / "s3.md")
+    # The same for seeds run under other method settings (a changed head or tuner default).
+    assert all(r["method_config"] for r in rows)
+    other = [{**r, "method_config": "0" * 12} if r["seed"] == 0 else r for r in rows]
+    line = next(ln for ln in write_summary(other, out / "s4.md").splitlines()
+                if ln.startswith("| logreg | "))
+    assert line.count("(mixes 2 method settings)") == 2
     assert all(r["encode_seconds"] >= 0 for r in rows)
     paths = plot(rows, out)
     assert [p.name for p in paths] == ["accuracy_vs_shots.png", "fit_time_vs_accuracy.png"]

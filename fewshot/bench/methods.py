@@ -23,7 +23,9 @@ __all__ = [
     "MethodResult",
     "Task",
     "get_method",
+    "method_settings",
     "register_method",
+    "settings_fingerprint",
 ]
 
 
@@ -59,6 +61,25 @@ class Method(Protocol):
     def run(self, task: Task) -> MethodResult: ...
 
 
+def method_settings(method: Any) -> dict[str, Any]:
+    """Every setting a method's result depends on, defaults included (JSON).
+
+    A method without ``settings()`` (a third-party one registered by name) records
+    none; the runner then resumes its rows by name alone.
+    """
+    get = getattr(method, "settings", None)
+    return dict(get()) if callable(get) else {}
+
+
+def settings_fingerprint(settings: dict[str, Any]) -> str:
+    """Short stable hash of :func:`method_settings`, part of the resume key."""
+    import hashlib
+    import json
+
+    blob = json.dumps(settings, sort_keys=True, default=str).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
 class HeadMethod:
     """A fewshot head on frozen embeddings; fit time is the head's alone."""
 
@@ -68,6 +89,11 @@ class HeadMethod:
         self.name = name
         self.head = head
         self.params = params
+
+    def settings(self) -> dict[str, Any]:
+        from fewshot.heads import make_head
+
+        return {"head": self.head, **make_head(self.head, **self.params).get_params()}
 
     def run(self, task: Task) -> MethodResult:
         from fewshot.heads import make_head
@@ -97,6 +123,24 @@ class TunedMethod:
         self.head = head
         self.tuner_params = tuner_params
 
+    def settings(self) -> dict[str, Any]:
+        """Head and tuner settings, with the defaults the tuner fills in when run.
+
+        The seed is the split's, and progress bars change nothing, so neither is here.
+        """
+        from fewshot.heads import make_head
+        from fewshot.tuning import ContrastiveTuner
+
+        tuner = ContrastiveTuner(**self.tuner_params)
+        params = {k: v for k, v in tuner.get_params().items()
+                  if k not in ("seed", "show_progress")}
+        return {
+            "head": self.head, **make_head(self.head).get_params(), "tuner": params,
+            "tuner_defaults": {k: list(v) for k, v in tuner.DEFAULTS.items()},
+            "tuner_many_classes_text": list(tuner.MANY_CLASSES_TEXT),
+            "tuner_defaults_revision": tuner.DEFAULTS_REVISION,
+        }
+
     def run(self, task: Task) -> MethodResult:
         from fewshot.heads import make_head
         from fewshot.tuning import ContrastiveTuner
@@ -125,6 +169,16 @@ class SetFitLibMethod:
 
     name = "setfit-lib"
     uses_embeddings = False
+
+    def settings(self) -> dict[str, Any]:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            setfit_version = version("setfit")
+        except PackageNotFoundError:
+            setfit_version = None
+        return {"setfit": setfit_version, "batch_size": 16, "num_iterations": 20,
+                "num_epochs": 1, "body_learning_rate": 2e-5, "head": "logreg"}
 
     def run(self, task: Task) -> MethodResult:
         if task.modality != "text":

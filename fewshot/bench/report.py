@@ -41,6 +41,9 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             # be averaged with the old ones: counted here and flagged in the summary.
             # (rows of old runs without an id are not counted as another setting)
             "n_encoder_ids": len({r["encoder_id"] for r in ok if r.get("encoder_id")}),
+            # The same for method settings (a changed head or tuner default).
+            "n_method_configs": len({r["method_config"] for r in ok
+                                     if r.get("method_config")}),
             "mean": statistics.fmean(vals) if vals else None,
             "std": statistics.stdev(vals) if len(vals) > 1 else 0.0 if vals else None,
             "fit_seconds": statistics.fmean(fits) if fits else None,
@@ -62,8 +65,9 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
         "`predict s` are mean wall times in seconds of the fit and of predicting the test "
         "set (frozen-embedding methods: the head alone; embedding the data is shared by "
         "them and recorded once per run as `encode_seconds` in results.jsonl). A cell "
-        "marked `mixes N encoder ids` averages seeds run with different encoder "
-        "settings under one name: re-run it into a fresh output folder.",
+        "marked `mixes N encoder ids` (or `method settings`) averages seeds run with "
+        "different encoder (or head and tuner) settings under one name: re-run it into a "
+        "fresh output folder.",
         "",
     ]
     by_ds: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -88,6 +92,8 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
                 note = f" ({e['n_seeds']} seeds)" if e["n_failed"] else ""
                 if e["n_encoder_ids"] > 1:
                     note += f" (mixes {e['n_encoder_ids']} encoder ids)"
+                if e["n_method_configs"] > 1:
+                    note += f" (mixes {e['n_method_configs']} method settings)"
                 predict = "-" if e["predict_seconds"] is None else f"{e['predict_seconds']:.2f}"
                 cells += [f"{e['mean']:.3f} +- {e['std']:.3f}{note}",
                           f"{e['macro_f1']:.3f} +- {e['macro_f1_std']:.3f}",

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from fewshot._version import __version__
-from fewshot.bench.methods import Task, get_method
+from fewshot.bench.methods import Task, get_method, method_settings, settings_fingerprint
 from fewshot.data import few_shot_indices, load_dataset
 from fewshot.errors import UsageError
 
@@ -49,9 +49,10 @@ def parse_int_list(spec: str) -> list[int]:
 
 
 def _key(row: dict[str, Any]) -> tuple:
-    """What a row stands for; rows without ``encoder_id`` (older files) match no run."""
+    """What a row stands for; rows without ``encoder_id`` or ``method_config`` (older
+    files) match no run: they may have been fitted with other settings."""
     return (row["dataset"], row["n_shot"], row["seed"], row["method"], row["encoder"],
-            row.get("encoder_id"))
+            row.get("encoder_id"), row.get("method_config"))
 
 
 def load_results(path: Path) -> list[dict[str, Any]]:
@@ -111,8 +112,9 @@ def run_bench(
     """Fit and score every method on every (dataset, shots, seed); returns all rows.
 
     Rows already in ``output/results.jsonl`` without an error, for the same encoder
-    (name and id: a changed model or setting is a new id), are not redone, so an
-    interrupted run resumes where it stopped. A method that raises is recorded
+    (name and id: a changed model or setting is a new id) and the same method
+    settings (``method_config``: a changed head or tuner default is a new one), are
+    not redone, so an interrupted run resumes where it stopped. A method that raises is recorded
     with its error and the others go on.
     """
     from fewshot._progress import progress
@@ -125,6 +127,7 @@ def run_bench(
     _repair_tail(results_path)
     done = {_key(r) for r in load_results(results_path) if not r.get("error")}
     method_objs = [get_method(m) for m in methods]
+    configs = {m.name: settings_fingerprint(method_settings(m)) for m in method_objs}
     cache_obj = as_cache(cache)
     say = log or (lambda msg: None)
     new_rows: list[dict[str, Any]] = []
@@ -149,8 +152,15 @@ def run_bench(
             ids.add(enc.id_for_format(2))
         todo = [
             (n, s, m) for (n, s) in splits for m in method_objs
-            if not any((name, n, s, m.name, enc.name, i) in done for i in ids)
+            if not any((name, n, s, m.name, enc.name, i, configs[m.name]) in done for i in ids)
         ]
+        for m in method_objs:
+            stale = {k[1:3] for k in done if k[0] == name and k[3] == m.name
+                     and k[4] == enc.name and k[6] != configs[m.name]}
+            redo = sum((n, s) in stale for n, s, t in todo if t is m)
+            if redo:
+                say(f"{name}: {redo} {m.name} run(s) in {results_path} have other (or "
+                    "unrecorded) method settings; running them again with the current ones")
         if not todo:
             say(f"{name}: all {len(splits) * len(method_objs)} runs already in {results_path}")
             continue
@@ -193,9 +203,11 @@ def run_bench(
 
 
 def _run_one(task: Task, method: Any, enc: Any) -> dict[str, Any]:
+    settings = method_settings(method)
     row: dict[str, Any] = {
         "dataset": task.dataset, "modality": task.modality, "n_shot": task.n_shot,
         "seed": task.seed, "method": method.name, "encoder": enc.name, "encoder_id": enc.id,
+        "method_config": settings_fingerprint(settings), "method_settings": settings,
         "n_train": len(task.train_items), "n_test": len(task.test_items),
         "n_classes": len(set(task.train_labels)),
     }

@@ -43,7 +43,8 @@ def bench(
 ) -> None:
     """Run the few-shot protocol; writes results.jsonl, summary.md and plots to OUTPUT.
 
-    Resumes: runs already in OUTPUT/results.jsonl are not redone.
+    Resumes: runs already in OUTPUT/results.jsonl with the same encoder and method
+    settings are not redone.
     """
     from fewshot.bench import parse_int_list, plot, run_bench, write_summary
     from fewshot.errors import DataError, UsageError
