@@ -224,6 +224,26 @@ def test_csv_line_numbers_follow_multiline_fields_and_blank_lines(tmp_path: Path
     assert ds.items == ["ok", "two\nlines", "no label"]
 
 
+def test_csv_row_with_an_unquoted_comma_is_an_error_not_a_new_class(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("text,label\nok,a\nHello, my parcel is late,b\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc) == (
+        f'{path}:3: 3 fields but the header has 2; quote fields that contain commas '
+        '("like, this"), or save the data as JSONL'
+    )
+    path.write_text("text,label\nok,a\n\"Hello, my parcel is late\",b\n", encoding="utf-8")
+    assert load_dataset(path).labels == ["a", "b"]
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("text\tlabel\tnote\nok\ta\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(tsv)
+    assert _message(exc) == (
+        f"{tsv}:2: 2 fields but the header has 3; give every TSV row a value for each column"
+    )
+
+
 def test_csv_field_over_csv_limit(tmp_path: Path) -> None:
     path = tmp_path / "d.csv"
     path.write_text('text,label\nok,a\n"' + "x" * 200_000 + '",b\n', encoding="utf-8")

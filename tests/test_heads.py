@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -198,6 +199,37 @@ def test_knn_bad_params(params, message, blobs) -> None:
     X, y, _, _ = blobs
     with pytest.raises(ValueError, match=message):
         KNNHead(**params).fit(X, y)
+
+
+@pytest.mark.parametrize(
+    ("head", "params", "message"),
+    [
+        ("knn", {"k": 0}, "head 'knn': k must be at least 1, got 0; pick another value"),
+        ("centroid", {"temperature": -1.0},
+         "head 'centroid': temperature must be a positive number, got -1.0 (a negative one "
+         "would favour the farthest class); pick another value"),
+        ("centroid", {"temperature": 0}, "temperature must be a positive number, got 0"),
+        ("logreg", {"C": 0.0}, "head 'logreg': C must be a positive number, got 0.0"),
+    ],
+)
+def test_settings_out_of_range_are_usage_errors_before_fitting(head, params, message,
+                                                               blobs) -> None:
+    with pytest.raises(UsageError) as exc:
+        make_head(head, **params)
+    assert message in str(exc.value)
+    # Set directly on an instance, fit refuses it the scikit-learn way.
+    X, y, _, _ = blobs
+    core = message.removeprefix(f"head '{head}': ").split(" (")[0].split(";")[0]
+    with pytest.raises(ValueError, match=re.escape(core)):
+        make_head(head).set_params(**params).fit(X, y)
+
+
+def test_negative_centroid_temperature_never_reaches_predictions(blobs) -> None:
+    X, y, Xt, yt = blobs
+    # A positive one scores well above chance on these blobs.
+    assert (CentroidHead(temperature=5.0).fit(X, y).predict(Xt) == yt).mean() > 0.9
+    with pytest.raises(ValueError, match="temperature must be a positive number"):
+        CentroidHead(temperature=-5.0).fit(X, y)
 
 
 def test_centroid_is_cosine_to_class_means() -> None:

@@ -152,9 +152,20 @@ def _read_csv(path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
             # A record starts on the line after the previous one ended: quoted
             # fields may span lines, and blank lines are skipped.
             start = reader.line_num + 1
+            kind = path.suffix[1:].upper() or "CSV"
+            sep = "tabs" if delimiter == "\t" else "commas"
             for values in reader:
+                if values and header is not None and len(values) != len(header):
+                    raise DataError(
+                        f"{path}:{start}: {len(values)} fields but the header has "
+                        f"{len(header)}; quote fields that contain {sep} (\"like, this\"), "
+                        f"or save the data as JSONL"
+                        if len(values) > len(header) else
+                        f"{path}:{start}: {len(values)} fields but the header has "
+                        f"{len(header)}; give every {kind} row a value for each column"
+                    )
                 if values:
-                    rows.append((start, dict(zip(header or [], values, strict=False))))
+                    rows.append((start, dict(zip(header or [], values, strict=True))))
                 start = reader.line_num + 1
         except csv.Error as e:  # e.g. a field over csv's 128 KiB limit
             raise DataError(

@@ -35,7 +35,7 @@ def make_head(head: str | Head, **params: Any) -> Head:
         # A copy with the settings changed: the caller's instance stays as it was.
         from sklearn.base import clone
 
-        return clone(head).set_params(**params)
+        return _checked(clone(head).set_params(**params))
     try:
         cls = HEADS[head]
     except KeyError:
@@ -43,7 +43,16 @@ def make_head(head: str | Head, **params: Any) -> Head:
             f"unknown head '{head}'; choose one of {', '.join(sorted(HEADS))}"
         ) from None
     _check_settings(head, cls().get_params(), params)
-    return cls(**params)
+    return _checked(cls(**params))
+
+
+def _checked(head: Head) -> Head:
+    """A setting out of range (``k=0``, a negative temperature) is a usage error now."""
+    try:
+        head._check_params()
+    except ValueError as e:
+        raise UsageError(f"head '{head.name}': {e}; pick another value") from None
+    return head
 
 
 def _check_settings(head: str, defaults: dict[str, Any], params: dict[str, Any]) -> None:

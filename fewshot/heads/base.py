@@ -27,12 +27,17 @@ class Head(ClassifierMixin, BaseEstimator):
     zero_probabilities: ClassVar[bool] = False
 
     def fit(self, X: Any, y: Any) -> Head:
+        self._check_params()
         X, y = check_X_y(X, y, dtype=np.float32)
         check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         self.n_features_in_ = X.shape[1]
         self._fit(X, y_idx)
         return self
+
+    def _check_params(self) -> None:
+        """Raise ``ValueError`` for a setting out of range (checked by ``fit`` and
+        ``make_head``, so the CLI rejects it before loading any data)."""
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities, columns in the order of ``classes_``."""

@@ -23,6 +23,13 @@ class CentroidHead(Head):
         self.center = center
         self.temperature = temperature
 
+    def _check_params(self) -> None:
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(
+                f"temperature must be a positive number, got {self.temperature!r} (a "
+                "negative one would favour the farthest class)"
+            )
+
     def _transform(self, X: np.ndarray) -> np.ndarray:
         return l2n(X - self.mean_ if self.center else X)
 

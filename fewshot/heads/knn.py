@@ -33,11 +33,13 @@ class KNNHead(Head):
         self.weights = weights
         self.index = index
 
-    def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
+    def _check_params(self) -> None:
         if self.weights not in ("distance", "uniform"):
             raise ValueError(f"weights must be 'distance' or 'uniform', got {self.weights!r}")
         if self.k < 1:
             raise ValueError(f"k must be at least 1, got {self.k}")
+
+    def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
         self.support_ = l2n(X)
         self.support_labels_ = y_idx.astype(np.int64)
         self._build_index()

@@ -37,6 +37,12 @@ class LogisticRegressionHead(Head):
             random_state=self.random_state,
         )
 
+    def _check_params(self) -> None:
+        if not (np.isfinite(self.C) and self.C > 0):
+            raise ValueError(f"C must be a positive number, got {self.C!r}")
+        if self.max_iter < 1:
+            raise ValueError(f"max_iter must be at least 1, got {self.max_iter}")
+
     def for_subsample(self, fraction: float) -> LogisticRegressionHead:
         """A clone with ``C / fraction``: the same penalty per example on fewer examples.
 
