@@ -14,6 +14,6 @@ data="$here/data/support"
 
 fewshot train "$data" --output "$out/model" --force
 fewshot review "$out/model" "$data/test.jsonl" --target-precision 0.9 --conformal 0.9 \
-  --output "$out/review"
+  --output "$out/review" --force
 cat "$out/review/summary.json"
 fewshot audit "$data" --test "$data/test.jsonl" --output "$out/audit.jsonl" --top 3 --force

@@ -246,6 +246,9 @@ def embed(
     from fewshot.encoders.base import item_list
 
     items = item_list(items, "embed()")
+    check = getattr(encoder, "check_items", None)  # duck-typed encoders may have none
+    if check is not None:
+        check(items)
     if cache is None or not items:
         return encoder.encode(items, batch_size=batch_size, show_progress=show_progress)
     encoder_id = cache.identify(encoder)

@@ -177,9 +177,23 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             raise DataError("no training examples; give at least one item per class")
         if len(X) != len(y):
             raise DataError(f"got {len(X)} items but {len(y)} labels; give one label per item")
+        missing = next((i for i, v in enumerate(y) if v is None
+                        or (isinstance(v, float) and np.isnan(v))), None)
+        if missing is not None:
+            raise DataError(
+                f"label {missing} is {y[missing]!r}; give every item a label (drop the "
+                "unlabelled ones, or pass them as unlabelled=...)"
+            )
         if self.calibration not in (None, "none", "temperature", "isotonic"):
             raise UsageError(
                 f"unknown calibration '{self.calibration}'; choose temperature, isotonic or None"
+            )
+        if self.calibration not in (None, "none") and not (
+            isinstance(self.calibration_folds, int | np.integer) and self.calibration_folds >= 2
+        ):
+            raise UsageError(
+                f"calibration_folds must be a whole number of at least 2, got "
+                f"{self.calibration_folds!r}; use 5 (the default) or pass calibration=None"
             )
         if unlabelled is not None and self.calibration in (None, "none"):
             raise UsageError(

@@ -113,6 +113,41 @@ def test_fit_errors(tiny_text_encoder) -> None:
         clf.fit([1.5, 2.5], ["a", "b"])
 
 
+def test_missing_values_are_errors_not_the_text_none(tiny_text_encoder, tmp_path) -> None:
+    from fewshot.cache import EmbeddingCache
+
+    clf = FewShotClassifier(tiny_text_encoder, cache=False)
+    with pytest.raises(DataError) as exc:
+        clf.fit(["good", None, "bad", "awful"], ["p", "p", "n", "n"])
+    assert str(exc.value) == (
+        "item 1 is None (NoneType), not text; give strings only (drop or fill missing "
+        "values such as None or NaN)"
+    )
+    with pytest.raises(DataError, match=r"item 0 is nan \(float\), not text"):
+        tiny_text_encoder.encode([float("nan")])
+    with pytest.raises(DataError) as exc:
+        clf.fit(["good", "great", "bad", "awful"], ["p", "p", None, "n"])
+    assert str(exc.value) == ("label 2 is None; give every item a label (drop the unlabelled "
+                              "ones, or pass them as unlabelled=...)")
+    clf.fit(["good", "great", "bad", "awful"], ["p", "p", "n", "n"])
+    with pytest.raises(DataError, match="item 1 is None"):
+        clf.predict(["good", None])
+    cached = FewShotClassifier(tiny_text_encoder, cache=EmbeddingCache(tmp_path / "c"))
+    cached.fit(["good", "bad"], ["p", "n"])
+    with pytest.raises(DataError, match="item 0 is 3 \\(int\\), not text"):
+        cached.predict([3])  # through the embedding cache too
+
+
+def test_calibration_folds_below_two_is_a_usage_error(tiny_text_encoder) -> None:
+    clf = FewShotClassifier(tiny_text_encoder, cache=False, calibration="temperature",
+                            calibration_folds=1)
+    with pytest.raises(UsageError) as exc:
+        clf.fit(TEXTS, LABELS)
+    assert str(exc.value) == ("calibration_folds must be a whole number of at least 2, got 1; "
+                              "use 5 (the default) or pass calibration=None")
+    clf.set_params(calibration=None).fit(TEXTS, LABELS)  # unused without calibration
+
+
 def test_guess_modality(tmp_path: Path) -> None:
     from PIL import Image
 

@@ -207,11 +207,43 @@ def test_missing_text_field(tmp_path: Path) -> None:
     )
 
 
-def test_empty_text_value_counts_as_missing(tmp_path: Path) -> None:
+def test_empty_text_value_is_named_as_empty_not_missing(tmp_path: Path) -> None:
     path = _table(tmp_path / "d.csv", ["text", "label"], [("ok", "a"), ("   ", "b")])
     with pytest.raises(DataError) as exc:
         load_dataset(path)
-    assert _message(exc).startswith(f"{path}:3: no 'text' field;")  # header is line 1
+    # header is line 1; the field exists, so --text-field would be the wrong advice
+    assert _message(exc) == f"{path}:3: the 'text' field is empty; fill it in or remove the row"
+    jsonl = tmp_path / "d.jsonl"
+    jsonl.write_text('{"text": "ok", "label": "a"}\n{"text": null, "label": "b"}\n')
+    with pytest.raises(DataError) as exc:
+        load_dataset(jsonl)
+    assert _message(exc) == f"{jsonl}:2: the 'text' field is empty; fill it in or remove the row"
+    jsonl.write_text('{"text": "ok", "label": "a"}\n{"text": ["a", "b"], "label": "b"}\n')
+    with pytest.raises(DataError) as exc:
+        load_dataset(jsonl)
+    assert _message(exc) == (
+        f"{jsonl}:2: the 'text' field holds a list, not text; write it as a string"
+    )
+    jsonl.write_text('{"text": "ok", "label": "a"}\n{"text": "fine", "label": ""}\n')
+    with pytest.raises(DataError) as exc:
+        load_dataset(jsonl)
+    assert _message(exc) == (
+        f"{jsonl}:2: the 'label' field is empty; every training/evaluation row needs a "
+        "label (fill it in or remove the row)"
+    )
+
+
+def test_text_folder_without_split_names_points_at_its_file(tmp_path: Path) -> None:
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "data.jsonl").write_text('{"text": "ok", "label": "a"}\n')
+    for require in (True, False):
+        with pytest.raises(DataError) as exc:
+            load_dataset(folder, require_labels=require)
+        assert _message(exc) == (
+            f"{folder} has no train/test files or class folders; point at the file itself "
+            f"(e.g. {folder / 'data.jsonl'}) or name it train.jsonl or test.jsonl"
+        )
 
 
 def test_csv_line_numbers_follow_multiline_fields_and_blank_lines(tmp_path: Path) -> None:
@@ -219,7 +251,7 @@ def test_csv_line_numbers_follow_multiline_fields_and_blank_lines(tmp_path: Path
     path.write_text('text,label\nok,a\n\n"two\nlines",b\nno label,\n', encoding="utf-8")
     with pytest.raises(DataError) as exc:
         load_dataset(path)
-    assert _message(exc).startswith(f"{path}:6: no 'label' field;")
+    assert _message(exc).startswith(f"{path}:6: the 'label' field is empty;")
     ds = load_dataset(path, require_labels=False)
     assert ds.items == ["ok", "two\nlines", "no label"]
 

@@ -231,7 +231,17 @@ def _from_records(
     has_label = True
     for row_no, (lineno, rec) in enumerate(rows):
         value = rec.get(field_name)
-        if value is None or (isinstance(value, str) and not value.strip()):
+        if field_name in rec and (value is None or (isinstance(value, str) and not value.strip())):
+            raise DataError(
+                f"{path}:{lineno}: the '{field_name}' field is empty; fill it in or remove "
+                "the row"
+            )
+        if isinstance(value, dict | list | bool):
+            raise DataError(
+                f"{path}:{lineno}: the '{field_name}' field holds a {type(value).__name__}, "
+                f"not {'a path' if image_field else 'text'}; write it as a string"
+            )
+        if value is None:
             raise DataError(
                 f"{path}:{lineno}: no '{field_name}' field; name the right field with "
                 f"--{'image' if image_field else 'text'}-field (fields here: "
@@ -240,6 +250,11 @@ def _from_records(
         items.append(_image_path(path, value) if image_field else str(value))
         label = rec.get(label_field)
         if label is None or str(label) == "":
+            if require_labels and label_field in rec:
+                raise DataError(
+                    f"{path}:{lineno}: the '{label_field}' field is empty; every "
+                    "training/evaluation row needs a label (fill it in or remove the row)"
+                )
             if require_labels:
                 raise DataError(
                     f"{path}:{lineno}: no '{label_field}' field; every training/evaluation "
@@ -291,7 +306,15 @@ def _load_image_folder(folder: Path, require_labels: bool, skip_bad_images: bool
             raise DataError(
                 f"class folder {folder / empty[0]} has no images; add images or remove the folder"
             )
-    elif require_labels:
+    if not labelled and not entries:
+        tables = sorted(p.name for p in folder.iterdir()
+                        if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+        if tables:  # a folder of text data without split names, not an image folder
+            raise DataError(
+                f"{folder} has no train/test files or class folders; point at the file "
+                f"itself (e.g. {folder / tables[0]}) or name it train.jsonl or test.jsonl"
+            )
+    if not labelled and require_labels:
         raise DataError(
             f"{folder} has no class folders; labelled images go in <folder>/<label>/<file>"
         )

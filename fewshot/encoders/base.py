@@ -110,6 +110,9 @@ class Encoder(TransformerMixin, BaseEstimator):
     def item_key(self, item: Any) -> bytes:
         """A digest of an item's content, for the embedding cache."""
 
+    def check_items(self, items: Sequence[Any]) -> None:
+        """Raise a one-line ``DataError`` for an item this encoder cannot embed."""
+
     # -- public API ---------------------------------------------------------------
     # Settings that change only how work is batched or shown: same model, same id.
     _RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset(
@@ -331,6 +334,7 @@ class Encoder(TransformerMixin, BaseEstimator):
     ) -> np.ndarray:
         """Embed ``items``; returns float32 ``(len(items), dim)``."""
         items = item_list(items, "encode()")
+        self.check_items(items)
         self._ensure_loaded()
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -145,6 +145,17 @@ class TextEncoder(Encoder):
     def item_key(self, item: Any) -> bytes:
         return hashlib.blake2b(str(item).encode("utf-8"), digest_size=16).digest()
 
+    def check_items(self, items: Sequence[Any]) -> None:
+        """Texts must be strings: ``None`` or a pandas ``NaN`` would be embedded as "nan"."""
+        bad = next((i for i, t in enumerate(items) if not isinstance(t, str)), None)
+        if bad is not None:
+            from fewshot.errors import DataError
+
+            raise DataError(
+                f"item {bad} is {repr(items[bad])[:40]} ({type(items[bad]).__name__}), not "
+                "text; give strings only (drop or fill missing values such as None or NaN)"
+            )
+
     def _encode(
         self, items: Sequence[Any], batch_size: int, show_progress: bool | None
     ) -> np.ndarray:
