@@ -212,6 +212,37 @@ def test_evaluate_unknown_labels(model: Path, tmp_path: Path, cache_dir: Path) -
     assert report["accuracy"] == pytest.approx(2 / 3)
     assert report["per_class"]["meh"]["support"] == 1
     assert report["per_class"]["meh"]["recall"] == 0.0
+    assert report["calibration_rows"] == 2
+    # The text report says ECE and Brier leave the unknown row out, on one line.
+    text = ok("evaluate", model, data, "--allow-unknown-labels", "--cache-dir", cache_dir)
+    line = next(ln for ln in text.stdout.splitlines() if ln.startswith("ECE="))
+    assert line.endswith("over the 2 rows whose label the model knows (1 left out)")
+
+
+def test_evaluate_with_many_classes_lists_confusions(tmp_path: Path, enc, cache_dir) -> None:
+    from conftest import TINY_VOCAB
+
+    words = [w for w in TINY_VOCAB if len(w) > 2][:26]
+    rows = [(f"{words[2 * c]} {words[2 * c + 1]}", f"class_with_a_long_name_{c:02d}")
+            for c in range(13)] * 2
+    rows.append((f"{words[1]} {words[0]}", "class_with_a_long_name_05"))  # one confusion, maybe
+    data = tmp_path / "many.jsonl"
+    data.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in rows))
+    ok("train", data, "-o", tmp_path / "m", *enc, "--cache-dir", cache_dir)
+    out = ok("evaluate", tmp_path / "m", data, "--cache-dir", cache_dir).stdout
+    assert ("confusion matrix: 13 classes, too many to print (it is in --json); most "
+            "frequent confusions") in out
+    assert "┃ true" not in out  # no 13-column matrix
+    assert "class_with_a_long_name_12 " in out  # labels are not cut to fit 80 columns
+    report = json.loads(ok("evaluate", tmp_path / "m", data, "--json",
+                           "--cache-dir", cache_dir).stdout)
+    listed = [ln.split() for ln in out.splitlines() if " -> " in ln]
+    expected = sorted(
+        ((n, t, p) for t, row in zip(report["confusion_matrix"]["labels"],
+                                     report["confusion_matrix"]["matrix"], strict=True)
+         for p, n in zip(report["confusion_matrix"]["labels"], row, strict=True)
+         if t != p and n), key=lambda x: (-x[0], x[1], x[2]))[:10]
+    assert expected and [(int(n), t, p) for n, t, _, p in listed] == expected
 
 
 def test_shots_trains_exactly_n_per_class(tmp_path: Path, sentiment_jsonl: Path, enc,

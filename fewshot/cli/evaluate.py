@@ -113,6 +113,7 @@ def _calibration_report(
     }
     if not rows.any():  # every label unknown to the model: nothing to score
         return {**out, "ece": None, "brier": None}
+    out["calibration_rows"] = int(rows.sum())  # rows of unknown labels have no probability
     out["ece"] = expected_calibration_error(proba[rows], y_idx, n_bins)
     out["brier"] = brier_score(proba[rows], y_idx)
     if calibrated:
@@ -121,14 +122,24 @@ def _calibration_report(
     return out
 
 
+#: Above this many classes the confusion matrix is too wide to read in a terminal: the
+#: most frequent confusions are listed instead (the whole matrix is in --json).
+MAX_MATRIX_CLASSES = 12
+
+
 def _print_report(report: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
     from rich.text import Text
 
+    cm = report["confusion_matrix"]
     console = Console()
-    console.print(
+    if not console.is_terminal:  # piped or logged: no 80-column cut of labels
+        longest = max((len(str(label)) for label in cm["labels"]), default=0)
+        console = Console(width=max(100, longest + 50))
+    say = lambda line: console.print(line, soft_wrap=True)  # noqa: E731
+    say(
         f"[bold]{escape(str(report['data']))}[/]  n={report['n']}  "
         f"accuracy={report['accuracy']:.4f}  "
         f"macro-F1={report['macro_f1']:.4f}  MCC={report['mcc']:.4f}"
@@ -141,7 +152,11 @@ def _print_report(report: dict[str, Any]) -> None:
                 f"{' + class prior' if report.get('class_prior') else ''}; uncalibrated ECE="
                 f"{report['ece_uncalibrated']:.4f}  Brier={report['brier_uncalibrated']:.4f})"
             )
-        console.print(line)
+        left_out = report["n"] - report.get("calibration_rows", report["n"])
+        if left_out:
+            line += (f"  over the {report['calibration_rows']} rows whose label the model "
+                     f"knows ({left_out} left out)")
+        say(line)
     table = Table("label", "precision", "recall", "f1", "support")
     for label, s in report["per_class"].items():
         table.add_row(
@@ -149,9 +164,19 @@ def _print_report(report: dict[str, Any]) -> None:
             str(s["support"]),
         )
     console.print(table)
-    cm = report["confusion_matrix"]
-    matrix = Table("true \\ predicted", *map(escape, map(str, cm["labels"])),
-                   title="confusion matrix")
-    for label, row in zip(cm["labels"], cm["matrix"], strict=True):
-        matrix.add_row(Text(str(label)), *map(str, row))
+    labels = [str(label) for label in cm["labels"]]
+    if len(labels) > MAX_MATRIX_CLASSES:
+        pairs = sorted(
+            ((n, t, p) for t, row in zip(labels, cm["matrix"], strict=True)
+             for p, n in zip(labels, row, strict=True) if t != p and n),
+            key=lambda x: (-x[0], x[1], x[2]),
+        )
+        say(f"confusion matrix: {len(labels)} classes, too many to print (it is in --json); "
+            f"most frequent confusions{'' if pairs else ': none'}")
+        for n, t, p in pairs[:10]:
+            say(f"  {n:>5}  {escape(t)} -> {escape(p)}")
+        return
+    matrix = Table("true \\ predicted", *map(escape, labels), title="confusion matrix")
+    for label, row in zip(labels, cm["matrix"], strict=True):
+        matrix.add_row(Text(label), *map(str, row))
     console.print(matrix)
