@@ -219,6 +219,20 @@ def test_evaluate_unknown_labels(model: Path, tmp_path: Path, cache_dir: Path) -
     assert line.endswith("over the 2 rows whose label the model knows (1 left out)")
 
 
+def test_train_warns_about_classes_with_one_example(tmp_path: Path, sentiment_jsonl: Path,
+                                                     enc, cache_dir) -> None:
+    data = tmp_path / "typo.jsonl"
+    data.write_text(sentiment_jsonl.read_text() + json.dumps({"text": "good", "label": "pos "})
+                    + "\n")
+    result = ok("train", data, "-o", tmp_path / "m", *enc, "--cache-dir", cache_dir)
+    assert result.stderr.splitlines()[-1] == (
+        "warning: 1 class has a single example (pos ): never held out, so calibration and "
+        "review thresholds do not cover it; add examples, or check for a typo in the label"
+    )
+    result = ok("train", sentiment_jsonl, "-o", tmp_path / "m2", *enc, "--cache-dir", cache_dir)
+    assert "single example" not in result.stderr
+
+
 def test_evaluate_with_many_classes_lists_confusions(tmp_path: Path, enc, cache_dir) -> None:
     from conftest import TINY_VOCAB
 
