@@ -219,6 +219,47 @@ def test_evaluate_unknown_labels(model: Path, tmp_path: Path, cache_dir: Path) -
     assert line.endswith("over the 2 rows whose label the model knows (1 left out)")
 
 
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["train", "data.jsonl"],
+         "error: Missing option '--output' / '-o'; see 'fewshot train --help'"),
+        (["train", "data.jsonl", "-o", "m", "--bogus"],
+         "error: No such option: --bogus; see 'fewshot train --help'"),
+        (["nosuch"], "error: No such command 'nosuch'; see 'fewshot --help'"),
+        (["train", "data.jsonl", "-o", "m", "--shots", "-1"],
+         "error: Invalid value for '--shots': "),
+    ],
+)
+def test_script_usage_errors_are_one_line(args, line, monkeypatch, capsys) -> None:
+    from fewshot.cli import main
+
+    monkeypatch.setattr("sys.argv", ["fewshot", *args])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and err.startswith(line), err
+
+
+def test_script_keeps_help_version_and_our_own_errors(monkeypatch, capsys, tmp_path) -> None:
+    from fewshot.cli import main
+
+    for args, code in ((["--version"], 0), (["train", "--help"], 0), (["train"], 2),
+                       (["train", str(tmp_path / "nope"), "-o", str(tmp_path / "m")], 1)):
+        monkeypatch.setattr("sys.argv", ["fewshot", *args])
+        with pytest.raises(SystemExit) as exc:
+            main()
+        assert exc.value.code == code, args
+    out = capsys.readouterr()
+    from fewshot import __version__
+
+    assert out.out.startswith(f"fewshot {__version__}\n")
+    assert "Usage: fewshot train" in out.out  # --help, and a bare command shows its help
+    assert out.err.strip().splitlines()[-1] == (
+        f"error: no such file or folder: {tmp_path / 'nope'}; check the path")
+
+
 def test_train_warns_about_classes_with_one_example(tmp_path: Path, sentiment_jsonl: Path,
                                                      enc, cache_dir) -> None:
     data = tmp_path / "typo.jsonl"

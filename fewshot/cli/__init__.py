@@ -47,4 +47,27 @@ def _root(
 
 
 def main() -> None:
-    app()
+    """The ``fewshot`` script: like ``app()``, but a usage error is one line, as every
+    other error is (``error: ...; see 'fewshot CMD --help'``, exit code 2)."""
+    import sys
+
+    try:
+        code = app(standalone_mode=False, prog_name="fewshot")
+    except typer.Abort:
+        typer.echo("Aborted!", err=True)
+        code = 1
+    except Exception as e:
+        # click's exceptions (vendored by newer typer as typer._click): matched by shape.
+        code = getattr(e, "exit_code", None)
+        if not hasattr(e, "format_message") or not isinstance(code, int):
+            raise
+        if type(e).__name__ == "NoArgsIsHelpError":  # a bare command prints its help
+            e.show()  # type: ignore[attr-defined]
+        elif code == 2 and hasattr(e, "ctx"):  # UsageError and its kinds
+            ctx = e.ctx
+            where = ctx.command_path if ctx is not None else "fewshot"
+            message = " ".join(e.format_message().split()).rstrip(".")
+            typer.echo(f"error: {message}; see '{where} --help'", err=True)
+        else:
+            e.show()  # type: ignore[attr-defined]
+    sys.exit(code if isinstance(code, int) else 0)
