@@ -229,6 +229,10 @@ def test_evaluate_unknown_labels(model: Path, tmp_path: Path, cache_dir: Path) -
         (["nosuch"], "error: No such command 'nosuch'; see 'fewshot --help'"),
         (["train", "data.jsonl", "-o", "m", "--shots", "-1"],
          "error: Invalid value for '--shots': "),
+        # checked before anything runs, so a cache hit cannot hide the typo
+        (["predict", "model", "data.txt", "-o", "p.jsonl", "--device", "foo"],
+         "error: Invalid value for '--device': unknown device 'foo'; use auto, cpu, cuda, "
+         "cuda:N or mps; see 'fewshot predict --help'"),
     ],
 )
 def test_script_usage_errors_are_one_line(args, line, monkeypatch, capsys) -> None:
@@ -479,10 +483,20 @@ def test_bad_option_value_is_usage_error(tmp_path: Path, sentiment_jsonl: Path) 
     assert "--shots" in result.stderr
 
 
-def test_bad_device(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
-    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--no-cache",
-                        "--device", "gpu"), 2, "unknown device 'gpu'")
+def test_bad_device(tmp_path: Path, sentiment_jsonl: Path, enc, monkeypatch, capsys) -> None:
+    from fewshot.cli import main
+
+    args = ["train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--no-cache", "--device"]
+    monkeypatch.setattr("sys.argv", ["fewshot", *map(str, args), "gpu"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: Invalid value for '--device': unknown device 'gpu'; use auto, cpu, cuda, "
+        "cuda:N or mps; see 'fewshot train --help'")
     assert not (tmp_path / "m").exists()
+    # A well-formed device that is not here is refused when the encoder loads.
+    assert_error(invoke(*args, "cuda:99"), 2, "device 'cuda:99' is not available")
 
 
 def test_single_class(tmp_path: Path, enc) -> None:
