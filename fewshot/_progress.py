@@ -53,3 +53,28 @@ def progress(description: str, total: int, enabled: bool | None = None) -> Itera
                 bar.update(task, advance=n, info=info)
 
         yield advance
+
+
+@contextmanager
+def quiet_library_bars(enabled: bool | None = None) -> Iterator[None]:
+    """transformers' own tqdm bars ("Loading weights") off unless progress is shown.
+
+    Piped or logged output (and ``show_progress=False``) then holds fewshot's lines
+    only; the library's setting is restored afterwards.
+    """
+    if enabled is None:
+        enabled = _auto()
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:  # pragma: no cover - sentence-transformers needs transformers
+        yield
+        return
+    was = hf_logging.is_progress_bar_enabled()
+    if not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was and not enabled:
+            hf_logging.enable_progress_bar()
+

@@ -721,3 +721,22 @@ def test_text_id_covers_default_prompt_and_truncation(tiny_text_model_dir: Path)
     assert not np.allclose(prompted.encode(["a good movie"]), plain.encode(["a good movie"]))
     short = encoder(truncate_dim=16)
     assert short.id != plain.id and short.encode(["a good movie"]).shape == (1, 16)
+
+
+def test_library_bars_are_quiet_unless_progress_is_shown() -> None:
+    from transformers.utils import logging as hf_logging
+
+    from fewshot._progress import quiet_library_bars
+
+    assert hf_logging.is_progress_bar_enabled()
+    with quiet_library_bars(False):
+        assert not hf_logging.is_progress_bar_enabled()
+    assert hf_logging.is_progress_bar_enabled()  # restored
+    with quiet_library_bars(True):
+        assert hf_logging.is_progress_bar_enabled()
+    try:
+        with quiet_library_bars(False):
+            raise RuntimeError("load failed")
+    except RuntimeError:
+        pass
+    assert hf_logging.is_progress_bar_enabled()  # restored after an error too

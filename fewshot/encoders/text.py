@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fewshot._progress import progress
+from fewshot._progress import progress, quiet_library_bars
 from fewshot.encoders.base import Encoder, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_TEXT_ENCODER,
@@ -75,9 +75,10 @@ class TextEncoder(Encoder):
             resolved = resolve_text_model(name)
             check_hub("text", resolved)
             try:
-                st = SentenceTransformer(
-                    resolved.location, device=device, local_files_only=resolved.is_local
-                )
+                with quiet_library_bars(self.show_progress):
+                    st = SentenceTransformer(
+                        resolved.location, device=device, local_files_only=resolved.is_local
+                    )
             except Exception as e:  # hub errors come in many types
                 if resolved.is_local:
                     raise local_failure("text", resolved, e) from e
