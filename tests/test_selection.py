@@ -208,6 +208,12 @@ def test_prompt_template_renders_and_rejects_unknown_fields() -> None:
         PromptTemplate("{% for ex in examples %}")
     with pytest.raises(UsageError, match="unsafe"):
         PromptTemplate("{{ query.__class__.__mro__ }}")
+    with pytest.raises(UsageError) as exc:
+        t.render("new", [{"index": 0, "label": "pos", "score": 0.9, "item": "good"},
+                         {"txt": "bad"}])
+    assert str(exc.value) == (
+        "example 1 has no index, label, score, item; give each example the keys index, "
+        "label, score, item (as ExampleSelector's picks have)")
 
 
 def test_prompt_template_file_errors(tmp_path: Path) -> None:

@@ -63,6 +63,14 @@ class PromptTemplate:
         import jinja2
 
         key = "text" if self.modality == "text" else "path"
+        needed = ("index", "label", "score", "item")
+        for i, e in enumerate(examples):
+            missing = [k for k in needed if k not in e]
+            if missing:
+                raise UsageError(
+                    f"example {i} has no {', '.join(missing)}; give each example the keys "
+                    f"{', '.join(needed)} (as ExampleSelector's picks have)"
+                )
         exs = [
             {"index": e["index"], "label": e["label"], "score": e["score"],
              key: str(e["item"])}
