@@ -383,6 +383,13 @@ def test_embed_refuses_existing_output(tmp_path: Path, unlabelled: Path, enc) ->
     assert_error(invoke("embed", unlabelled, "-o", out, *enc, "--no-cache"), 2,
                  "already exists", "--force")
     ok("embed", unlabelled, "-o", out, *enc, "--no-cache", "--force")
+    # The same name in the other format would overwrite emb.ids.json: the message says why.
+    other = tmp_path / "emb.safetensors"
+    line = assert_error(invoke("embed", unlabelled, "-o", other, *enc, "--no-cache"), 2)
+    assert line == (f"error: {tmp_path / 'emb.ids.json'} (the ids file written beside "
+                    "emb.safetensors) already exists, perhaps from an embedding in another "
+                    "format; choose another output name or pass --force")
+    assert not other.exists()
 
 
 def test_embed_bad_suffix(tmp_path: Path, unlabelled: Path) -> None:

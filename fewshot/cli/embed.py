@@ -54,7 +54,11 @@ def embed(
         raise UsageError(f"--output must end in .npy or .safetensors, got '{output.name}'")
     sidecar = output.with_suffix(".ids.json")
     check_output(output, force)
-    check_output(sidecar, force)
+    if sidecar.exists() and not force:
+        raise UsageError(
+            f"{sidecar} (the ids file written beside {output.name}) already exists, perhaps "
+            f"from an embedding in another format; choose another output name or pass --force"
+        )
     ds = load_data(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
         require_labels=False, skip_bad_images=skip_bad_images,
