@@ -88,6 +88,15 @@ def test_review_splits_and_summarises(
     assert row["label"] in row["set"]
     assert summary["measured"]["conformal_coverage"] is not None
     assert "accepted" in result.stderr and "estimated precision" in result.stderr
+    # How firm the estimate is: the bound from the accepted held-out rows, said in words.
+    from scipy.stats import beta
+
+    k, p = summary["n_held_out_accepted"], summary["estimated_precision"]
+    assert 0 < k <= 16 and summary["precision_lower_95"] == pytest.approx(
+        0.05 ** (1 / k) if p == 1.0 else beta.ppf(0.05, p * k, k - p * k + 1))
+    assert (f"with {k} held-out predictions above the threshold, precision on new data could "
+            f"be as low as {summary['precision_lower_95']:.3f} (one-sided 95% bound)"
+            in result.stderr)
     # CSV, on unlabelled text.
     new = tmp_path / "new.txt"
     new.write_text("a good film\nawful boring plot\n")

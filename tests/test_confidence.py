@@ -302,6 +302,26 @@ def test_precision_threshold_ties_and_unreachable() -> None:
         precision_threshold([0.5], [True], target=1.5)
 
 
+def test_precision_threshold_reports_a_lower_bound_that_covers() -> None:
+    # Every accepted row right: Clopper-Pearson's one-sided bound is alpha ** (1 / n).
+    t = precision_threshold(np.linspace(0.9, 0.99, 10), [True] * 10, target=0.9)
+    assert t.n_accepted == 10 and t.precision_lower == pytest.approx(0.05 ** (1 / 10))
+    # 31 of 32 right (the support example's review): 0.860.
+    t = precision_threshold(np.linspace(0.6, 0.99, 32), [False] + [True] * 31, target=0.95)
+    assert t.precision == pytest.approx(31 / 32) and t.precision_lower == pytest.approx(
+        0.86015, abs=1e-5)
+    # Weights count by their effective number: equal weights change nothing.
+    w = precision_threshold(np.linspace(0.6, 0.99, 32), [False] + [True] * 31, target=0.95,
+                            weight=np.full(32, 3.0))
+    assert w.precision_lower == pytest.approx(t.precision_lower)
+    # Over repeated held-out sets of 30 rows at true precision 0.9, the bound stays
+    # below 0.9 at least 95% of the time.
+    rng = np.random.default_rng(0)
+    below = [precision_threshold(np.ones(30), rng.random(30) < 0.9, target=0.5).precision_lower
+             <= 0.9 for _ in range(2000)]
+    assert np.mean(below) >= 0.95
+
+
 def test_conformal_sets_cover_at_the_stated_rate() -> None:
     rng = np.random.default_rng(0)
 

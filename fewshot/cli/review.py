@@ -226,6 +226,11 @@ def _print_summary(summary: dict[str, Any], output: Path, fmt: str) -> None:
             f"expected coverage {summary['expected_coverage']:.1%}, from "
             f"{summary['n_held_out']} out-of-fold predictions"
         )
+        info(
+            f"with {summary['n_held_out_accepted']} held-out predictions above the threshold, "
+            f"precision on new data could be as low as {summary['precision_lower_95']:.3f} "
+            "(one-sided 95% bound); label more examples for a firmer estimate"
+        )
     conf = summary.get("conformal")
     if conf:
         info(

@@ -51,6 +51,12 @@ class Threshold:
     precision: float
     coverage: float
     n: int
+    #: One-sided 95% lower confidence bound on ``precision`` (Clopper-Pearson, on the
+    #: accepted held-out rows; with weights, on their effective number): how low the
+    #: precision on new data could plausibly be, given how few rows back the estimate.
+    precision_lower: float = float("nan")
+    #: Held-out rows in the accepted slice.
+    n_accepted: int = 0
 
 
 def precision_threshold(
@@ -80,7 +86,17 @@ def precision_threshold(
     if len(good) == 0:
         return none
     k = int(good[-1])
-    return Threshold(float(conf[k]), target, float(precision[k]), float(mass[k] / mass[-1]), n)
+    return Threshold(float(conf[k]), target, float(precision[k]), float(mass[k] / mass[-1]), n,
+                     _lower_bound(float(precision[k]), w[: k + 1]), k + 1)
+
+
+def _lower_bound(precision: float, w: np.ndarray, alpha: float = 0.05) -> float:
+    """Clopper-Pearson lower bound of a (weighted) proportion, Kish's effective n."""
+    from scipy.stats import beta
+
+    n_eff = float(w.sum() ** 2 / np.square(w).sum())
+    hits = precision * n_eff
+    return 0.0 if hits <= 0 else float(beta.ppf(alpha, hits, n_eff - hits + 1))
 
 
 def conformal_quantile(
@@ -150,6 +166,8 @@ class ReviewResult:
             "target_precision": t.target,
             "threshold": None if math.isinf(t.threshold) else t.threshold,
             "estimated_precision": None if math.isnan(t.precision) else t.precision,
+            "precision_lower_95": None if math.isnan(t.precision_lower) else t.precision_lower,
+            "n_held_out_accepted": t.n_accepted,
             "expected_coverage": t.coverage,
             "n_held_out": t.n,
         }
