@@ -576,6 +576,20 @@ def test_cli_suggest_with_label_descriptions(
                               "--budget", "2", "--strategy", "diverse"])
     # Checked before the pool (which does not exist) is read.
     assert res.exit_code == 2 and "have the same description" in res.output
+    # A described label the model does not know is a note (finding a new label's first
+    # examples is a use), not an error.
+    model = tmp_path / "model"
+    res = runner.invoke(app, ["train", str(sentiment_jsonl), "-o", str(model), "--encoder",
+                              str(tiny_text_model_dir), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    three = tmp_path / "three.json"
+    three.write_text(json.dumps({"pos": "good great", "neg": "bad awful", "meh": "the plot"}))
+    res = runner.invoke(app, ["suggest", str(sentiment_jsonl), "-o", str(tmp_path / "n.jsonl"),
+                              "--label-descriptions", str(three), "--model", str(model),
+                              "--budget", "3", "--strategy", "diverse", "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert ("note: the descriptions name 1 label(s) the model does not know (meh); picks are "
+            "spread over them too") in res.stderr
 
 
 # -- hybrid follows a model's margins only if the model beats a guess -----------------------------

@@ -216,6 +216,16 @@ def suggest(
             clf = FewShotClassifier(enc, make_head("logreg", class_weight="balanced"),
                                     cache=cache, calibration="temperature")
             clf.fit(lab.items, lab.labels)
+    if descriptions is not None and clf is not None:
+        known = {str(c) for c in clf.classes_}
+        new = [label for label in descriptions if label not in known]
+        if new:
+            info(
+                f"note: the descriptions name {len(new)} label(s) the model does not know "
+                f"({', '.join(new[:5])}{', ...' if len(new) > 5 else ''}); picks are spread "
+                "over them too, which finds first examples of a new label (if it is a typo, "
+                "use the model's labels)"
+            )
     proba = None
     if clf is not None:
         proba = clf.head_.predict_proba(X)
