@@ -293,8 +293,9 @@ def run_review(b: Bench, targets: tuple[float, ...] = (0.9, 0.95)) -> dict[str, 
                     f"| {s['set_size']:.2f} |"
                 )
     bound_lines = [
-        "| dataset | shots | target | held-out rows behind the threshold | estimated precision "
-        "| 95% lower bound | test precision >= bound (seeds) |",
+        "| dataset | shots | target | held-out rows behind the threshold (mean; range) "
+        "| estimated precision (mean) | 95% lower bound (mean; range) "
+        "| test precision >= bound (seeds) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name in DATASETS:
@@ -308,9 +309,11 @@ def run_review(b: Bench, targets: tuple[float, ...] = (0.9, 0.95)) -> dict[str, 
                 held = sum(r["precision"] >= r["precision_lower"] for r in rs)
                 bound_lines.append(
                     f"| {name} | {shots} | {target:.2f} "
-                    f"| {_mean([r['n_held_out_accepted'] for r in rs]):.0f} "
+                    f"| {_mean([r['n_held_out_accepted'] for r in rs]):.0f}; "
+                    f"{_range(rs, 'n_held_out_accepted', 0)} "
                     f"| {_mean([r['estimated_precision'] for r in rs]):.3f} "
-                    f"| {_mean([r['precision_lower'] for r in rs]):.3f} | {held} of {len(rs)} |"
+                    f"| {_mean([r['precision_lower'] for r in rs]):.3f}; "
+                    f"{_range(rs, 'precision_lower', 3)} | {held} of {len(rs)} |"
                 )
     return {"rows": rows, "summary": summary, "markdown": "\n".join(lines)
             + "\n\nhow firm the estimate is (seeds that accept anything)\n\n"
@@ -554,6 +557,8 @@ def run_evidence(b: Bench, shots: tuple[int, ...] = (8, 64)) -> dict[str, Any]:
                     "rows_needed": (1.96 + 0.84) ** 2 / (2 * gain) if gain > 0 else None,
                     "held_out": len(clf.oof_labels_), "beta_oof": 1.0 / ts.temperature,
                     "evidence": ts.evidence_, "calibrator": clf.calibrator_.name,
+                    "mean_confidence": float(np.exp(z).max(axis=1).mean()),
+                    "accuracy": float((z.argmax(axis=1) == yt).mean()),
                     "ece_test_beta": expected_calibration_error(
                         np.exp(beta * z) / np.exp(beta * z).sum(1, keepdims=True), yt),
                 })
@@ -575,6 +580,12 @@ def run_evidence(b: Bench, shots: tuple[int, ...] = (8, 64)) -> dict[str, Any]:
                 f"| {_join(rs, 'evidence', 1)} |"
             )
     return {"rows": rows, "markdown": "\n".join(lines)}
+
+
+def _range(rows: list[dict[str, Any]], key: str, digits: int) -> str:
+    """``lo-hi`` of a value over seeds."""
+    values = [r[key] for r in rows]
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
 
 
 def _join(rows: list[dict[str, Any]], key: str, digits: int = 2) -> str:

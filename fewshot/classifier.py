@@ -178,7 +178,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         if len(X) != len(y):
             raise DataError(f"got {len(X)} items but {len(y)} labels; give one label per item")
         missing = next((i for i, v in enumerate(y) if v is None
-                        or (isinstance(v, float) and np.isnan(v))), None)
+                        or (isinstance(v, float | np.floating) and np.isnan(v))
+                        or type(v).__name__ == "NAType"), None)  # pandas.NA
         if missing is not None:
             raise DataError(
                 f"label {missing} is {y[missing]!r}; give every item a label (drop the "

@@ -185,6 +185,21 @@ def test_resume_redoes_rows_fitted_with_other_method_settings(
     after = TunedMethod("t", "logreg").settings()
     assert settings_fingerprint(before) != settings_fingerprint(after)
     assert "seed" not in after["tuner"] and after["tuner"]["objective"] == "auto"
+    # Settings are kept as JSON holds them: numpy scalars resume as the same run, and a
+    # setting with no stable text form is refused before anything runs.
+    from fewshot.bench.methods import method_settings
+
+    assert method_settings(HeadMethod("k", "knn", k=np.int64(3))) == method_settings(
+        HeadMethod("k", "knn", k=3))
+
+    class Opaque:
+        name, uses_embeddings = "opaque", True
+
+        def settings(self):
+            return {"thing": object()}
+
+    with pytest.raises(UsageError, match="has no stable text form"):
+        method_settings(Opaque())
 
 
 class Boom:

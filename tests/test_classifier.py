@@ -129,6 +129,8 @@ def test_missing_values_are_errors_not_the_text_none(tiny_text_encoder, tmp_path
         clf.fit(["good", "great", "bad", "awful"], ["p", "p", None, "n"])
     assert str(exc.value) == ("label 2 is None; give every item a label (drop the unlabelled "
                               "ones, or pass them as unlabelled=...)")
+    with pytest.raises(DataError, match="label 1 is .*nan"):
+        clf.fit(["good", "great", "bad", "awful"], np.array([1.0, np.nan, 2.0, 2.0], np.float32))
     clf.fit(["good", "great", "bad", "awful"], ["p", "p", "n", "n"])
     with pytest.raises(DataError, match="item 1 is None"):
         clf.predict(["good", None])

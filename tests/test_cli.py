@@ -276,6 +276,10 @@ def test_train_warns_about_classes_with_one_example(tmp_path: Path, sentiment_js
     )
     result = ok("train", sentiment_jsonl, "-o", tmp_path / "m2", *enc, "--cache-dir", cache_dir)
     assert "single example" not in result.stderr
+    # One per class by choice (--shots 1) is not a typo to warn about.
+    result = ok("train", sentiment_jsonl, "-o", tmp_path / "m3", *enc, "--cache-dir", cache_dir,
+                "--shots", "1")
+    assert "single example" not in result.stderr
 
 
 def test_evaluate_with_many_classes_lists_confusions(tmp_path: Path, enc, cache_dir) -> None:

@@ -94,9 +94,10 @@ def test_review_splits_and_summarises(
     k, p = summary["n_held_out_accepted"], summary["estimated_precision"]
     assert 0 < k <= 16 and summary["precision_lower_95"] == pytest.approx(
         0.05 ** (1 / k) if p == 1.0 else beta.ppf(0.05, p * k, k - p * k + 1))
-    assert (f"with {k} held-out predictions above the threshold, precision on new data could "
-            f"be as low as {summary['precision_lower_95']:.3f} (one-sided 95% bound)"
-            in result.stderr)
+    assert summary["n_held_out_accepted_effective"] == pytest.approx(k)  # no weights
+    assert (f"with {k} held-out predictions at or above the threshold, precision on new data "
+            f"could be as low as {summary['precision_lower_95']:.3f} (approximate one-sided "
+            "95% bound)" in result.stderr)
     # CSV, on unlabelled text.
     new = tmp_path / "new.txt"
     new.write_text("a good film\nawful boring plot\n")

@@ -320,6 +320,18 @@ def test_precision_threshold_reports_a_lower_bound_that_covers() -> None:
     below = [precision_threshold(np.ones(30), rng.random(30) < 0.9, target=0.5).precision_lower
              <= 0.9 for _ in range(2000)]
     assert np.mean(below) >= 0.95
+    # The cut is chosen on the same rows, so the bound is approximate. Calibrated held-out
+    # rows (confidence uniform on 0.5-1, right with probability conf): the slice at
+    # threshold t has true precision (t + 1) / 2, and the bound stays under it about 95%
+    # of the time (measured 0.957 with 40 rows, 0.948 with 300).
+    for n in (40, 300):
+        covered = []
+        for _ in range(1000):
+            conf = rng.uniform(0.5, 1.0, n)
+            t = precision_threshold(conf, rng.random(n) < conf, target=0.9)
+            if np.isfinite(t.threshold):
+                covered.append(t.precision_lower <= (t.threshold + 1) / 2)
+        assert len(covered) > 900 and np.mean(covered) >= 0.93, (n, np.mean(covered))
 
 
 def test_conformal_sets_cover_at_the_stated_rate() -> None:

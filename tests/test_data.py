@@ -267,12 +267,22 @@ def test_csv_row_with_an_unquoted_comma_is_an_error_not_a_new_class(tmp_path: Pa
     )
     path.write_text("text,label\nok,a\n\"Hello, my parcel is late\",b\n", encoding="utf-8")
     assert load_dataset(path).labels == ["a", "b"]
+    # Trailing empty fields (spreadsheet exports) are not extra data.
+    path.write_text("text,label\nok,a,,\nfine,b,\n", encoding="utf-8")
+    assert load_dataset(path).labels == ["a", "b"]
+    # A short row lacks its last fields: fine when they are not needed, named when they are.
     tsv = tmp_path / "d.tsv"
-    tsv.write_text("text\tlabel\tnote\nok\ta\n", encoding="utf-8")
+    tsv.write_text("text\tlabel\tnote\nok\ta\nsome text\n", encoding="utf-8")
+    assert load_dataset(tsv, require_labels=False).items == ["ok", "some text"]
+    with pytest.raises(DataError) as exc:
+        load_dataset(tsv)
+    assert _message(exc).startswith(f"{tsv}:3: no 'label' field;")
+    tsv.write_text("text\tlabel\nok\ta\tstray\n", encoding="utf-8")
     with pytest.raises(DataError) as exc:
         load_dataset(tsv)
     assert _message(exc) == (
-        f"{tsv}:2: 2 fields but the header has 3; give every TSV row a value for each column"
+        f"{tsv}:2: 3 fields but the header has 2; quote fields that contain tabs, or save the "
+        "data as JSONL"
     )
 
 

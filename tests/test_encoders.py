@@ -728,6 +728,7 @@ def test_library_bars_are_quiet_unless_progress_is_shown() -> None:
 
     from fewshot._progress import quiet_library_bars
 
+    hf_logging.enable_progress_bar()  # whatever earlier tests or the environment set
     assert hf_logging.is_progress_bar_enabled()
     with quiet_library_bars(False):
         assert not hf_logging.is_progress_bar_enabled()

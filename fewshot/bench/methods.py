@@ -67,8 +67,25 @@ def method_settings(method: Any) -> dict[str, Any]:
     A method without ``settings()`` (a third-party one registered by name) records
     none; the runner then resumes its rows by name alone.
     """
+    import json
+
     get = getattr(method, "settings", None)
-    return dict(get()) if callable(get) else {}
+    settings = dict(get()) if callable(get) else {}
+    # As JSON holds them (numpy scalars, paths -> plain values), so the row can be written
+    # and the hash of a resumed run matches.
+    return dict(json.loads(json.dumps(settings, default=_plain)))
+
+
+def _plain(value: Any) -> Any:
+    """JSON for numpy scalars and arrays, paths and the like; refuses what has no stable text."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if type(value).__repr__ is object.__repr__:  # "<X object at 0x...>": differs every run
+        raise UsageError(
+            f"method setting {value!r} has no stable text form, so results could never "
+            "resume; give settings as numbers, strings or lists"
+        )
+    return str(value)
 
 
 def settings_fingerprint(settings: dict[str, Any]) -> str:
@@ -76,7 +93,7 @@ def settings_fingerprint(settings: dict[str, Any]) -> str:
     import hashlib
     import json
 
-    blob = json.dumps(settings, sort_keys=True, default=str).encode("utf-8")
+    blob = json.dumps(settings, sort_keys=True, default=_plain).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()[:12]
 
 

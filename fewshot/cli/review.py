@@ -226,10 +226,14 @@ def _print_summary(summary: dict[str, Any], output: Path, fmt: str) -> None:
             f"expected coverage {summary['expected_coverage']:.1%}, from "
             f"{summary['n_held_out']} out-of-fold predictions"
         )
+        n_acc, n_eff = summary["n_held_out_accepted"], summary["n_held_out_accepted_effective"]
+        rows = f"{n_acc}" if abs(n_acc - n_eff) < 0.05 else f"{n_acc} (effectively {n_eff:.0f})"
+        lower = summary["precision_lower_95"]
+        firm = lower >= summary["target_precision"] - 0.05
         info(
-            f"with {summary['n_held_out_accepted']} held-out predictions above the threshold, "
-            f"precision on new data could be as low as {summary['precision_lower_95']:.3f} "
-            "(one-sided 95% bound); label more examples for a firmer estimate"
+            f"with {rows} held-out predictions at or above the threshold, precision on new "
+            f"data could be as low as {lower:.3f} (approximate one-sided 95% bound)"
+            f"{'' if firm else '; label more examples for a firmer estimate'}"
         )
     conf = summary.get("conformal")
     if conf:

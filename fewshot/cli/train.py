@@ -263,14 +263,16 @@ def train(
         info(_calibration_line(clf))
     from collections import Counter
 
-    single = sorted(c for c, n in Counter(ds.labels).items() if n == 1)
+    # (with --shots the counts are chosen, and short classes were already warned about)
+    single = sorted(c for c, n in Counter(ds.labels).items() if n == 1) if shots is None else []
     if single:
+        them = "them" if len(single) > 1 else "it"
+        why = (f"never held out, so calibration and review thresholds do not cover {them}"
+               if clf.calibrator_ is not None else "easy to get wrong")
         info(
             f"warning: {len(single)} class{'es have' if len(single) > 1 else ' has'} a single "
-            f"example ({', '.join(single[:5])}{', ...' if len(single) > 5 else ''}): never "
-            "held out, so calibration and review thresholds do not cover "
-            f"{'them' if len(single) > 1 else 'it'}; add examples, or check for a typo in "
-            "the label"
+            f"example ({', '.join(single[:5])}{', ...' if len(single) > 5 else ''}): {why}; "
+            "add examples, or check for a typo in the label"
         )
     if clf.self_training_ is not None:
         info(_self_training_line(clf.self_training_))

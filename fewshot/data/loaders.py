@@ -152,20 +152,21 @@ def _read_csv(path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
             # A record starts on the line after the previous one ended: quoted
             # fields may span lines, and blank lines are skipped.
             start = reader.line_num + 1
-            kind = path.suffix[1:].upper() or "CSV"
             sep = "tabs" if delimiter == "\t" else "commas"
+            example = ' ("like, this")' if sep == "commas" else ""
+            width = len(header or [])
             for values in reader:
-                if values and header is not None and len(values) != len(header):
+                # Empty trailing fields (a spreadsheet's trailing separators) are not data.
+                while len(values) > width and not values[-1].strip():
+                    values.pop()
+                if values and len(values) > width:
                     raise DataError(
-                        f"{path}:{start}: {len(values)} fields but the header has "
-                        f"{len(header)}; quote fields that contain {sep} (\"like, this\"), "
-                        f"or save the data as JSONL"
-                        if len(values) > len(header) else
-                        f"{path}:{start}: {len(values)} fields but the header has "
-                        f"{len(header)}; give every {kind} row a value for each column"
+                        f"{path}:{start}: {len(values)} fields but the header has {width}; "
+                        f"quote fields that contain {sep}{example}, or save the data as JSONL"
                     )
                 if values:
-                    rows.append((start, dict(zip(header or [], values, strict=True))))
+                    # A short row lacks its last fields: the field checks name what is missing.
+                    rows.append((start, dict(zip(header or [], values, strict=False))))
                 start = reader.line_num + 1
         except csv.Error as e:  # e.g. a field over csv's 128 KiB limit
             raise DataError(
@@ -312,7 +313,8 @@ def _load_image_folder(folder: Path, require_labels: bool, skip_bad_images: bool
         if tables:  # a folder of text data without split names, not an image folder
             raise DataError(
                 f"{folder} has no train/test files or class folders; point at the file "
-                f"itself (e.g. {folder / tables[0]}) or name it train.jsonl or test.jsonl"
+                f"itself (e.g. {folder / tables[0]}) or name it "
+                f"train{Path(tables[0]).suffix} or test{Path(tables[0]).suffix}"
             )
     if not labelled and require_labels:
         raise DataError(

@@ -42,10 +42,11 @@ def resolve_device(device: str | None) -> str:
         if count == 0 or (dev.index or 0) >= count:
             raise UsageError(
                 f"device '{device}' is not available ({count} CUDA GPU(s) found); "
-                "use device auto or cpu"
+                "use --device auto or cpu (device='cpu' in Python)"
             )
     if dev.type == "mps" and not mps_ok:
-        raise UsageError(f"device '{device}' is not available here; use device auto or cpu")
+        raise UsageError(f"device '{device}' is not available here; use --device auto or cpu "
+                         "(device='cpu' in Python)")
     return str(device)
 
 
