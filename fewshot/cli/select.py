@@ -217,8 +217,8 @@ def suggest(
                                     cache=cache, calibration="temperature")
             clf.fit(lab.items, lab.labels)
     if descriptions is not None and clf is not None:
-        known = {str(c) for c in clf.classes_}
-        new = [label for label in descriptions if label not in known]
+        model_labels = {str(c) for c in clf.classes_}
+        new = [label for label in descriptions if label not in model_labels]
         if new:
             info(
                 f"note: the descriptions name {len(new)} label(s) the model does not know "
