@@ -1,4 +1,4 @@
-"""Few-shot image classification: 8 images per class, frozen backbone, kNN and logreg.
+"""Few-shot image classification: 8 images per class, frozen backbone, logreg, kNN and centroid.
 
 Run from the repository root:  python examples/image_classification.py [DATASET] [--encoder NAME]
 
