@@ -114,8 +114,8 @@ def run_bench(
     Rows already in ``output/results.jsonl`` without an error, for the same encoder
     (name and id: a changed model or setting is a new id) and the same method
     settings (``method_config``: a changed head or tuner default is a new one), are
-    not redone, so an interrupted run resumes where it stopped. A method that raises is recorded
-    with its error and the others go on.
+    not redone, so an interrupted run resumes where it stopped. A method that raises
+    is recorded with its error and the others go on.
     """
     from fewshot._progress import progress
     from fewshot.cache import as_cache, embed
@@ -127,7 +127,8 @@ def run_bench(
     _repair_tail(results_path)
     done = {_key(r) for r in load_results(results_path) if not r.get("error")}
     method_objs = [get_method(m) for m in methods]
-    configs = {m.name: settings_fingerprint(method_settings(m)) for m in method_objs}
+    settings = {m.name: method_settings(m) for m in method_objs}
+    configs = {name: settings_fingerprint(value) for name, value in settings.items()}
     cache_obj = as_cache(cache)
     say = log or (lambda msg: None)
     new_rows: list[dict[str, Any]] = []
@@ -188,7 +189,7 @@ def run_bench(
                     train_embeddings=train_emb[idx] if train_emb is not None else None,
                     test_embeddings=test_emb,
                 )
-                row = _run_one(task, method, enc)
+                row = _run_one(task, method, enc, settings[method.name])
                 if method.uses_embeddings:
                     # Shared by every such run of this dataset, so not in fit/predict time.
                     row["encode_seconds"] = round(encode_seconds, 4)
@@ -202,8 +203,7 @@ def run_bench(
     return load_results(results_path)
 
 
-def _run_one(task: Task, method: Any, enc: Any) -> dict[str, Any]:
-    settings = method_settings(method)
+def _run_one(task: Task, method: Any, enc: Any, settings: dict[str, Any]) -> dict[str, Any]:
     row: dict[str, Any] = {
         "dataset": task.dataset, "modality": task.modality, "n_shot": task.n_shot,
         "seed": task.seed, "method": method.name, "encoder": enc.name, "encoder_id": enc.id,
