@@ -48,7 +48,7 @@ def main() -> None:
     args = ap.parse_args()
     from fewshot import FewShotClassifier, few_shot_indices, load_dataset
     from fewshot.encoders import TextEncoder
-    from fewshot.tuning import distill
+    from fewshot.training import distill
 
     data = Path(args.shared) / "data" / args.dataset
     train, test = load_dataset(data, "train"), load_dataset(data, "test")

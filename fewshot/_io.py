@@ -1,4 +1,4 @@
-"""Atomic writes: a crash never leaves a half-written file or folder behind."""
+"""Atomic writes (a crash never leaves a half-written file or folder behind) and JSON."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import tempfile
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-__all__ = ["ReplaceRefusedError", "atomic_dir", "atomic_file", "replace_refusal"]
+import numpy as np
+
+__all__ = ["ReplaceRefusedError", "atomic_dir", "atomic_file", "json_default", "replace_refusal"]
 
 
 class ReplaceRefusedError(FileExistsError):
@@ -145,3 +148,13 @@ def atomic_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def json_default(value: Any) -> Any:
+    """``json.dumps(..., default=json_default)``: numpy scalars and arrays as Python
+    values (``KNNHead(k=np.int64(3))`` from a grid over ``np.arange``), paths as text."""
+    if isinstance(value, np.generic | np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

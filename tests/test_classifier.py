@@ -12,13 +12,14 @@ import pytest
 from conftest import SENTIMENT
 
 from fewshot import FewShotClassifier
-from fewshot.classifier import FORMAT_VERSION, HEAD_FILE, MANIFEST, guess_modality
+from fewshot.encoders import guess_modality
 from fewshot.errors import (
     DataError,
     EncoderMismatchError,
     ModelError,
     UsageError,
 )
+from fewshot.model.folder import FORMAT_VERSION, HEAD_FILE, MANIFEST
 
 TEXTS = [t for t, _ in SENTIMENT]
 LABELS = [y for _, y in SENTIMENT]
@@ -429,22 +430,17 @@ def test_load_unknown_head_type(fitted, tmp_path: Path) -> None:
         FewShotClassifier.load(folder)
 
 
-def test_load_format_2_folder_checks_the_id_as_format_2_computed_it(
-    fitted, tmp_path: Path
+@pytest.mark.parametrize("version", [1, 2, 3])
+def test_load_refuses_a_pre_release_folder_with_a_retrain_message(
+    fitted, tmp_path: Path, version: int
 ) -> None:
     folder = fitted.save(tmp_path / "m")
     manifest = json.loads((folder / MANIFEST).read_text())
-    old_id = fitted.encoder_.id_for_format(2)
-    assert manifest["format_version"] == 3 and manifest["encoder"]["id"] == fitted.encoder_.id
-    assert old_id != fitted.encoder_.id and fitted.encoder_.id_for_format(3) == fitted.encoder_.id
-    manifest["format_version"], manifest["encoder"]["id"] = 2, old_id
+    assert manifest["format"] == "fewshot-model" and manifest["format_version"] == 1
+    del manifest["format"]  # pre-release folders (formats 1-3) had no layout name
+    manifest["format_version"] = version
     (folder / MANIFEST).write_text(json.dumps(manifest))
-    loaded = FewShotClassifier.load(folder, cache=False)
-    np.testing.assert_array_equal(loaded.predict_proba(QUERIES), fitted.predict_proba(QUERIES))
-    # The other way round is a mismatch: a format-3 folder holding an old-style id.
-    manifest["format_version"] = 3
-    (folder / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(EncoderMismatchError, match="pass the original encoder"):
+    with pytest.raises(ModelError, match="pre-release fewshot .* re-run fewshot train"):
         FewShotClassifier.load(folder, cache=False)
 
 

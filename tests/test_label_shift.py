@@ -11,7 +11,6 @@ from conftest import SENTIMENT
 from test_cli import assert_error, invoke, ok
 
 from fewshot import FewShotClassifier
-from fewshot.classifier import MANIFEST
 from fewshot.confidence.label_shift import (
     apply_class_prior,
     confusion_conditioning,
@@ -19,6 +18,7 @@ from fewshot.confidence.label_shift import (
     estimate_label_shift,
 )
 from fewshot.errors import DataError, ModelError, UsageError
+from fewshot.model.folder import MANIFEST
 
 TEXTS = [t for t, _ in SENTIMENT]
 LABELS = [y for _, y in SENTIMENT]
@@ -132,7 +132,7 @@ def test_adapt_prior_that_is_not_used_leaves_probabilities_alone(
 ) -> None:
     before = calibrated.predict_proba(POSITIVE_POOL)
     # Held-out rows that all look alike: the shift cannot be identified.
-    calibrated.oof_proba_ = np.full_like(calibrated.oof_proba_, 0.5)
+    calibrated.model_.calibration.oof_proba = np.full_like(calibrated.oof_proba_, 0.5)
     calibrated.adapt_prior(POSITIVE_POOL)
     assert calibrated.label_shift_ is not None and not calibrated.label_shift_["used"]
     assert calibrated.class_prior_ is None
@@ -164,7 +164,7 @@ def test_class_counts_follow_classes_with_int_labels_and_descriptions(
     clf.fit(texts, labels)
     assert clf.classes_.tolist() == [0, 1]
     np.testing.assert_array_equal(clf.class_counts_, [5, 9])  # + one description each
-    np.testing.assert_allclose(clf._training_prior(), [5 / 14, 9 / 14])
+    np.testing.assert_allclose(clf.model_.training_prior, [5 / 14, 9 / 14])
 
 
 def test_adapt_prior_errors(
@@ -187,15 +187,14 @@ def test_adapt_prior_errors(
     manifest = json.loads(json.dumps(good))
     manifest["class_counts"] = [8]
     manifest_path.write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="class counts for 2 classes"):
+    with pytest.raises(ModelError, match=r"class counts \[8\] for 2 classes"):
         FewShotClassifier.load(tmp_path / "m", encoder=tiny_text_encoder, cache=False)
-    # A model saved before class counts were recorded: no prior without a refit.
+    # Class counts are part of every model folder.
     manifest = json.loads(json.dumps(good))
     del manifest["class_counts"], manifest["label_shift"]
     manifest_path.write_text(json.dumps(manifest))
-    old = FewShotClassifier.load(tmp_path / "m", encoder=tiny_text_encoder, cache=False)
-    with pytest.raises(ModelError, match="re-run fewshot train"):
-        old.adapt_prior(POSITIVE_POOL)
+    with pytest.raises(ModelError, match="missing class_counts.*re-run fewshot train"):
+        FewShotClassifier.load(tmp_path / "m", encoder=tiny_text_encoder, cache=False)
 
 
 # -- CLI --------------------------------------------------------------------------------------
@@ -220,7 +219,7 @@ def test_cli_train_prior_from_and_predict_adapt_prior(
     # evaluate scores the probabilities predict gives: calibrated, then moved to the prior.
     report = json.loads(ok("evaluate", out, sentiment_jsonl, "--json", *common).stdout)
     assert report["class_prior"] is True
-    from fewshot.confidence.calibration import brier_score
+    from fewshot.metrics import brier_score
 
     loaded = FewShotClassifier.load(out, encoder=str(common[1]), cache=False)
     y_idx = [list(loaded.classes_).index(v) for v in LABELS]
@@ -290,9 +289,9 @@ def test_review_weights_held_out_rows_by_their_own_mix(tiny_text_encoder) -> Non
     y = clf.oof_labels_
     mix = np.bincount(y, minlength=2) / len(y)
     np.testing.assert_allclose(mix, [4 / 12, 8 / 12])  # classes_ = [neg, pos]
-    held = apply_class_prior(clf.calibrate(clf.oof_proba_), clf._training_prior(), prior)
+    held = apply_class_prior(clf.calibrate(clf.oof_proba_), clf.model_.training_prior, prior)
     weight = (prior / mix)[y]
-    wrong = (prior / clf._training_prior())[y]
+    wrong = (prior / clf.model_.training_prior)[y]
     assert not np.allclose(weight, wrong)
     assert result.threshold == precision_threshold(held.max(1), held.argmax(1) == y, 0.99, weight)
     assert result.conformal is not None

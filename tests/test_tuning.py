@@ -19,7 +19,8 @@ from fewshot.cache import EmbeddingCache, embed
 from fewshot.cli import app
 from fewshot.encoders import ImageEncoder, TextEncoder
 from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageError
-from fewshot.tuning import ContrastiveTuner, as_tuner, distill
+from fewshot.training import distill
+from fewshot.tuning import ContrastiveTuner, as_tuner
 from fewshot.tuning.objectives import (
     inbatch_cosine_loss,
     pair_cosine_loss,
@@ -358,7 +359,7 @@ def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path
     proba = clf.predict_proba(TEXTS)
     folder = clf.save(tmp_path / "model")
     manifest = json.loads((folder / "fewshot.json").read_text())
-    assert manifest["format_version"] == 3
+    assert manifest["format_version"] == 1
     assert manifest["encoder"]["tuned"] is True
     assert manifest["encoder"]["base_id"] == frozen_id != manifest["encoder"]["id"]
     assert manifest["tuning"]["settings"]["epochs"] == 8
@@ -371,7 +372,6 @@ def test_classifier_tune_round_trips_exactly(tiny_text_model_dir: Path, tmp_path
     assert as_tuner(loaded.get_params()["tune"]).get_params() == as_tuner(
         {"epochs": 8, "learning_rate": 2e-2}).get_params()
     assert FewShotClassifier.load(folder, cache=False).tuning_["requested"]["epochs"] == 8
-    assert manifest["tuning"]["defaults"] == ContrastiveTuner.DEFAULTS_REVISION == 2
     assert loaded.get_params()["tune"]["learning_rate"] == 2e-2
 
 
@@ -382,53 +382,15 @@ def saved_tuned(model_dir: Path, tmp_path: Path, epochs: int = 3) -> tuple[Any, 
     return clf, clf.save(tmp_path / "model")
 
 
-def test_model_saved_before_the_many_class_defaults_refits_with_its_learning_rate(
+def test_auto_learning_rate_stays_auto_when_a_saved_model_refits(
     tiny_text_model_dir: Path, tmp_path: Path
 ) -> None:
     _, folder = saved_tuned(tiny_text_model_dir, tmp_path, epochs=2)
     manifest = json.loads((folder / "fewshot.json").read_text())
     assert manifest["tuning"]["requested"]["learning_rate"] is None  # auto: resolved at fit
+    assert manifest["tuning"]["settings"]["learning_rate"] == 1e-4  # what ran
     assert FewShotClassifier.load(folder, cache=False).get_params()["tune"][
         "learning_rate"] is None
-    # As saved before revision 2: no "defaults", per_class 4 written out, 1e-4 ran.
-    del manifest["tuning"]["defaults"]
-    manifest["tuning"]["requested"]["per_class"] = 4
-    (folder / "fewshot.json").write_text(json.dumps(manifest))
-    tune = FewShotClassifier.load(folder, cache=False).get_params()["tune"]
-    assert (tune["learning_rate"], tune["per_class"]) == (1e-4, 4)  # not 2e-5 with 4
-
-
-def test_tuned_model_saved_in_format_2_loads_and_resaves(
-    tiny_text_model_dir: Path, tmp_path: Path
-) -> None:
-    # Format 2 computed text ids without the modules' configs: rewrite a saved folder's
-    # ids that way, as fewshot 2 wrote them.
-    clf = FewShotClassifier(str(tiny_text_model_dir), tune={"epochs": 3}, cache=False,
-                            show_progress=False).fit(TEXTS, LABELS)
-    proba = clf.predict_proba(TEXTS)
-    folder = clf.save(tmp_path / "model")
-    manifest = json.loads((folder / "fewshot.json").read_text())
-    new_ids = (manifest["encoder"]["id"], manifest["encoder"]["base_id"])
-    old_ids = (clf.encoder_.id_for_format(2), fresh_text(tiny_text_model_dir).id_for_format(2))
-    assert old_ids[0] != new_ids[0] and old_ids[1] != new_ids[1]
-    manifest["format_version"] = 2
-    manifest["encoder"]["id"], manifest["encoder"]["base_id"] = old_ids
-    (folder / "fewshot.json").write_text(json.dumps(manifest))
-    for cache in (tmp_path / "cache", False):
-        loaded = FewShotClassifier.load(folder, cache=cache)
-        np.testing.assert_array_equal(loaded.predict_proba(TEXTS), proba)
-    # Saved again, it is a format-3 folder with today's ids, and loads as one.
-    again = json.loads((loaded.save(tmp_path / "again") / "fewshot.json").read_text())
-    assert again["format_version"] == 3
-    assert (again["encoder"]["id"], again["encoder"]["base_id"]) == new_ids
-    np.testing.assert_array_equal(
-        FewShotClassifier.load(tmp_path / "again", cache=False).predict_proba(TEXTS), proba
-    )
-    # A format-2 folder whose ids are today's was not written by fewshot 2: refused.
-    manifest["encoder"]["id"], manifest["encoder"]["base_id"] = new_ids
-    (folder / "fewshot.json").write_text(json.dumps(manifest))
-    with pytest.raises(EncoderMismatchError, match="pass the original encoder"):
-        FewShotClassifier.load(folder, cache=False)
 
 
 def test_tuned_model_with_missing_or_wrong_body_fails_clearly(

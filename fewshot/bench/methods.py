@@ -155,11 +155,10 @@ class TunedMethod:
             "head": self.head, **make_head(self.head).get_params(), "tuner": params,
             "tuner_defaults": {k: list(v) for k, v in tuner.DEFAULTS.items()},
             "tuner_many_classes_text": list(tuner.MANY_CLASSES_TEXT),
-            "tuner_defaults_revision": tuner.DEFAULTS_REVISION,
         }
 
     def run(self, task: Task) -> MethodResult:
-        from fewshot.heads import make_head
+        from fewshot.training.fitting import fit_embeddings
         from fewshot.tuning import ContrastiveTuner
 
         encoder = task.encoder
@@ -168,11 +167,10 @@ class TunedMethod:
         tuned = encoder.loaded_copy()
         tuner = ContrastiveTuner(seed=task.seed, show_progress=False, **self.tuner_params)
         tuner.tune(tuned, task.train_items, task.train_labels)
-        head = make_head(self.head)
-        head.fit(tuned.encode(task.train_items, show_progress=False),
-                 np.asarray(task.train_labels))
+        model = fit_embeddings(tuned, tuned.encode(task.train_items, show_progress=False),
+                               task.train_labels, head=self.head, calibration=None)
         fitted = time.perf_counter()
-        pred = head.predict(tuned.encode(task.test_items, show_progress=False))
+        pred = model.head.predict(tuned.encode(task.test_items, show_progress=False))
         done = time.perf_counter()
         return MethodResult([str(p) for p in pred], fitted - start, done - fitted)
 

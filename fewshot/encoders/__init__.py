@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from fewshot.encoders.base import Encoder, resolve_device
@@ -22,6 +23,7 @@ __all__ = [
     "ResolvedModel",
     "TextEncoder",
     "get_encoder",
+    "guess_modality",
     "resolve_device",
     "resolve_image_model",
     "resolve_text_model",
@@ -63,3 +65,18 @@ def get_encoder(
 
         return ImageEncoder(encoder or DEFAULT_IMAGE_ENCODER, **kwargs)
     raise ValueError(f"unknown modality {modality!r}; expected 'text' or 'image'")
+
+
+def guess_modality(items: Sequence[Any]) -> str:
+    """``"text"`` for strings, ``"image"`` for paths and PIL images."""
+    first = items[0]
+    if isinstance(first, str):
+        return "text"
+    if isinstance(first, os.PathLike) or hasattr(first, "convert"):
+        return "image"
+    from fewshot.errors import UsageError
+
+    raise UsageError(
+        f"cannot tell text from images by a {type(first).__name__}; pass str for text, "
+        "pathlib.Path or PIL images for images"
+    )

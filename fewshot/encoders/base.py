@@ -223,28 +223,14 @@ class Encoder(TransformerMixin, BaseEstimator):
     def id(self) -> str:
         """Content hash of weights + preprocessing: equal ids give equal embeddings."""
         if not hasattr(self, "id_"):
-            self.id_ = self._compute_id(drop=())
+            self.id_ = self._compute_id()
         return str(self.id_)
 
-    def id_for_format(self, version: int) -> str:
-        """The id as a model saved in format ``version`` recorded it.
-
-        Format 3 added settings to the id (``_ID_KEYS_SINCE_FORMAT_3``); a model
-        saved before is checked against the id without them.
-        """
-        if version >= 3 or not self._ID_KEYS_SINCE_FORMAT_3:
-            return self.id
-        return self._compute_id(drop=self._ID_KEYS_SINCE_FORMAT_3)
-
-    _ID_KEYS_SINCE_FORMAT_3: ClassVar[tuple[str, ...]] = ()
-
-    def _compute_id(self, drop: Sequence[str]) -> str:
+    def _compute_id(self) -> str:
         self._ensure_loaded()
         h = hashlib.blake2b(digest_size=16)
         ident = {"modality": self.modality, "normalize": bool(self.normalize)}
         ident.update(self._identity())
-        for key in drop:
-            ident.pop(key, None)
         h.update(json.dumps(ident, sort_keys=True, default=str).encode())
         hash_module(h, self._torch_module())
         return f"{self.modality}-{h.hexdigest()}"

@@ -140,9 +140,6 @@ class TextEncoder(Encoder):
             ident["truncate_dim"] = int(truncate_dim)
         return ident
 
-    # Model format 2 and older identified text encoders without their module configs.
-    _ID_KEYS_SINCE_FORMAT_3 = ("module_configs",)
-
     def item_key(self, item: Any) -> bytes:
         return hashlib.blake2b(str(item).encode("utf-8"), digest_size=16).digest()
 

@@ -115,7 +115,7 @@ class ExampleSelector:
 
         ``embeddings`` (one row per item, from the same encoder) skips embedding.
         """
-        from fewshot.classifier import guess_modality
+        from fewshot.encoders import guess_modality
         from fewshot.encoders import Encoder, get_encoder
         from fewshot.index import VectorIndex
 

@@ -14,6 +14,10 @@ in the batch and pushed from the rest (softmax with a temperature).
 ``pairs``: SetFit's objective (Tunstall et al., 2022): sampled positive and
 negative pairs, mean squared error between their cosine similarity and 1
 (same class) or 0. Two forward passes per pair.
+
+``distill``: SetFit's distillation objective: random pairs of unlabelled
+items, mean squared error between the student's cosine similarity and the
+teacher's (``ContrastiveTuner.tune(..., teacher=embeddings)``).
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ __all__ = [
     "supcon_loss",
 ]
 
-OBJECTIVES = ("auto", "cosine", "supcon", "pairs")
+OBJECTIVES = ("auto", "cosine", "supcon", "pairs", "distill")
 #: Objectives computed over every pair of a class-aware batch (one forward pass per item).
 IN_BATCH = ("cosine", "supcon")
 
@@ -68,7 +72,8 @@ def supcon_loss(embeddings: Any, labels: Any, temperature: float = 0.07) -> Any:
 
 
 def pair_cosine_loss(a: Any, b: Any, targets: Any) -> Any:
-    """SetFit's CosineSimilarityLoss: MSE between cos(a, b) and the 0/1 target."""
+    """SetFit's CosineSimilarityLoss: MSE between cos(a, b) and the target (0/1, or the
+    teacher's cosine when distilling)."""
     import torch.nn.functional as F
 
     return F.mse_loss(F.cosine_similarity(a.float(), b.float()), targets.float())

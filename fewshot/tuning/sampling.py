@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_balanced_batches", "sample_pairs"]
+__all__ = ["class_balanced_batches", "random_pairs", "sample_pairs"]
 
 
 def class_balanced_batches(
@@ -73,3 +73,14 @@ def sample_pairs(
         np.concatenate(right)[perm],
         np.concatenate(target)[perm],
     )
+
+
+def random_pairs(
+    n: int, pairs_per_item: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(left, right)``: each of ``n`` items paired with ``2 * pairs_per_item`` random
+    partners, shuffled (distillation's pairs, whose targets come from a teacher)."""
+    left = np.repeat(np.arange(n), 2 * pairs_per_item)
+    right = rng.integers(0, n, len(left))
+    order = rng.permutation(len(left))
+    return left[order], right[order]

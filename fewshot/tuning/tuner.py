@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
+from sklearn.preprocessing import normalize
 
 from fewshot.errors import DataError, UsageError
 from fewshot.tuning.objectives import (
@@ -28,7 +29,7 @@ from fewshot.tuning.objectives import (
     resolve_objective,
     supcon_loss,
 )
-from fewshot.tuning.sampling import class_balanced_batches, sample_pairs
+from fewshot.tuning.sampling import class_balanced_batches, random_pairs, sample_pairs
 
 __all__ = ["ContrastiveTuner", "TuningReport", "as_tuner"]
 
@@ -64,6 +65,8 @@ class ContrastiveTuner(BaseEstimator):
         item), ``"supcon"`` (supervised contrastive loss on the same batches)
         or ``"pairs"`` (SetFit's loss on sampled pairs, two forward passes per
         pair). See docs/benchmarks.md for the measurement behind the default.
+        ``"distill"`` matches a teacher's similarities on random pairs (see
+        :func:`fewshot.training.distill`).
     epochs:
         Passes over the labelled items (``pairs``: over the sampled pairs).
         ``None``: 20 for text encoders, 10 for image encoders.
@@ -206,8 +209,12 @@ class ContrastiveTuner(BaseEstimator):
         labels: Sequence[Any],
         *,
         validation: tuple[Sequence[Any], Sequence[Any]] | None = None,
+        teacher: np.ndarray | None = None,
     ) -> TuningReport:
         """Fine-tune ``encoder`` in place on ``items``/``labels``; returns a report.
+
+        ``teacher`` (the ``distill`` objective): a teacher's embeddings of
+        ``items``, whose cosine similarities the encoder learns to match.
 
         Afterwards the encoder is in eval mode, ``encoder.is_tuned`` is true and
         its ``id`` is recomputed from the new weights.
@@ -215,6 +222,10 @@ class ContrastiveTuner(BaseEstimator):
         import torch
 
         self._check()
+        if (teacher is None) == (self.objective == "distill"):
+            raise UsageError("the distill objective, and it alone, tunes on a teacher's "
+                             "embeddings; use fewshot.training.distill (fewshot distill)")
+        self.teacher_ = None if teacher is None else normalize(np.asarray(teacher, np.float32))
         items, y_raw = list(items), np.asarray(list(labels))
         if len(items) != len(y_raw):
             raise DataError(f"got {len(items)} items but {len(y_raw)} labels; give one per item")
@@ -281,10 +292,6 @@ class ContrastiveTuner(BaseEstimator):
     #: ``(learning_rate, per_class)`` for text when ``auto`` chose ``supcon`` (many
     #: classes): more classes per batch, and a gentler step (banking77, 64 shots).
     MANY_CLASSES_TEXT = (2e-5, 2)
-    #: Saved with a tuned model: 2 since auto's many-class settings (session 12), so a
-    #: model saved before them refits with the learning rate it ran.
-    DEFAULTS_REVISION = 2
-
     def _resolved(self, encoder: Any, objective: str) -> tuple[int, float, float, int]:
         """Settings left as None, given the modality and the objective ``auto`` chose."""
         modality = getattr(encoder, "modality", "")
@@ -342,7 +349,13 @@ class ContrastiveTuner(BaseEstimator):
         """One epoch of batches (index arrays; ``pairs``: (left, right, target))."""
         if self.objective_ in IN_BATCH:
             return class_balanced_batches(y, self.batch_size, self.per_class_, rng)
-        left, right, target = sample_pairs(y, self.pairs_per_item, rng)
+        if self.objective_ == "distill":
+            # Targets are looked up per batch in _loss: under max_steps most planned
+            # pairs are never reached, and all at once cost 2 x pairs x dim floats.
+            left, right = random_pairs(len(y), self.pairs_per_item, rng)
+            target = np.full(len(left), np.nan, np.float32)
+        else:
+            left, right, target = sample_pairs(y, self.pairs_per_item, rng)
         half = max(1, self.batch_size // 2)  # two forward passes per pair
         return [
             (left[i : i + half], right[i : i + half], target[i : i + half])
@@ -361,6 +374,7 @@ class ContrastiveTuner(BaseEstimator):
         report: TuningReport,
     ) -> None:
         import torch
+        from transformers import get_linear_schedule_with_warmup
 
         from fewshot._progress import progress
 
@@ -375,14 +389,9 @@ class ContrastiveTuner(BaseEstimator):
         optimizer = torch.optim.AdamW(
             params, lr=self.learning_rate_, weight_decay=self.weight_decay
         )
-        warmup = int(self.warmup_ratio * total)
-
-        def schedule(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        scheduler = get_linear_schedule_with_warmup(
+            optimizer, int(self.warmup_ratio * total), total
+        )
         autocast, scaler = self._precision(encoder.device_)
         labels_t = torch.as_tensor(y, device=encoder.device_)
 
@@ -463,6 +472,8 @@ class ContrastiveTuner(BaseEstimator):
                     return inbatch_cosine_loss(emb, batch_labels)
                 return supcon_loss(emb, batch_labels, self.temperature_)
         left, right, target = batch
+        if self.teacher_ is not None:
+            target = np.einsum("ij,ij->i", self.teacher_[left], self.teacher_[right])
         idx = np.concatenate([left, right])
         inputs = encoder.training_batch([prepared[i] for i in idx], augment=self.augment)
         emb = encoder.training_forward(inputs)

@@ -1,4 +1,4 @@
-"""Label-name priors: short class descriptions embedded as extra prototypes.
+"""Label descriptions: short class descriptions embedded as extra examples.
 
 With ``label_descriptions`` (label -> one line such as ``"news about sports"``)
 each description is embedded by the classifier's own encoder and added to the
@@ -11,13 +11,15 @@ row among many and change little.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from fewshot.errors import DataError
+import numpy as np
 
-__all__ = ["check_label_descriptions", "read_label_descriptions"]
+from fewshot.errors import DataError, UsageError
+
+__all__ = ["check_label_descriptions", "descriptions_for", "read_label_descriptions"]
 
 
 def check_label_descriptions(descriptions: Mapping[Any, Any]) -> dict[Any, str]:
@@ -37,6 +39,29 @@ def check_label_descriptions(descriptions: Mapping[Any, Any]) -> dict[Any, str]:
         out[label] = text.strip()
     if not out:
         raise DataError("no label descriptions given; map at least one label to a description")
+    return out
+
+
+def descriptions_for(
+    descriptions: Mapping[Any, Any] | None, y: Sequence[Any], modality: str
+) -> dict[Any, str]:
+    """Checked ``{label: description}`` for training on labels ``y`` ({} for None).
+
+    Keys ``"0"``, ``"1"`` become the int labels they name when the labels are
+    ints: description files (and saved models) hold JSON object keys, always
+    strings. Descriptions are embedded as text, so other data is a UsageError.
+    """
+    if descriptions is None:
+        return {}
+    out = check_label_descriptions(descriptions)
+    if modality != "text":
+        raise UsageError("label descriptions are embedded as text, so they work with text "
+                         "data only; drop label_descriptions (--label-descriptions) for images")
+    ints = [v for v in y if isinstance(v, int | np.integer) and not isinstance(v, bool)]
+    if y and len(ints) == len(y) and all(
+        isinstance(k, str) and k.strip().lstrip("+-").isdigit() for k in out
+    ):
+        return {int(k): text for k, text in out.items()}
     return out
 
 

@@ -11,13 +11,16 @@ Rounds stop early when nothing new qualifies.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-__all__ = ["SelfTrainingReport", "select_pseudo_labels", "self_train"]
+if TYPE_CHECKING:
+    from fewshot.model.state import FittedModel
+
+__all__ = ["SelfTrainingReport", "fit_self_trained", "select_pseudo_labels", "self_train"]
 
 
 @dataclass
@@ -107,3 +110,44 @@ def self_train(
         })
         proba_fn = fit(chosen_rows, chosen_labels)
     return proba_fn, report
+
+
+def fit_self_trained(
+    encoder: Any,
+    Z: np.ndarray,
+    y: Sequence[Any],
+    pool: np.ndarray,
+    *,
+    rounds: int = 5,
+    threshold: float = 0.9,
+    per_class: int | None = None,
+    show_progress: bool | None = None,
+    **fit_options: Any,
+) -> FittedModel:
+    """:func:`~fewshot.training.fitting.fit_embeddings` grown by self-training on ``pool``.
+
+    ``pool`` holds the unlabelled embeddings; ``per_class=None`` takes the
+    median number of labelled examples per class, at least 8. Needs a
+    ``calibration`` in ``fit_options``: pseudo-labels are picked by calibrated
+    confidence. The model's ``self_training`` record reports the rounds.
+    """
+    from fewshot._progress import progress
+    from fewshot.training.fitting import fit_embeddings
+
+    if per_class is None:
+        counts = np.unique(np.asarray(y), return_counts=True)[1] if len(y) else [0]
+        per_class = max(8, int(np.median(counts)))
+    extra = fit_options.get("extra")
+    names = [str(c) for c in np.unique(np.asarray([*y, *(extra[1] if extra else [])]))]
+    models: list[FittedModel] = []
+
+    def fit(rows: np.ndarray, labels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        pseudo = models[-1].classes[labels].tolist() if len(labels) else []
+        models.append(fit_embeddings(encoder, Z, y, pseudo=(pool[rows], pseudo), **fit_options))
+        return models[-1].predict_proba
+
+    with progress("self-training", rounds, show_progress) as advance:
+        _, report = self_train(fit, pool, rounds=rounds, threshold=threshold,
+                               per_class=per_class, class_names=names, progress=advance)
+    models[-1].self_training = {**report.to_dict(), "pool": len(pool), "per_class": per_class}
+    return models[-1]

@@ -1,0 +1,98 @@
+"""The one fitting path: a head (and calibrator) on embeddings, as a FittedModel.
+
+``FewShotClassifier.fit``, self-training, distillation and the benchmark's
+tuned methods all fit through :func:`fit_embeddings`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from fewshot.errors import DataError, UsageError
+from fewshot.model.state import Calibration, FittedModel
+
+__all__ = ["CALIBRATIONS", "check_calibration", "fit_embeddings"]
+
+#: Calibration methods by name (``None`` or ``"none"``: the head's own probabilities).
+CALIBRATIONS = ("temperature", "isotonic")
+
+
+def check_calibration(calibration: str | None, folds: Any = 5) -> str | None:
+    """The calibration method (None for none); a bad name or fold count is a UsageError."""
+    if calibration in (None, "none"):
+        return None
+    if calibration not in CALIBRATIONS:
+        raise UsageError(f"unknown calibration '{calibration}' (calibration=, --calibration); "
+                         "choose temperature, isotonic or none")
+    if not (isinstance(folds, int | np.integer) and not isinstance(folds, bool) and folds >= 2):
+        raise UsageError(f"calibration_folds must be a whole number of at least 2, got "
+                         f"{folds!r}; use 5 (the default) or pass calibration=None")
+    return calibration
+
+
+def fit_embeddings(
+    encoder: Any,
+    Z: np.ndarray,
+    y: Sequence[Any],
+    *,
+    head: Any = "logreg",
+    calibration: str | None = "temperature",
+    calibration_folds: int = 5,
+    extra: tuple[np.ndarray, Sequence[Any]] | None = None,
+    pseudo: tuple[np.ndarray, Sequence[Any]] | None = None,
+    n_train: int | None = None,
+    **records: Any,
+) -> FittedModel:
+    """Fit ``head`` on embeddings ``Z`` of ``encoder`` with labels ``y``.
+
+    ``extra`` rows (label descriptions) train the head and are never held out.
+    ``pseudo`` rows (self-training's pseudo-labels) train the head only, never
+    the calibration folds: they were picked by a model that saw every labelled
+    row, so in a fold they would hand the held-out rows their own labels back
+    and flatter the calibrator. With ``calibration``, the calibrator is fitted
+    on out-of-fold predictions over ``Z`` (``calibration_folds`` folds).
+    ``records`` (``tuning``, ``self_training``, ``distillation``,
+    ``label_descriptions``) are kept on the model as given.
+    """
+    from sklearn.base import clone
+
+    from fewshot.heads import make_head
+
+    method = check_calibration(calibration, calibration_folds)
+    template = make_head(head)
+    Ze, ye = extra if extra is not None else (Z[:0], [])
+    Zp, yp = pseudo if pseudo is not None else (Z[:0], [])
+    y_all = np.asarray([*y, *ye, *yp])
+    try:
+        fitted = clone(template).fit(np.concatenate([Z, Ze, Zp]), y_all)
+    except ValueError as e:
+        raise DataError(f"cannot fit the {template.name} head: {e}") from e
+    classes = fitted.classes_
+    index = {c: i for i, c in enumerate(classes.tolist())}
+    y_idx_all = np.asarray([index[v] for v in y_all.tolist()], dtype=np.int64)
+    model = FittedModel(
+        encoder=encoder, head=fitted, n_train=len(Z) if n_train is None else n_train,
+        class_counts=np.bincount(y_idx_all, minlength=len(classes)).astype(np.int64),
+        **records,
+    )
+    if method is None:
+        return model
+    from fewshot.confidence.calibration import fit_calibrator, out_of_fold_proba
+
+    y_idx, ye_idx = y_idx_all[: len(Z)], y_idx_all[len(Z) : len(Z) + len(Ze)]
+    proba, held = out_of_fold_proba(template, Z, y_idx, len(classes),
+                                    n_splits=calibration_folds, extra=(Ze, ye_idx))
+    calibrator, fallback = fit_calibrator(method, proba, y_idx,
+                                          zero_probabilities=template.zero_probabilities)
+    info = {"method": calibrator.name, "requested": method, "fallback": fallback,
+            "folds": calibration_folds, "n_held_out": int(held.sum())}
+    if encoder.is_tuned:
+        # The body was tuned on every fold, so held-out items are not truly unseen:
+        # out-of-fold probabilities (and the calibrator) lean over-confident.
+        info["body_tuned_on_all_folds"] = True
+    model.calibration = Calibration(calibrator, info, proba[held].astype(np.float32),
+                                    y_idx[held])
+    return model
