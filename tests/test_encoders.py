@@ -137,8 +137,6 @@ def test_changed_pooling_changes_id_and_is_not_served_from_cache(
     assert cls.id != mean.id
     assert not np.allclose(cls_vecs, mean_vecs, atol=1e-3)
     np.testing.assert_allclose(cls_vecs, cls.encode(texts), atol=1e-5)
-    # Before format 3 the two had one id (the case this guards against).
-    assert cls.id_for_format(2) == mean.id_for_format(2)
 
 
 def test_text_order_path_package_models_dir_hub(

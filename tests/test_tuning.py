@@ -496,7 +496,8 @@ def test_cli_train_tune_predict_and_distill(
     cache = ["--cache-dir", str(tmp_path / "cache")]
     r = runner.invoke(app, ["train", str(sentiment_jsonl), "-o", str(tmp_path / "m"),
                             "--encoder", str(tiny_text_model_dir), "--tune",
-                            "--tune-epochs", "4", "--tune-lr", "0.02", *cache])
+                            "--tune-param", "epochs=4", "--tune-param", "learning_rate=0.02",
+                            *cache])
     assert r.exit_code == 0, r.output
     assert "tuning: cosine, 4 steps (4 epochs)" in r.output
     r = runner.invoke(app, ["predict", str(tmp_path / "m"), str(sentiment_jsonl),

@@ -76,6 +76,10 @@ class Encoder(TransformerMixin, BaseEstimator):
     """
 
     modality: ClassVar[str] = ""
+    #: Image encoders can be built with random weights; text encoders always load theirs.
+    pretrained: bool = True
+    #: Set by tuning (:meth:`mark_tuned`): what changed, from which base.
+    tuned_: dict[str, Any] | None = None
 
     def __init__(
         self,
@@ -174,15 +178,14 @@ class Encoder(TransformerMixin, BaseEstimator):
         a warm run need not load weights at all. None when the model is not a
         local folder.
         """
-        if not isinstance(self.model, str) or getattr(self, "tuned_", None):
+        if not isinstance(self.model, str) or self.tuned_:
             return None  # tuned weights are not the files': the id must come from them
         folder = self._local_folder()
         if folder is None:
             return None
         h = hashlib.blake2b(digest_size=16)
-        pretrained = getattr(self, "pretrained", True)
         # _ID_SCHEME: ids remembered under an older way of computing them never match.
-        settings = [type(self).__name__, self.model, self.normalize, pretrained, _ID_SCHEME,
+        settings = [type(self).__name__, self.model, self.normalize, self.pretrained, _ID_SCHEME,
                     _versions(self._LIBRARIES)]
         h.update(json.dumps(settings).encode())
         for p in sorted(Path(folder).rglob("*")):
@@ -282,7 +285,7 @@ class Encoder(TransformerMixin, BaseEstimator):
     def tuned_state(self) -> dict[str, Any]:
         """The tensors tuning changed (CPU, contiguous), for ``body.safetensors``."""
         state = self._torch_module().state_dict()
-        names = self.tuned_.get("parameters") or list(state)
+        names = (self.tuned_ or {}).get("parameters") or list(state)
         return {n: state[n].detach().to("cpu").contiguous().clone() for n in names}
 
     def load_tuned_state(self, tensors: dict[str, Any], info: dict[str, Any]) -> None:
@@ -302,7 +305,7 @@ class Encoder(TransformerMixin, BaseEstimator):
 
     @property
     def is_tuned(self) -> bool:
-        return bool(getattr(self, "tuned_", None))
+        return bool(self.tuned_)
 
     def reference(self) -> dict[str, Any]:
         """What a saved model records about its encoder."""
@@ -310,7 +313,7 @@ class Encoder(TransformerMixin, BaseEstimator):
                "normalize": bool(self.normalize)}
         if self.is_tuned:
             ref["tuned"] = True
-            ref["base_id"] = self.tuned_["base_id"]
+            ref["base_id"] = (self.tuned_ or {})["base_id"]
         return ref
 
     def encode(

@@ -64,7 +64,7 @@ class Calibration:
         if oof_proba.ndim != 2 or oof_proba.shape[1] != n_classes:
             raise ValueError(f"out-of-fold probabilities of shape {oof_proba.shape} "
                              f"for {n_classes} classes")
-        info = {k: config[k] for k in ("method", "requested", "fallback", "folds",
+        info: dict[str, Any] = {k: config[k] for k in ("method", "requested", "fallback", "folds",
                                        "n_held_out", "body_tuned_on_all_folds") if k in config}
         return cls(calibrator_cls.from_state(config, arrays), info, oof_proba,
                    arrays["oof_labels"].astype(np.int64))
