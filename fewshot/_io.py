@@ -128,6 +128,8 @@ def atomic_dir(
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
+        for entry in tmp.rglob("*"):  # some writers (safetensors) create files as 0600
+            _publish_mode(entry, 0o777 if entry.is_dir() else 0o666)
         _publish_mode(tmp, 0o777)
         if path.exists():
             if _exchange(tmp, path):  # one atomic step: tmp now holds the old folder

@@ -585,3 +585,19 @@ def test_load_keeps_the_head_settings(tiny_text_encoder, tmp_path: Path) -> None
     refit = clone(loaded).set_params(encoder=tiny_text_encoder).fit(TEXTS, LABELS)
     assert refit.head_.k == 3
     np.testing.assert_array_equal(refit.predict_proba(QUERIES), clf.predict_proba(QUERIES))
+
+
+def test_saved_model_files_get_umask_permissions(fitted, tmp_path: Path) -> None:
+    # safetensors creates its files 0600: a model saved by one user must be readable by
+    # another (a server, CI), as any file written under the umask is.
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        folder = fitted.save(tmp_path / "m")
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
+    assert modes == {"fewshot.json": 0o644, "head.safetensors": 0o644}
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o755
