@@ -348,6 +348,13 @@ def _check_labels(X: list[Any], y: list[Any], descriptions: dict[Any, str]) -> N
             f"label {missing} is {y[missing]!r}; give every item a label (drop the "
             "unlabelled ones, or pass them as unlabelled=...)"
         )
+    nested = next((i for i, v in enumerate(y) if isinstance(v, list | tuple | set | dict
+                                                             | np.ndarray)), None)
+    if nested is not None:
+        raise DataError(
+            f"label {nested} is a {type(y[nested]).__name__} ({y[nested]!r}); give one label "
+            "(a string or number) per item: multi-label lists are not supported"
+        )
     alone = ", ".join(repr(k) for k in descriptions if k not in set(y))
     if X and alone:
         warnings.warn(

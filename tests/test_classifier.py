@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -601,3 +602,11 @@ def test_saved_model_files_get_umask_permissions(fitted, tmp_path: Path) -> None
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
     assert modes == {"fewshot.json": 0o644, "head.safetensors": 0o644}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("bad", [["pos"], ("pos", "neg"), {"label": "pos"}, np.array(["pos"])])
+def test_fit_refuses_a_container_as_a_label(tiny_text_encoder, bad: Any) -> None:
+    labels: list[Any] = ["pos", "neg"] * 4
+    labels[3] = bad
+    with pytest.raises(DataError, match=f"label 3 is a {type(bad).__name__} .*one label"):
+        FewShotClassifier(tiny_text_encoder, cache=False).fit(["a", "b"] * 4, labels)
