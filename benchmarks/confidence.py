@@ -1,4 +1,4 @@
-"""Confidence benchmarks (issue 7): calibration, review, audit, label-name priors, self-training.
+"""Confidence benchmarks: calibration, review, audit, label-name priors, self-training.
 
 Every figure follows ../shared/bench/PROTOCOL.md: few-shot splits from
 ``few_shot_indices`` (seeds 0-4), the whole test split for scoring, nothing from
@@ -103,7 +103,7 @@ def _ece_floor(proba: np.ndarray, n_draws: int = 20, seed: int = 0) -> float:
     Labels are drawn from ``proba`` itself, so any ECE left is sampling noise of the
     estimate on this many test items.
     """
-    from fewshot.confidence.calibration import expected_calibration_error
+    from fewshot.metrics import expected_calibration_error
 
     rng = np.random.default_rng(seed)
     cum = np.cumsum(proba.astype(np.float64), axis=1)
@@ -117,7 +117,7 @@ def _ece_floor(proba: np.ndarray, n_draws: int = 20, seed: int = 0) -> float:
 
 # -- 1. calibration ---------------------------------------------------------------------------
 def run_calibration(b: Bench) -> dict[str, Any]:
-    from fewshot.confidence.calibration import brier_score, expected_calibration_error
+    from fewshot.metrics import brier_score, expected_calibration_error
 
     rows = []
     for name in DATASETS:
@@ -525,12 +525,10 @@ def run_evidence(b: Bench, shots: tuple[int, ...] = (8, 64)) -> dict[str, Any]:
     statistic calibration actually measured on it.
     """
     from scipy.optimize import minimize_scalar
+    from scipy.special import softmax
 
-    from fewshot.confidence.calibration import (
-        TemperatureScaling,
-        _log_loss,
-        expected_calibration_error,
-    )
+    from fewshot.confidence.calibration import TemperatureScaling, _log_loss
+    from fewshot.metrics import expected_calibration_error
 
     rows = []
     for name in DATASETS:
@@ -559,8 +557,7 @@ def run_evidence(b: Bench, shots: tuple[int, ...] = (8, 64)) -> dict[str, Any]:
                     "evidence": ts.evidence_, "calibrator": clf.calibrator_.name,
                     "mean_confidence": float(np.exp(z).max(axis=1).mean()),
                     "accuracy": float((z.argmax(axis=1) == yt).mean()),
-                    "ece_test_beta": expected_calibration_error(
-                        np.exp(beta * z) / np.exp(beta * z).sum(1, keepdims=True), yt),
+                    "ece_test_beta": expected_calibration_error(softmax(beta * z, axis=1), yt),
                 })
         print(f"evidence {name} done", file=sys.stderr)
     lines = [

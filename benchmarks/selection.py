@@ -1,4 +1,4 @@
-"""Selection benchmarks (issue 6), on frozen all-MiniLM-L6-v2 embeddings.
+"""Selection benchmarks, on frozen all-MiniLM-L6-v2 embeddings.
 
     python benchmarks/selection.py quality   # demonstration selection, no LLM needed
     python benchmarks/selection.py active    # what-to-label-next simulation

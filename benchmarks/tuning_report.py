@@ -21,7 +21,7 @@ IMAGES = ["hymenoptera", "mnist"]
 
 
 #: setfit-lib fits whose time overlapped other work on this 2-core machine: their
-#: predictions count, their fit times do not (session 6: unit tests ran alongside).
+#: predictions count, their fit times do not (unit tests ran alongside them).
 BUSY_FITS = {("sst5", 64, "setfit-lib"): {0, 1}}
 #: Runs meant for a GPU (tuning.sh step 7): accuracy counts, fit times are GPU times and
 #: are never compared with the CPU tuned fits.

@@ -1,4 +1,5 @@
-"""Classification metrics, as scikit-learn defines them, in one JSON-able report."""
+"""Scores of predictions: the classification report (scikit-learn's definitions) and
+calibration (ECE, Brier score). ``fewshot evaluate`` and ``fewshot bench`` report these."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 
 from fewshot.errors import UsageError
 
-__all__ = ["classification_report"]
+__all__ = ["brier_score", "classification_report", "expected_calibration_error"]
 
 
 def _kind(label: Any) -> str:
@@ -76,3 +77,35 @@ def classification_report(
             "matrix": confusion_matrix(true, pred, labels=labels).tolist(),
         },
     }
+
+
+def expected_calibration_error(proba: Any, y_idx: Any, n_bins: int = 15) -> float:
+    """Top-label ECE (Guo et al. 2017): ``sum_b |B|/n * |accuracy(B) - confidence(B)|``.
+
+    ``proba`` is ``(n, K)``, ``y_idx`` the true column of each row; bins are
+    ``n_bins`` equal-width intervals ``(i/n_bins, (i+1)/n_bins]`` of the top
+    probability.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    y_idx = np.asarray(y_idx)
+    if len(proba) == 0:
+        return float("nan")
+    conf = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_idx).astype(np.float64)
+    bins = np.clip(np.ceil(conf * n_bins).astype(int) - 1, 0, n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        ece += m.sum() * abs(correct[m].mean() - conf[m].mean())
+    return float(ece / len(proba))
+
+
+def brier_score(proba: Any, y_idx: Any) -> float:
+    """Multi-class Brier score: mean over rows of ``sum_c (p_c - [y == c])^2`` (0 to 2);
+    scikit-learn's ``brier_score_loss`` takes several classes only from 1.7."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if len(proba) == 0:
+        return float("nan")
+    onehot = np.zeros_like(proba)
+    onehot[np.arange(len(proba)), np.asarray(y_idx)] = 1.0
+    return float(((proba - onehot) ** 2).sum(axis=1).mean())

@@ -69,7 +69,7 @@ def test_rows_have_schema_and_match_independent_logreg(
     tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
 ) -> None:
     from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score
+    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 
     out = tmp_path / "out"
     rows = run_bench([tiny_dataset], out, shots=[4], seeds=[0, 1], methods=["logreg", "knn"],
@@ -92,9 +92,12 @@ def test_rows_have_schema_and_match_independent_logreg(
         ref = LogisticRegression(C=1.0, max_iter=1000, random_state=0).fit(
             Xtr, [train.labels[i] for i in idx]
         )
-        expected = accuracy_score(test.labels, ref.predict(Xte))
+        pred = ref.predict(Xte)
         row = next(r for r in rows if r["seed"] == seed and r["method"] == "logreg")
-        assert row["accuracy"] == pytest.approx(expected, abs=1e-12)
+        assert row["accuracy"] == pytest.approx(accuracy_score(test.labels, pred), abs=1e-12)
+        assert row["macro_f1"] == pytest.approx(f1_score(test.labels, pred, average="macro"),
+                                                abs=1e-12)
+        assert row["mcc"] == pytest.approx(matthews_corrcoef(test.labels, pred), abs=1e-12)
     assert all(r["accuracy"] > 0.8 for r in rows if r["method"] == "logreg")
 
 
@@ -134,7 +137,7 @@ def test_resume_redoes_rows_of_another_encoder_id_with_the_same_name(
     assert other.name == tiny_text_encoder.name and other.id != tiny_text_encoder.id
     rows = run_bench([tiny_dataset], out, encoder=other, **kw)
     assert [r["encoder_id"] for r in rows] == [tiny_text_encoder.id, other.id]
-    # A row from before encoder ids were recorded is redone too, not trusted.
+    # A row that records no encoder id is redone too, not trusted.
     results = out / "results.jsonl"
     old = {k: v for k, v in rows[0].items() if k != "encoder_id"}
     results.write_text(json.dumps(old) + "\n")
@@ -143,13 +146,11 @@ def test_resume_redoes_rows_of_another_encoder_id_with_the_same_name(
     # And the same encoder again finds its row: nothing appended.
     run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
     assert len(results.read_text().splitlines()) == 2
-    # A row recorded under the id of model format 2 (computed without the module
-    # configs; same weights, same embeddings) is this encoder's row: not redone.
-    old_id = tiny_text_encoder.id_for_format(2)
-    assert old_id != tiny_text_encoder.id
-    results.write_text(json.dumps({**rows[1], "encoder_id": old_id}) + "\n")
-    run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
-    assert len(results.read_text().splitlines()) == 1
+    # Rows are keyed on the encoder's id as it is now: a row under any other id is redone.
+    other_id = "text-" + "0" * 32
+    results.write_text(json.dumps({**rows[1], "encoder_id": other_id}) + "\n")
+    rows = run_bench([tiny_dataset], out, encoder=tiny_text_encoder, **kw)
+    assert [r["encoder_id"] for r in rows] == [other_id, tiny_text_encoder.id]
 
 
 def test_resume_redoes_rows_fitted_with_other_method_settings(
@@ -173,7 +174,7 @@ def test_resume_redoes_rows_fitted_with_other_method_settings(
     # The same settings again find their row.
     run_bench([tiny_dataset], out, **kw)
     assert len(load_results(out / "results.jsonl")) == 2
-    # A row that recorded no settings (an older file) is not trusted either.
+    # A row that records no settings is not trusted either.
     results = out / "results.jsonl"
     results.write_text(json.dumps({k: v for k, v in rows[1].items()
                                    if k not in ("method_config", "method_settings")}) + "\n")
@@ -282,10 +283,10 @@ def test_summary_and_plots(tiny_dataset: Path, tiny_text_encoder, tmp_path: Path
     line = next(ln for ln in write_summary(changed, out / "s2.md").splitlines()
                 if ln.startswith("| logreg | "))
     assert line.count("(mixes 2 encoder ids)") == 2  # the 2-shot and the 4-shot cells
-    # Rows of old runs that recorded no id are not another setting.
-    legacy = [{k: v for k, v in r.items() if k != "encoder_id"} if r["seed"] == 0 else r
-              for r in rows]
-    assert "(mixes" not in write_summary(legacy, out / "s3.md")
+    # Rows that record no id are not another setting.
+    no_id = [{k: v for k, v in r.items() if k != "encoder_id"} if r["seed"] == 0 else r
+             for r in rows]
+    assert "(mixes" not in write_summary(no_id, out / "s3.md")
     # The same for seeds run under other method settings (a changed head or tuner default).
     assert all(r["method_config"] for r in rows)
     other = [{**r, "method_config": "0" * 12} if r["seed"] == 0 else r for r in rows]

@@ -12,29 +12,30 @@ import pytest
 from conftest import SENTIMENT
 
 from fewshot import FewShotClassifier
-from fewshot.classifier import CALIBRATION_FILE, MANIFEST
 from fewshot.confidence.audit import audit_labels, near_duplicate_groups
 from fewshot.confidence.calibration import (
     IdentityCalibration,
     IsotonicCalibration,
     TemperatureScaling,
-    brier_score,
-    expected_calibration_error,
     fit_calibrator,
     fold_ids,
     out_of_fold_proba,
 )
-from fewshot.confidence.priors import check_label_descriptions, read_label_descriptions
 from fewshot.confidence.review import (
     conformal_quantile,
     precision_threshold,
     prediction_sets,
     review,
 )
-from fewshot.confidence.selftrain import select_pseudo_labels, self_train
 from fewshot.errors import DataError, ModelError, UsageError
 from fewshot.heads import CentroidHead, KNNHead, LogisticRegressionHead
+from fewshot.metrics import brier_score, expected_calibration_error
+from fewshot.model.folder import MANIFEST
+from fewshot.model.state import Calibration
+from fewshot.training.descriptions import check_label_descriptions, read_label_descriptions
+from fewshot.training.self_training import select_pseudo_labels, self_train
 
+CALIBRATION_FILE = Calibration.file
 TEXTS = [t for t, _ in SENTIMENT]
 LABELS = [y for _, y in SENTIMENT]
 
@@ -58,18 +59,6 @@ def _blobs(n_per: int, k: int = 3, dim: int = 8, spread: float = 0.35, seed: int
     centres = np.eye(k, dim) * 2.0
     Z = np.concatenate([c + rng.normal(0, spread, (n_per, dim)) for c in centres])
     return Z.astype(np.float32), np.repeat(np.arange(k), n_per)
-
-
-# -- metrics ----------------------------------------------------------------------------------
-def test_ece_and_brier_by_hand() -> None:
-    proba = np.array([[0.9, 0.1], [0.6, 0.4]])
-    y = np.array([0, 1])
-    # Confidence 0.9 right, 0.6 wrong, in different bins: (|1 - .9| + |0 - .6|) / 2.
-    assert expected_calibration_error(proba, y) == pytest.approx(0.35)
-    # (0.1^2 + 0.1^2 + 0.6^2 + 0.6^2) / 2
-    assert brier_score(proba, y) == pytest.approx(0.37)
-    assert expected_calibration_error(np.eye(3), [0, 1, 2]) == 0.0
-    assert brier_score(np.eye(3), [0, 1, 2]) == 0.0
 
 
 # -- calibrators ------------------------------------------------------------------------------

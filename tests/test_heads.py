@@ -296,7 +296,7 @@ def test_state_round_trip_keeps_the_label_dtype(dtype, blobs) -> None:
     head = LogisticRegressionHead().fit(X, labels)
     config, arrays = head.get_state()
     restored = LogisticRegressionHead.from_state(json.loads(json.dumps(config)), arrays)
-    assert restored.classes_.dtype == np.dtype(dtype)  # int32 used to come back as int64
+    assert restored.classes_.dtype == np.dtype(dtype)  # int32 stays int32, not int64
     assert restored.predict(Xq).dtype == np.dtype(dtype)
     np.testing.assert_array_equal(restored.predict(Xq), head.predict(Xq))
     text = LogisticRegressionHead().fit(X, y).get_state()[0]

@@ -39,7 +39,7 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "metric": metric, "n_seeds": len(vals), "n_failed": len(rs) - len(ok),
             # Seeds resumed under a changed encoder setting (same name, new id) would
             # be averaged with the old ones: counted here and flagged in the summary.
-            # (rows of old runs without an id are not counted as another setting)
+            # (rows that record no id are not counted as another setting)
             "n_encoder_ids": len({r["encoder_id"] for r in ok if r.get("encoder_id")}),
             # The same for method settings (a changed head or tuner default).
             "n_method_configs": len({r["method_config"] for r in ok

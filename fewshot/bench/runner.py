@@ -16,6 +16,7 @@ from fewshot._version import __version__
 from fewshot.bench.methods import Task, get_method, method_settings, settings_fingerprint
 from fewshot.data import few_shot_indices, load_dataset
 from fewshot.errors import UsageError
+from fewshot.metrics import classification_report
 
 __all__ = ["RESULTS", "load_results", "parse_int_list", "primary_metric", "run_bench"]
 
@@ -49,8 +50,8 @@ def parse_int_list(spec: str) -> list[int]:
 
 
 def _key(row: dict[str, Any]) -> tuple:
-    """What a row stands for; rows without ``encoder_id`` or ``method_config`` (older
-    files) match no run: they may have been fitted with other settings."""
+    """What a row stands for; a row without ``encoder_id`` or ``method_config`` matches
+    no run: it may have been fitted with other settings."""
     return (row["dataset"], row["n_shot"], row["seed"], row["method"], row["encoder"],
             row.get("encoder_id"), row.get("method_config"))
 
@@ -83,16 +84,6 @@ def _repair_tail(path: Path) -> None:
     if data and not data.endswith(b"\n"):
         with open(path, "r+b") as f:
             f.truncate(data.rfind(b"\n") + 1)
-
-
-def _scores(dataset: str, y_true: Sequence[str], y_pred: Sequence[str]) -> dict[str, float]:
-    from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
-
-    return {
-        "accuracy": float(accuracy_score(y_true, y_pred)),
-        "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
-        "mcc": float(matthews_corrcoef(y_true, y_pred)),
-    }
 
 
 def run_bench(
@@ -146,14 +137,9 @@ def run_bench(
         splits = {(n, s): few_shot_indices(train_labels, n, s) for n in shots for s in seeds}
         # The cache remembers the id by the model files, so a finished run loads no weights.
         enc_id = cache_obj.identify(enc) if cache_obj is not None else enc.id
-        ids = {enc_id}
-        if any(k[4] == enc.name and k[5] not in (None, enc_id) for k in done):
-            # Rows written before model format 3 carry the id as it was computed then
-            # (the same weights and embeddings): they still count as this encoder's.
-            ids.add(enc.id_for_format(2))
         todo = [
             (n, s, m) for (n, s) in splits for m in method_objs
-            if not any((name, n, s, m.name, enc.name, i, configs[m.name]) in done for i in ids)
+            if (name, n, s, m.name, enc.name, enc_id, configs[m.name]) not in done
         ]
         for m in method_objs:
             stale = {k[1:3] for k in done if k[0] == name and k[3] == m.name
@@ -213,7 +199,8 @@ def _run_one(task: Task, method: Any, enc: Any, settings: dict[str, Any]) -> dic
     }
     try:
         result = method.run(task)
-        row.update(_scores(task.dataset, task.test_labels, result.predictions))
+        report = classification_report(task.test_labels, result.predictions)
+        row.update({k: report[k] for k in ("accuracy", "macro_f1", "mcc")})
         row.update(fit_seconds=round(result.fit_seconds, 4),
                    predict_seconds=round(result.predict_seconds, 4), error=None)
     except Exception as e:  # one method's failure must not stop the others

@@ -74,23 +74,17 @@ def near_duplicate_groups(Z: Any, threshold: float = 0.95, k: int = 10) -> list[
 
 
 def _groups(sims: np.ndarray, idx: np.ndarray, threshold: float) -> list[list[int]]:
-    """:func:`near_duplicate_groups` from ``_neighbours``' output."""
-    parent = list(range(len(sims)))
+    """:func:`near_duplicate_groups` from ``_neighbours``' output: the connected
+    components of the graph of similar pairs, each in row order."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(a: int) -> int:
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    for r, c in zip(*np.nonzero(sims >= threshold), strict=True):
-        j = int(idx[r, c])
-        if j >= 0:
-            parent[find(int(r))] = find(j)
-    groups: dict[int, list[int]] = {}
-    for r in range(len(sims)):
-        groups.setdefault(find(r), []).append(r)
-    return sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+    n = len(sims)
+    rows, cols = np.nonzero((sims >= threshold) & (idx >= 0))
+    pairs = coo_matrix((np.ones(len(rows)), (rows, idx[rows, cols])), shape=(n, n))
+    label = connected_components(pairs, directed=False)[1]
+    groups = np.split(np.argsort(label, kind="stable"), np.cumsum(np.bincount(label))[:-1])
+    return sorted((g.tolist() for g in groups if len(g) > 1), key=lambda g: g[0])
 
 
 def _test_duplicates(

@@ -227,7 +227,7 @@ def review(
         # The held-out rows get the final model's map, as new predictions do; their
         # weights correct their own class mix (not the training mix, which also counts
         # descriptions and pseudo-labels, never held out) to the prior.
-        held = apply_class_prior(held, clf._training_prior(), prior)
+        held = apply_class_prior(held, clf.model_.training_prior, prior)
         mix = np.bincount(y_held, minlength=held.shape[1]) / len(y_held)
         weight = np.asarray(prior)[y_held] / mix[y_held]
     threshold = precision_threshold(

@@ -47,7 +47,7 @@ def make_head(head: str | Head, **params: Any) -> Head:
 
 
 def _checked(head: Head) -> Head:
-    """A setting out of range (``k=0``, a negative temperature) is a usage error now."""
+    """A setting out of range (``k=0``, a negative temperature): a UsageError before any fit."""
     try:
         head._check_params()
     except ValueError as e:

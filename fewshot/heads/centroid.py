@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import softmax
 
-from fewshot.heads.base import Head, l2n, softmax
+from fewshot.heads.base import Head, l2n
 
 __all__ = ["CentroidHead"]
 
@@ -41,7 +42,7 @@ class CentroidHead(Head):
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
         sims = self._transform(X) @ self.centroids_.T
-        return softmax(self.temperature * sims.astype(np.float64)).astype(np.float32)
+        return softmax(self.temperature * sims.astype(np.float64), axis=1).astype(np.float32)
 
     def _arrays(self) -> dict[str, np.ndarray]:
         return {"centroids": self.centroids_, "mean": self.mean_.astype(np.float32)}

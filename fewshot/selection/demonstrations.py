@@ -115,8 +115,7 @@ class ExampleSelector:
 
         ``embeddings`` (one row per item, from the same encoder) skips embedding.
         """
-        from fewshot.encoders import guess_modality
-        from fewshot.encoders import Encoder, get_encoder
+        from fewshot.encoders import Encoder, get_encoder, guess_modality
         from fewshot.index import VectorIndex
 
         self._check_params(self.k)
