@@ -77,15 +77,18 @@ def method_settings(method: Any) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """JSON for numpy scalars and arrays, paths and the like; refuses what has no stable text."""
-    if isinstance(value, np.generic | np.ndarray):
-        return value.tolist()
-    if type(value).__repr__ is object.__repr__:  # "<X object at 0x...>": differs every run
-        raise UsageError(
-            f"method setting {value!r} has no stable text form, so results could never "
-            "resume; give settings as numbers, strings or lists"
-        )
-    return str(value)
+    """JSON for numpy values, paths and the like; refuses what has no stable text."""
+    from fewshot._io import json_default
+
+    try:
+        return json_default(value)
+    except TypeError:
+        if type(value).__repr__ is object.__repr__:  # "<X object at 0x...>": differs every run
+            raise UsageError(
+                f"method setting {value!r} has no stable text form, so results could never "
+                "resume; give settings as numbers, strings or lists"
+            ) from None
+        return str(value)
 
 
 def settings_fingerprint(settings: dict[str, Any]) -> str:

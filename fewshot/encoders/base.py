@@ -184,7 +184,7 @@ class Encoder(TransformerMixin, BaseEstimator):
         if folder is None:
             return None
         h = hashlib.blake2b(digest_size=16)
-        # _ID_SCHEME: ids remembered under an older way of computing them never match.
+        # _ID_SCHEME names how ids are computed: a cached id from another scheme never matches.
         settings = [type(self).__name__, self.model, self.normalize, self.pretrained, _ID_SCHEME,
                     _versions(self._LIBRARIES)]
         h.update(json.dumps(settings).encode())

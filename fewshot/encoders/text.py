@@ -190,7 +190,7 @@ class TextEncoder(Encoder):
         if preprocess is not None:
             def prepare(texts: list[str]) -> Any:
                 return preprocess(texts, prompt=prompt) if prompt else preprocess(texts)
-        else:  # older releases tokenize, and encode() prepends the prompt as text
+        else:  # sentence-transformers < 6 tokenizes, and encode() prepends the prompt as text
             def prepare(texts: list[str]) -> Any:
                 return st.tokenize([prompt + t for t in texts] if prompt else texts)
         texts = list(items)
