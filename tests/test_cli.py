@@ -175,6 +175,21 @@ def test_predict_csv_matches_jsonl(model: Path, unlabelled: Path, tmp_path: Path
                                       abs=1e-5)
 
 
+def test_predict_parquet_matches_jsonl(model: Path, unlabelled: Path, tmp_path: Path,
+                                       cache_dir: Path) -> None:
+    import pyarrow.parquet as pq
+
+    ok("predict", model, unlabelled, "-o", tmp_path / "p.jsonl", "--cache-dir", cache_dir)
+    result = ok("predict", model, unlabelled, "-o", tmp_path / "p.parquet", "--cache-dir",
+                cache_dir)
+    assert f"wrote 3 predictions to {tmp_path / 'p.parquet'}" in result.stderr
+    table = pq.read_table(tmp_path / "p.parquet")
+    assert table.column_names == ["id", "text", "label", "score", "probabilities"]
+    jsonl = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text("utf-8").splitlines()]
+    assert table.to_pylist() == jsonl
+    assert [r["text"] for r in jsonl] == ["a great film", "awful boring plot", "très bien ☺"]
+
+
 def test_predict_plain_text_file(model: Path, tmp_path: Path, cache_dir: Path) -> None:
     txt = tmp_path / "lines.txt"
     txt.write_text("a great film\n\nawful boring plot\n")
@@ -468,7 +483,7 @@ def test_predict_output_exists(model: Path, unlabelled: Path, tmp_path: Path) ->
 
 def test_predict_bad_output_suffix(model: Path, unlabelled: Path, tmp_path: Path) -> None:
     assert_error(invoke("predict", model, unlabelled, "-o", tmp_path / "p.txt"), 2,
-                 "--output must end in .jsonl or .csv")
+                 "--output must end in .jsonl, .csv or .parquet, got 'p.txt'")
 
 
 def test_unknown_head(tmp_path: Path, sentiment_jsonl: Path, enc) -> None:
@@ -654,9 +669,33 @@ def test_head_param_of_the_wrong_kind(tmp_path: Path, sentiment_jsonl: Path, enc
 
 def test_tune_options_without_tune_are_refused(tmp_path: Path, sentiment_jsonl: Path,
                                                enc) -> None:
-    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc,
-                        "--tune-epochs", "3", "--tune-lr", "1e-4"), 2,
-                 "--tune-epochs, --tune-lr only apply when tuning; add --tune or drop them")
+    for extra in (["--tune-param", "epochs=3"], ["--tune-objective", "supcon"]):
+        assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, *extra), 2,
+                     "--tune-param and --tune-objective only apply when tuning; add --tune")
+    assert not (tmp_path / "m").exists()
+
+
+def test_tune_param_reaches_the_tuner(tmp_path: Path, sentiment_jsonl: Path, enc,
+                                      cache_dir: Path) -> None:
+    result = ok("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--cache-dir", cache_dir,
+                "--tune", "--tune-param", "epochs=2", "--tune-param", "learning_rate=0.02",
+                "--tune-param", "max_steps=null", "--seed", "3")
+    assert "tuning: cosine, 2 steps (2 epochs)" in result.stderr
+    tuning = json.loads((tmp_path / "m" / "fewshot.json").read_text())["tuning"]
+    requested = tuning["requested"]
+    assert (requested["epochs"], requested["learning_rate"], requested["max_steps"],
+            requested["seed"], requested["objective"]) == (2, 0.02, None, 3, "auto")
+
+
+@pytest.mark.parametrize(("param", "message"), [
+    ("epoch=2", "unknown tuning setting(s) epoch; choose from augment, batch_size,"),
+    ("epochs", "--tune-param takes KEY=VALUE, got 'epochs'"),
+    ("epochs=0", "tuning epochs must be at least 1, got 0"),
+])
+def test_bad_tune_param_is_one_usage_line(tmp_path: Path, sentiment_jsonl: Path, enc,
+                                          param: str, message: str) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--no-cache",
+                        "--tune", "--tune-param", param), 2, message)
     assert not (tmp_path / "m").exists()
 
 

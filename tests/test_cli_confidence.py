@@ -61,7 +61,9 @@ def test_train_rejects_unknown_calibration(
 ) -> None:
     result = invoke("train", sentiment_jsonl, "-o", tmp_path / "m", "--calibration", "platt",
                     *common)
-    assert_error(result, 2, "unknown --calibration 'platt'")
+    assert_error(result, 2, "unknown calibration 'platt'", "--calibration",
+                 "temperature, isotonic or none")
+    assert not (tmp_path / "m").exists()
 
 
 # -- review -----------------------------------------------------------------------------------
@@ -124,6 +126,26 @@ def test_review_splits_and_summarises(
     assert_error(invoke("review", model, one, "-o", tmp_path / "r3", "--force", *common), 2,
                  "holds files this command did not write (notes.txt)")
     assert (tmp_path / "r3" / "notes.txt").read_text() == "mine"
+
+
+def test_review_and_suggest_write_parquet(
+    model: Path, sentiment_jsonl: Path, common: list[object], tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    ok("review", model, sentiment_jsonl, "-o", tmp_path / "j", *common)
+    result = ok("review", model, sentiment_jsonl, "-o", tmp_path / "p", "--format", "parquet",
+                *common)
+    assert sorted(p.name for p in (tmp_path / "p").iterdir()) == [
+        "accepted.parquet", "summary.json", "to_review.parquet"
+    ]
+    assert f"{tmp_path / 'p' / 'accepted.parquet'}" in result.stderr
+    for name in ("accepted", "to_review"):
+        assert pq.read_table(tmp_path / "p" / f"{name}.parquet").to_pylist() == _jsonl(
+            tmp_path / "j" / f"{name}.jsonl")
+    ok("suggest", sentiment_jsonl, "--budget", "3", "-o", tmp_path / "s.jsonl", *common)
+    ok("suggest", sentiment_jsonl, "--budget", "3", "-o", tmp_path / "s.parquet", *common)
+    assert pq.read_table(tmp_path / "s.parquet").to_pylist() == _jsonl(tmp_path / "s.jsonl")
 
 
 def test_review_warns_of_labels_the_model_never_saw(
@@ -202,7 +224,7 @@ def test_audit_report_of_a_one_example_class(tmp_path: Path, common: list[object
 
 def test_audit_errors(tmp_path: Path, sentiment_jsonl: Path, common: list[object]) -> None:
     assert_error(invoke("audit", sentiment_jsonl, "-o", tmp_path / "a.txt", *common), 2,
-                 "must end in .jsonl or .csv")
+                 "--output must end in .jsonl, .csv or .parquet, got 'a.txt'")
     one = _write_jsonl(tmp_path / "one.jsonl", [{"text": "good", "label": "pos"}] * 2)
     assert_error(invoke("audit", one, "-o", tmp_path / "a.jsonl", *common), 2, "single class")
     assert_error(invoke("audit", sentiment_jsonl, "-o", tmp_path / "a.jsonl", "--head", "svm",

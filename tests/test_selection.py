@@ -272,7 +272,7 @@ def test_suggest_refuses_labelled_indices_outside_the_pool(clustered) -> None:
 
 def test_suggest_takes_labelled_as_a_numpy_array(clustered) -> None:
     # An index array (empty, or with repeats) works like the list it holds; an empty
-    # array used to raise numpy's "truth value of an empty array is ambiguous".
+    # array is not tested for truth (numpy: "truth value of an empty array is ambiguous").
     X, _ = clustered
     for strategy in ("diverse", "random"):
         assert suggest(X, 3, strategy=strategy, labelled=np.array([], dtype=np.int64)) == \
@@ -346,12 +346,12 @@ def test_suggest_refuses_a_mask_and_arrays_of_the_wrong_shape(clustered) -> None
         suggest(X[0], 1)
     with pytest.raises(UsageError, match=r"proba must be a 2-D array .* shape \(60,\)"):
         suggest(X, 2, strategy="uncertain", proba=np.full(len(X), 0.5))
-    # A fractional budget used to reach k-means as n_clusters=2.5 (sklearn's error).
+    # A fractional budget is refused here, not passed to k-means as n_clusters=2.5.
     for bad in (2.5, "3", True):
         with pytest.raises(UsageError, match="budget must be a whole number of items, got"):
             suggest(X, bad)
     assert len(suggest(X, np.int64(3))) == 3
-    # Float indices used to be truncated silently (1.7 -> 1).
+    # Float indices are refused, not truncated (1.7 -> 1).
     with pytest.raises(UsageError, match="labelled takes whole-number pool indices, got float64"):
         suggest(X, 2, labelled=[0, 1.7])
     assert len(suggest(X, 2, labelled=np.array([], dtype=float))) == 2  # empty is fine
@@ -656,3 +656,47 @@ def test_cli_hybrid_with_an_uncalibrated_model_says_its_margins_are_untested(
     assert res.exit_code == 0, res.output
     assert "fitted without calibration" in res.stderr and "followed untested" in res.stderr
     assert {json.loads(line)["reason"] for line in out.read_text().splitlines()} == {"hybrid"}
+
+
+def test_labelled_model_margins_do_what_suggest_labelled_does(
+    tiny_text_encoder, sentiment_jsonl: Path, tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    from fewshot import FewShotClassifier
+    from fewshot.selection.annotation import labelled_model, labelled_model_margins
+
+    texts = [t for t, _ in SENTIMENT]
+    X = tiny_text_encoder.encode(texts)
+    assert labelled_model(tiny_text_encoder, texts[:2], ["pos", "pos"], cache=False) is None
+    assert labelled_model_margins(None, X) == (None, None)
+    few = SENTIMENT[:2] + SENTIMENT[8:10]  # 4 of 4 right: p = 0.0625, a guess
+    model = labelled_model(tiny_text_encoder, [t for t, _ in few], [y for _, y in few],
+                           cache=False)
+    assert model.head_.class_weight == "balanced" and model.calibrator_ is not None
+    proba, note = labelled_model_margins(model, X, strategy="hybrid")
+    assert proba is None
+    assert note.startswith("picks stay diverse; 4 of 4 (1.00) held-out labelled items right")
+    proba, note = labelled_model_margins(model, X, strategy="uncertain")
+    assert note is None and np.array_equal(proba, model.head_.predict_proba(X))
+    many = SENTIMENT[:4] + SENTIMENT[8:12]  # 8 of 8: p = 0.0039, better than a guess
+    model = labelled_model(tiny_text_encoder, [t for t, _ in many], [y for _, y in many],
+                           cache=False)
+    proba, note = labelled_model_margins(model, X)
+    assert note.startswith("following the model's margins; 8 of 8")
+    assert np.array_equal(proba, model.head_.predict_proba(X))
+    # The CLI makes the same picks from the same calls.
+    labelled_idx = list(range(4)) + list(range(8, 12))
+    api = suggest(X, 4, strategy="hybrid", labelled=labelled_idx, proba=proba)
+    lab = tmp_path / "lab.jsonl"
+    lab.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in many))
+    out = tmp_path / "s.jsonl"
+    res = CliRunner().invoke(app, ["suggest", str(sentiment_jsonl), "--budget", "4",
+                                   "--labelled", str(lab), "-o", str(out), "--encoder",
+                                   str(tiny_text_model_dir), "--no-cache"])
+    assert res.exit_code == 0, res.output
+    assert [json.loads(line)["index"] for line in out.read_text().splitlines()] == [
+        p.index for p in api]
+    # Without calibration there are no out-of-fold predictions: followed, untested.
+    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(texts, [y for _, y in SENTIMENT])
+    proba, note = labelled_model_margins(plain, X)
+    assert proba is not None and "fitted without calibration" in note
+    assert "margins are followed untested" in note

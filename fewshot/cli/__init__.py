@@ -57,7 +57,8 @@ def main() -> None:
         typer.echo("Aborted!", err=True)
         code = 1
     except Exception as e:
-        # click's exceptions (vendored by newer typer as typer._click): matched by shape.
+        # click's exceptions, which typer may vendor as typer._click: matched by their
+        # attributes, so either copy is caught.
         code = getattr(e, "exit_code", None)
         if not hasattr(e, "format_message") or not isinstance(code, int):
             raise

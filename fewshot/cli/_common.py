@@ -163,13 +163,14 @@ def load_data(
     return ds
 
 
-def parse_params(pairs: list[str] | None) -> dict[str, Any]:
-    """``["k=10", "weights=uniform"]`` -> ``{"k": 10, "weights": "uniform"}``."""
+def parse_params(pairs: list[str] | None, option: str = "--head-param") -> dict[str, Any]:
+    """``["k=10", "weights=uniform"]`` -> ``{"k": 10, "weights": "uniform"}``: values are
+    read as JSON where they parse (numbers, true, null), else kept as text."""
     params: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"--head-param takes KEY=VALUE, got '{pair}'")
+            raise UsageError(f"{option} takes KEY=VALUE, got '{pair}'")
         try:
             params[key] = json.loads(value)
         except json.JSONDecodeError:

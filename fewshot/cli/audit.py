@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,7 +36,8 @@ def audit(
     output: Annotated[
         Path,
         typer.Option(
-            "--output", "-o", help="Ranked examples, .jsonl or .csv (most suspect first)."
+            "--output", "-o",
+            help="Ranked examples, .jsonl, .csv or .parquet (most suspect first).",
         ),
     ],
     test: Annotated[
@@ -81,9 +81,9 @@ def audit(
     many of its nearest labelled neighbours share it; OUTPUT lists every example,
     most suspect first, and a short report is printed.
     """
-    fmt = output.suffix.lower()
-    if fmt not in (".jsonl", ".csv"):
-        raise UsageError(f"--output must end in .jsonl or .csv, got '{output.name}'")
+    from fewshot.data.writers import row_format, write_rows
+
+    row_format(output, name="--output")
     check_output(output, force)
     from fewshot.heads import make_head
 
@@ -118,7 +118,7 @@ def audit(
         Z_test=Z_test,
     )
     rows = _rows(ds, test_ds, result, classes, y_idx)
-    _write(output, rows, fmt)
+    write_rows(output, rows)
     report = _report(ds, test_ds, result, rows, classes, y_idx, top)
     if as_json:
         typer.echo(json.dumps(report))
@@ -178,24 +178,6 @@ def _rows(ds: Any, test_ds: Any, result: Any, classes: list[str], y_idx: Any) ->
             "test_duplicates": [test_ds.ids[j] for j, _ in result.test_duplicates.get(i, [])],
         })
     return rows
-
-
-def _write(output: Path, rows: list[dict], fmt: str) -> None:
-    from fewshot._io import atomic_file
-
-    with atomic_file(output, "w") as f:
-        if fmt == ".jsonl":
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            return
-        writer = csv.writer(f)
-        keys = list(rows[0]) if rows else ["rank", "id"]
-        writer.writerow(keys)
-        for row in rows:
-            writer.writerow(
-                [";".join(v) if isinstance(v, list) else ("" if v is None else v)
-                 for v in (row[k] for k in keys)]
-            )
 
 
 def _report(

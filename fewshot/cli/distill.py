@@ -76,12 +76,13 @@ def distill(
     The student body learns the teacher's similarity of item pairs (as in the
     SetFit paper's distillation), then its head learns the teacher's labels.
     """
-    from fewshot.classifier import MODEL_FILES, FewShotClassifier
+    from fewshot.classifier import FewShotClassifier
+    from fewshot.model import MODEL_FILES
 
     check_output(output, force, folder_of=MODEL_FILES)  # before the slower imports
     from fewshot.encoders import get_encoder
     from fewshot.heads import make_head
-    from fewshot.tuning import distill as run_distill
+    from fewshot.training import distill as run_distill
 
     make_head(head)  # an unknown head fails now, not after the tuning
     cache = make_cache(cache_dir, no_cache)

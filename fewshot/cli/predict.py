@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -27,7 +25,6 @@ from fewshot.cli._common import (
     load_data,
     make_cache,
 )
-from fewshot.errors import UsageError
 
 
 @handle_errors
@@ -37,7 +34,7 @@ def predict(
         Path, typer.Argument(help="JSONL/CSV/Parquet/TXT (one text per line) or image folder.")
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Predictions file, .jsonl or .csv.")
+        Path, typer.Option("--output", "-o", help="Predictions file, .jsonl, .csv or .parquet.")
     ],
     encoder: EncoderOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
@@ -60,9 +57,9 @@ def predict(
     ] = False,
 ) -> None:
     """Predict DATA with the model in MODEL_DIR; one row per item with probabilities."""
-    fmt = output.suffix.lower()
-    if fmt not in (".jsonl", ".csv"):
-        raise UsageError(f"--output must end in .jsonl or .csv, got '{output.name}'")
+    from fewshot.data.writers import row_format, write_rows
+
+    row_format(output, name="--output")
     check_output(output, force)
     from fewshot.classifier import FewShotClassifier
 
@@ -75,37 +72,16 @@ def predict(
         require_labels=False, skip_bad_images=skip_bad_images,
     )
     check_modality(ds, clf.encoder_.modality, data)
+    proba = clf.predict_proba(ds.items, adapt_prior=adapt_prior)
     if adapt_prior:
-        # One pass of the encoder: the head's probabilities serve the estimate and the output.
-        raw = clf.predict_proba(ds.items, calibrated=False)
-        report = clf._adapt_to(raw).label_shift_
-        assert report is not None  # adapt_prior always reports
-        info(label_shift_line(report, list(clf.classes_)))
-        proba = clf.apply_prior(clf.calibrate(raw))
-    else:
-        proba = clf.predict_proba(ds.items)
+        info(label_shift_line(clf.label_shift_, list(clf.classes_)))
     classes = [str(c) for c in clf.classes_]
-    best = proba.argmax(axis=1)
     item_key = "text" if ds.modality == "text" else "path"
-    from fewshot._io import atomic_file
-
-    with atomic_file(output, "w") as f:
-        if fmt == ".jsonl":
-            for i in range(len(ds)):
-                row = {
-                    "id": ds.ids[i], item_key: ds.display(i), "label": classes[best[i]],
-                    "score": round(float(proba[i, best[i]]), 6),
-                    "probabilities": {
-                        c: round(float(p), 6) for c, p in zip(classes, proba[i], strict=True)
-                    },
-                }
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            writer = csv.writer(f)
-            writer.writerow(["id", item_key, "label", "score", *[f"p_{c}" for c in classes]])
-            for i in range(len(ds)):
-                writer.writerow([
-                    ds.ids[i], ds.display(i), classes[best[i]], f"{proba[i, best[i]]:.6f}",
-                    *[f"{p:.6f}" for p in proba[i]],
-                ])
-    info(f"wrote {len(ds)} predictions to {output}")
+    rows = (
+        {"id": ds.ids[i], item_key: ds.display(i), "label": classes[p.argmax()],
+         "score": round(float(p.max()), 6),
+         "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p, strict=True)}}
+        for i, p in enumerate(proba)
+    )
+    n = write_rows(output, rows)
+    info(f"wrote {n} predictions to {output}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,7 +33,8 @@ TO_REVIEW = "to_review"
 SUMMARY = "summary.json"
 #: Everything a review folder may hold; --force replaces only such folders.
 _OUTPUT_FILES = (
-    *(f"{name}.{ext}" for name in (ACCEPTED, TO_REVIEW) for ext in ("jsonl", "csv")), SUMMARY
+    *(f"{name}.{ext}" for name in (ACCEPTED, TO_REVIEW) for ext in ("jsonl", "csv", "parquet")),
+    SUMMARY,
 )
 
 
@@ -68,7 +68,7 @@ def review(
         ),
     ] = None,
     fmt: Annotated[
-        str, typer.Option("--format", help="jsonl or csv for the two item files.")
+        str, typer.Option("--format", help="jsonl, csv or parquet for the two item files.")
     ] = "jsonl",
     encoder: EncoderOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
@@ -89,8 +89,11 @@ def review(
     target are accepted, the rest go to review (least confident first). If DATA
     has labels, the precision actually reached is reported too.
     """
-    if fmt not in ("jsonl", "csv"):
-        raise UsageError(f"--format must be jsonl or csv, got '{fmt}'")
+    if fmt not in ("jsonl", "csv", "parquet"):
+        raise UsageError(f"--format must be jsonl, csv or parquet, got '{fmt}'")
+    from fewshot.data.writers import row_format
+
+    row_format(f"{ACCEPTED}.{fmt}")  # a Parquet output needs pyarrow: checked before any work
     if not 0.0 < target_precision <= 1.0:
         raise UsageError(f"--target-precision must be in (0, 1], got {target_precision}")
     if conformal is not None and not 0.0 < conformal < 1.0:
@@ -186,29 +189,17 @@ def _write(
     force: bool,
 ) -> None:
     from fewshot._io import atomic_dir
+    from fewshot.data.writers import write_rows
 
     parts = {name: _rows(ds, result, classes, accepted)
              for name, accepted in ((ACCEPTED, True), (TO_REVIEW, False))}
     # Both CSV files get the same columns, also when one of them has no rows.
-    keys = [k for k in next(r for r in parts.values() if r)[0] if k != "probabilities"]
+    first = next(r for r in parts.values() if r)[0]
+    columns = [*(k for k in first if k != "probabilities"), *(f"p_{c}" for c in classes)]
     with atomic_dir(output, overwrite=force, replaceable=_OUTPUT_FILES) as tmp:
         for name, rows in parts.items():
-            path = tmp / f"{name}.{fmt}"
-            with open(path, "w", encoding="utf-8", newline="") as f:
-                if fmt == "jsonl":
-                    for row in rows:
-                        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                else:
-                    _write_csv(f, rows, keys, classes)
+            write_rows(tmp / f"{name}.{fmt}", rows, columns=columns)
         (tmp / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
-
-
-def _write_csv(f: Any, rows: list[dict[str, Any]], keys: list[str], classes: list[str]) -> None:
-    writer = csv.writer(f)
-    writer.writerow([*keys, *[f"p_{c}" for c in classes]])
-    for row in rows:
-        values = [";".join(v) if isinstance(v, list) else v for v in (row[k] for k in keys)]
-        writer.writerow([*values, *[f"{row['probabilities'][c]:.6f}" for c in classes]])
 
 
 def _print_summary(summary: dict[str, Any], output: Path, fmt: str) -> None:

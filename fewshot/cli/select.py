@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
@@ -28,25 +26,19 @@ from fewshot.cli._common import (
     load_data,
     make_cache,
 )
-from fewshot.errors import DataError, UsageError
+from fewshot.errors import UsageError
 
 if TYPE_CHECKING:
     from fewshot.selection.demonstrations import Strategy
-
-
-def _check_jsonl_or_csv(output: Path, csv_ok: bool) -> str:
-    fmt = output.suffix.lower()
-    allowed = (".jsonl", ".csv") if csv_ok else (".jsonl",)
-    if fmt not in allowed:
-        raise UsageError(f"--output must end in {' or '.join(allowed)}, got '{output.name}'")
-    return fmt
 
 
 @handle_errors
 def select(
     pool: Annotated[Path, typer.Argument(help="Labelled examples to choose from.")],
     queries: Annotated[Path, typer.Argument(help="Items that need demonstrations.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl file.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output .jsonl or .parquet file.")
+    ],
     k: Annotated[int, typer.Option("--k", min=1, help="Examples per query.")] = 4,
     strategy: Annotated[
         str, typer.Option("--strategy", help="nearest, mmr, balanced or random.")
@@ -77,9 +69,10 @@ def select(
     force: ForceOpt = False,
 ) -> None:
     """Pick K labelled examples from POOL for each item in QUERIES, in prompt order."""
+    from fewshot.data.writers import row_format, write_rows
     from fewshot.selection import STRATEGIES, ExampleSelector, PromptTemplate
 
-    _check_jsonl_or_csv(output, csv_ok=False)
+    row_format(output, (".jsonl", ".parquet"), name="--output")
     check_output(output, force)
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
@@ -104,31 +97,32 @@ def select(
     ).fit(pool_ds.items, pool_ds.labels)
     chosen = selector.select(query_ds.items)
     key = "text" if pool_ds.modality == "text" else "path"
-    from fewshot._io import atomic_file
-
-    with atomic_file(output, "w") as f:
-        for qi, demos in enumerate(chosen):
-            examples = [
-                {"index": d.index, "id": pool_ds.ids[d.index], key: pool_ds.display(d.index),
-                 "label": d.label, "score": round(d.score, 6)}
-                for d in demos
-            ]
-            row: dict[str, Any] = {"id": query_ds.ids[qi], key: query_ds.display(qi),
-                                   "examples": examples}
-            if prompt is not None:
-                row["prompt"] = prompt.render(
-                    query_ds.display(qi),
-                    [{"index": d.index, "label": d.label, "score": d.score,
-                      "item": pool_ds.display(d.index)} for d in demos],
-                )
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    rows = []
+    for qi, demos in enumerate(chosen):
+        examples = [
+            {"index": d.index, "id": pool_ds.ids[d.index], key: pool_ds.display(d.index),
+             "label": d.label, "score": round(d.score, 6)}
+            for d in demos
+        ]
+        row: dict[str, Any] = {"id": query_ds.ids[qi], key: query_ds.display(qi),
+                               "examples": examples}
+        if prompt is not None:
+            row["prompt"] = prompt.render(
+                query_ds.display(qi),
+                [{"index": d.index, "label": d.label, "score": d.score,
+                  "item": pool_ds.display(d.index)} for d in demos],
+            )
+        rows.append(row)
+    write_rows(output, rows)
     info(f"wrote {k} {strategy} examples for each of {len(query_ds)} queries to {output}")
 
 
 @handle_errors
 def suggest(
     pool: Annotated[Path, typer.Argument(help="Unlabelled items to choose from.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Output .jsonl or .csv.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Output .jsonl, .csv or .parquet.")
+    ],
     budget: Annotated[int, typer.Option("--budget", min=1, help="How many items to label.")],
     strategy: Annotated[
         str, typer.Option("--strategy", help="diverse, uncertain, hybrid or random.")
@@ -162,10 +156,12 @@ def suggest(
     force: ForceOpt = False,
 ) -> None:
     """Choose the BUDGET items of POOL whose labels would help most, best first."""
+    from fewshot.data.writers import row_format, write_rows
     from fewshot.selection import ANNOTATION_STRATEGIES
     from fewshot.selection import suggest as suggest_indices
+    from fewshot.selection.annotation import labelled_model, labelled_model_margins
 
-    fmt = _check_jsonl_or_csv(output, csv_ok=True)
+    row_format(output, name="--output")
     check_output(output, force)
     if strategy not in ANNOTATION_STRATEGIES:
         raise UsageError(
@@ -189,9 +185,7 @@ def suggest(
         enc = clf.encoder_
     else:
         enc = get_encoder(encoder, pool_ds.modality, device=device, batch_size=batch_size)
-    if enc.modality != pool_ds.modality:
-        raise UsageError(f"the pool holds {pool_ds.modality} but the model is for "
-                         f"{enc.modality}; pass matching data")
+    check_modality(pool_ds, enc.modality, "the pool", "the model is for")
     prototypes = None
     if descriptions is not None:
         if pool_ds.modality != "text":
@@ -208,14 +202,8 @@ def suggest(
         known = set(map(enc.item_key, lab.items))
         # Every copy of a labelled item counts as labelled, duplicates in the pool too.
         labelled_idx = [i for i, x in enumerate(pool_ds.items) if enc.item_key(x) in known]
-        if clf is None and len(set(lab.labels)) >= 2 and strategy in ("hybrid", "uncertain"):
-            from fewshot.heads import make_head
-
-            # Class-weighted: the labels picked so far are rarely balanced. Calibrated, for
-            # the out-of-fold predictions hybrid tests the model on.
-            clf = FewShotClassifier(enc, make_head("logreg", class_weight="balanced"),
-                                    cache=cache, calibration="temperature")
-            clf.fit(lab.items, lab.labels)
+        if clf is None and strategy in ("hybrid", "uncertain"):
+            clf = labelled_model(enc, lab.items, lab.labels, cache=cache)
     if descriptions is not None and clf is not None:
         model_labels = {str(c) for c in clf.classes_}
         new = [label for label in descriptions if label not in model_labels]
@@ -226,33 +214,17 @@ def suggest(
                 "over them too, which finds first examples of a new label (if it is a typo, "
                 "use the model's labels)"
             )
-    proba = None
-    if clf is not None:
-        proba = clf.head_.predict_proba(X)
-    if strategy == "hybrid" and clf is not None:
-        proba = _trusted_margins(clf, proba)
-    if strategy == "uncertain" and proba is None:
-        raise UsageError("strategy 'uncertain' needs a model: pass --model MODEL_DIR or "
-                         "--labelled FILE with at least two labels")
+    proba, note = labelled_model_margins(clf, X, strategy=strategy)
+    if note is not None:
+        info(f"hybrid: {note}")
     picks = suggest_indices(X, budget, strategy=strategy, labelled=labelled_idx, proba=proba,
                             seed=seed, prototypes=prototypes)
-    if not picks:
-        raise DataError("nothing to suggest; the pool has no unlabelled items left")
     key = "text" if pool_ds.modality == "text" else "path"
-    from fewshot._io import atomic_file
-
-    with atomic_file(output, "w") as f:
-        if fmt == ".jsonl":
-            for rank, s in enumerate(picks, start=1):
-                f.write(json.dumps({"rank": rank, "index": s.index, "id": pool_ds.ids[s.index],
-                                    key: pool_ds.display(s.index), "reason": s.reason,
-                                    "score": round(s.score, 6)}, ensure_ascii=False) + "\n")
-        else:
-            w = csv.writer(f)
-            w.writerow(["rank", "index", "id", key, "reason", "score"])
-            for rank, s in enumerate(picks, start=1):
-                w.writerow([rank, s.index, pool_ds.ids[s.index], pool_ds.display(s.index),
-                            s.reason, f"{s.score:.6f}"])
+    write_rows(output, (
+        {"rank": rank, "index": s.index, "id": pool_ds.ids[s.index],
+         key: pool_ds.display(s.index), "reason": s.reason, "score": round(s.score, 6)}
+        for rank, s in enumerate(picks, start=1)
+    ))
     reasons = {r: sum(s.reason == r for s in picks) for r in {s.reason for s in picks}}
     info(f"wrote {len(picks)} suggestions to {output} "
          f"({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})")
@@ -260,7 +232,7 @@ def suggest(
 
 def _guiding_descriptions(path: Path, strategy: str) -> dict[str, str]:
     """``--label-descriptions`` for suggest: checked before anything is loaded."""
-    from fewshot.confidence.priors import read_label_descriptions
+    from fewshot.training.descriptions import read_label_descriptions
 
     if strategy in ("random", "uncertain"):
         raise UsageError(
@@ -279,20 +251,3 @@ def _guiding_descriptions(path: Path, strategy: str) -> dict[str, str]:
             )
         first[text] = label
     return descriptions
-
-
-def _trusted_margins(clf: Any, proba: Any) -> Any:
-    """``proba`` if the model beats a guess on its held-out rows, else None (diverse)."""
-    from fewshot.selection.annotation import informative_model
-
-    if getattr(clf, "calibrator_", None) is None:
-        info("hybrid: the model was fitted without calibration, so it keeps no out-of-fold "
-             "predictions to test it on; its margins are followed untested (retrain it with "
-             "fewshot train --calibration temperature to have them tested)")
-        return proba
-    trusted, why = informative_model(clf.oof_proba_, clf.oof_labels_)
-    if trusted:
-        info(f"hybrid: following the model's margins; {why}")
-        return proba
-    info(f"hybrid: picks stay diverse; {why}")
-    return None

@@ -11,6 +11,7 @@ import typer
 from fewshot.cli._common import (
     BatchOpt,
     CacheDirOpt,
+    DataFields,
     DeviceOpt,
     EncoderOpt,
     ForceOpt,
@@ -40,7 +41,8 @@ def train(
     head: Annotated[str, typer.Option("--head", help="logreg, knn or centroid.")] = "logreg",
     head_param: Annotated[
         list[str] | None,
-        typer.Option("--head-param", help="Head setting KEY=VALUE (repeatable), e.g. k=10."),
+        typer.Option("--head-param", metavar="KEY=VALUE",
+                     help="Head setting (repeatable), e.g. k=10."),
     ] = None,
     shots: Annotated[
         int | None,
@@ -120,32 +122,15 @@ def train(
                      "cosine (SetFit's loss on in-batch pairs), supcon, or pairs (SetFit's "
                      "sampled pairs)."),
     ] = "auto",
-    tune_epochs: Annotated[
-        int | None,
-        typer.Option("--tune-epochs", min=1, help="Passes over the examples.",
-                     show_default="tuner default"),
-    ] = None,
-    tune_max_steps: Annotated[
-        int | None,
-        typer.Option("--tune-max-steps", min=1, help="Cap on optimizer steps.",
-                     show_default="tuner default"),
-    ] = None,
-    tune_time_budget: Annotated[
-        float | None,
-        typer.Option("--tune-time-budget", min=1.0, help="Stop tuning after this many seconds."),
-    ] = None,
-    tune_lr: Annotated[
-        float | None,
-        typer.Option("--tune-lr", min=1e-9, help="Learning rate of the body.",
-                     show_default="tuner default"),
-    ] = None,
-    tune_validation: Annotated[
-        float,
+    tune_param: Annotated[
+        list[str] | None,
         typer.Option(
-            "--tune-validation", min=0.0, max=0.9,
-            help="Hold out this fraction per class for early stopping (0: off).",
+            "--tune-param", metavar="KEY=VALUE",
+            help="Tuner setting (repeatable): a ContrastiveTuner argument, e.g. "
+            "epochs=4, max_steps=100, time_budget=60 (seconds), learning_rate=2e-5, "
+            "validation_fraction=0.2 (held out per class for early stopping).",
         ),
-    ] = 0.0,
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
@@ -162,48 +147,33 @@ def train(
     By default probabilities are calibrated (temperature scaling on out-of-fold
     predictions), which also keeps what fewshot review needs.
     """
-    from fewshot.classifier import MODEL_FILES
     from fewshot.heads import make_head
+    from fewshot.model import MODEL_FILES
 
     check_output(output, force, folder_of=MODEL_FILES)
-    if calibration not in ("temperature", "isotonic", "none"):
-        raise UsageError(
-            f"unknown --calibration '{calibration}'; choose temperature, isotonic or none"
-        )
-    if unlabelled is not None and calibration == "none":
-        raise UsageError(
-            "--unlabelled picks pseudo-labels by calibrated confidence; drop --calibration none"
-        )
-    if prior_from is not None and calibration == "none":
-        raise UsageError(
-            "--prior-from estimates the class mix from calibrated probabilities; drop "
-            "--calibration none"
-        )
+    for option, value in (("--unlabelled", unlabelled), ("--prior-from", prior_from)):
+        if value is not None and calibration == "none":
+            raise UsageError(f"{option} works on calibrated probabilities; drop --calibration none")
     if shots == 0 and label_descriptions is None:
         raise UsageError("--shots 0 trains from label descriptions; pass --label-descriptions")
     head_obj = make_head(head, **parse_params(head_param))
-    if not tune:
-        set_without = [name for name, value, default in (
-            ("--tune-objective", tune_objective, "auto"), ("--tune-epochs", tune_epochs, None),
-            ("--tune-max-steps", tune_max_steps, None),
-            ("--tune-time-budget", tune_time_budget, None), ("--tune-lr", tune_lr, None),
-            ("--tune-validation", tune_validation, 0.0),
-        ) if value != default]
-        if set_without:
-            raise UsageError(
-                f"{', '.join(set_without)} only apply when tuning; add --tune or drop them"
-            )
-    tuner = _tuner(tune, tune_objective, tune_epochs, tune_max_steps, tune_time_budget, tune_lr,
-                   tune_validation, seed) if tune else None
+    tuner = None
+    if tune:
+        from fewshot.tuning import as_tuner
+
+        tuner = as_tuner({"objective": tune_objective, "seed": seed,
+                          **parse_params(tune_param, "--tune-param")})
+    elif tune_param or tune_objective != "auto":
+        raise UsageError("--tune-param and --tune-objective only apply when tuning; add --tune "
+                         "or drop them")
     descriptions = None
     if label_descriptions is not None:
-        from fewshot.confidence.priors import read_label_descriptions
+        from fewshot.training.descriptions import read_label_descriptions
 
         descriptions = read_label_descriptions(label_descriptions)
-    ds = load_data(
-        data, split, text_field=text_field, label_field=label_field, image_field=image_field,
-        require_labels=True, skip_bad_images=skip_bad_images,
-    )
+    fields = DataFields(text_field=text_field, label_field=label_field,
+                        image_field=image_field, skip_bad_images=skip_bad_images)
+    ds = load_data(data, split, require_labels=True, **fields)
     classes = ds.classes
     if descriptions is not None:
         _check_descriptions(descriptions, classes, ds, zero_shot=shots == 0)
@@ -222,23 +192,22 @@ def train(
         raise UsageError(
             f"{ds.source} has a single class ({classes[0]}); a classifier needs at least two"
         )
-    pool = None
+    from fewshot.data import unlabelled_pool
+
+    pool = shift_items = None
     if unlabelled is not None:
-        pool = _load_pool(unlabelled, split, ds, text_field, image_field, skip_bad_images)
-    shift_items = None
+        pool = unlabelled_pool(load_data(unlabelled, split, require_labels=False, **fields), ds)
     if prior_from is not None:
         # The labelled items stay in: they belong to the population whose mix is wanted,
         # and dropping N of every class would skew the pool against small classes.
-        shift_items = _load_pool(
-            prior_from, split, ds, text_field, image_field, skip_bad_images, "--prior-from",
-            drop_labelled=False,
-        )
+        shift_items = unlabelled_pool(
+            load_data(prior_from, split, require_labels=False, **fields), ds, drop_labelled=False)
     from fewshot.classifier import FewShotClassifier
 
     start = time.perf_counter()
     clf = FewShotClassifier(
         encoder, head_obj, cache=make_cache(cache_dir, no_cache), batch_size=batch_size,
-        device=device, calibration=None if calibration == "none" else calibration,
+        device=device, calibration=calibration,
         calibration_folds=calibration_folds, label_descriptions=descriptions,
         self_training_rounds=self_train_rounds, pseudo_label_threshold=pseudo_label_threshold,
         pseudo_labels_per_class=pseudo_labels_per_class, tune=tuner,
@@ -296,25 +265,6 @@ def _warn_short_classes(labels: list[str], shots: int) -> None:
         )
 
 
-def _tuner(
-    tune: bool, objective: str, epochs: int | None, max_steps: int | None,
-    time_budget: float | None, lr: float | None, validation: float, seed: int,
-) -> Any:
-    from fewshot.tuning import ContrastiveTuner
-
-    settings: dict[str, Any] = {"objective": objective, "seed": seed,
-                                "validation_fraction": validation, "time_budget": time_budget}
-    if epochs is not None:
-        settings["epochs"] = epochs
-    if max_steps is not None:
-        settings["max_steps"] = max_steps
-    if lr is not None:
-        settings["learning_rate"] = lr
-    tuner = ContrastiveTuner(**settings)
-    tuner._check()  # bad values are usage errors before any data is read
-    return tuner
-
-
 def _check_descriptions(
     descriptions: dict[str, str], classes: list[str], ds: Any, *, zero_shot: bool
 ) -> None:
@@ -335,35 +285,6 @@ def _check_descriptions(
         )
     if missing:
         info(f"warning: no description for {', '.join(missing[:5])}; those classes get no prior")
-
-
-def _load_pool(
-    path: Path, split: str, ds: Any, text_field: str, image_field: str | None,
-    skip_bad_images: bool, option: str = "--unlabelled", *, drop_labelled: bool = True,
-) -> list[Any]:
-    """Unlabelled items, without the labelled training items unless ``drop_labelled`` is off."""
-    pool = load_data(
-        path, split, text_field=text_field, label_field="label", image_field=image_field,
-        require_labels=False, skip_bad_images=skip_bad_images,
-    )
-    if pool.modality != ds.modality:
-        raise UsageError(
-            f"{option} {path} holds {pool.modality} but the training data is "
-            f"{ds.modality}; pass matching data"
-        )
-    if not drop_labelled:
-        return list(pool.items)
-    labelled = {str(x) for x in ds.items}
-    items = [x for x in pool.items if str(x) not in labelled]
-    if not items:
-        from fewshot.errors import DataError
-
-        raise DataError(
-            f"every item of {option} {path} is also a training example, so there is "
-            "nothing to pseudo-label; pass other items (or train with --shots N, which "
-            "leaves the rest of the split as the pool)"
-        )
-    return items
 
 
 def _calibration_line(clf: Any) -> str:

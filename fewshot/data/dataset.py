@@ -48,3 +48,28 @@ class Dataset:
         """What to print for row ``i``: the text, or the image path."""
         item = self.items[i]
         return str(item) if isinstance(item, Path) else item
+
+
+def unlabelled_pool(pool: Dataset, labelled: Dataset, *, drop_labelled: bool = True) -> list:
+    """The items of ``pool`` to self-train on: those not among ``labelled``'s items.
+
+    With ``drop_labelled=False`` every item stays (an estimate of the class mix
+    wants the whole population, labelled items included). A pool of the other
+    modality is a UsageError; one left empty, a DataError.
+    """
+    from fewshot.errors import DataError, UsageError
+
+    if pool.modality != labelled.modality:
+        raise UsageError(f"{pool.source} holds {pool.modality} but the labelled data is "
+                         f"{labelled.modality}; pass matching data")
+    if not drop_labelled:
+        return list(pool.items)
+    seen = {str(x) for x in labelled.items}
+    items = [x for x in pool.items if str(x) not in seen]
+    if not items:
+        raise DataError(
+            f"every item of {pool.source} is also a training example, so there is nothing to "
+            "pseudo-label; pass other items (fewshot train --shots N leaves the rest of the "
+            "split as the pool)"
+        )
+    return items

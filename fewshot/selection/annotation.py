@@ -21,11 +21,11 @@
   the candidates central when the groups are small (many classes, large budgets).
   Margins are only worth following from a model that beats a guess:
   :func:`informative_model` tests that on its out-of-fold predictions, and
-  ``fewshot suggest`` (and the benchmark) pass no ``proba`` to ``hybrid`` until
-  it does, so ``hybrid`` stays ``diverse`` while the model is no better than
-  naming the most common label. (A ``--model`` fitted without calibration keeps
-  no out-of-fold predictions; its margins are followed untested, and the CLI
-  says so.)
+  :func:`labelled_model_margins` (behind ``fewshot suggest``; the benchmark does
+  the same) gives ``hybrid`` no ``proba`` until it does, so ``hybrid`` stays
+  ``diverse`` while the model is no better than naming the most common label. (A
+  model fitted without calibration keeps no out-of-fold predictions; its margins
+  are followed untested, and the note says so.)
 - ``random``: a seeded uniform draw, the baseline.
 
 With ``prototypes`` (the embedded label descriptions, one row per class),
@@ -42,14 +42,15 @@ banking77, where plain ``diverse`` is below random on sst5 at 1x and 2x.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from fewshot.errors import DataError, UsageError
 from fewshot.heads.base import l2n
 
-__all__ = ["ANNOTATION_STRATEGIES", "Suggestion", "informative_model", "suggest"]
+__all__ = ["ANNOTATION_STRATEGIES", "Suggestion", "informative_model", "labelled_model",
+           "labelled_model_margins", "suggest"]
 
 ANNOTATION_STRATEGIES = ("diverse", "uncertain", "hybrid", "random")
 
@@ -232,6 +233,54 @@ def informative_model(
            "not measurably better than a guess: label more items and hybrid will follow its "
            "margins once it is")
     )
+
+
+def labelled_model(
+    encoder: Any, items: Sequence[Any], labels: Sequence[Any], *, cache: Any = None
+) -> Any:
+    """The model whose margins ``uncertain`` and ``hybrid`` follow when none is given:
+    a FewShotClassifier fitted on the items labelled so far, or None below two labels.
+
+    Class-weighted logistic regression, as the labels picked so far are rarely
+    balanced; temperature-calibrated, which keeps the out-of-fold predictions
+    :func:`labelled_model_margins` tests it on.
+    """
+    if len(set(labels)) < 2:
+        return None
+    from fewshot.classifier import FewShotClassifier
+    from fewshot.heads import make_head
+
+    return FewShotClassifier(encoder, make_head("logreg", class_weight="balanced"),
+                             cache=cache, calibration="temperature").fit(items, labels)
+
+
+def labelled_model_margins(
+    model: Any, embeddings: np.ndarray, *, strategy: str = "hybrid"
+) -> tuple[np.ndarray | None, str | None]:
+    """``(proba, note)``: what :func:`suggest` should get as ``proba`` for the pool, and
+    for ``hybrid`` one line on whether it follows the model's margins, and why.
+
+    ``model`` is a fitted FewShotClassifier (or None: no probabilities) whose
+    encoder gave ``embeddings``; ``proba`` are its head's probabilities. For
+    ``hybrid`` they are None (picks stay ``diverse``) unless the model beats a
+    guess on its out-of-fold predictions (:func:`informative_model`); a model
+    fitted without calibration keeps none, so its margins are followed untested.
+    """
+    if model is None:
+        return None, None
+    proba = model.head_.predict_proba(embeddings)
+    if strategy != "hybrid":
+        return proba, None
+    if model.calibrator_ is None:
+        return proba, (
+            "the model was fitted without calibration, so it keeps no out-of-fold "
+            "predictions to test it on; its margins are followed untested (refit it with "
+            "calibration, fewshot train's default, to have them tested)"
+        )
+    trusted, why = informative_model(model.oof_proba_, model.oof_labels_)
+    if trusted:
+        return proba, f"following the model's margins; {why}"
+    return None, f"picks stay diverse; {why}"
 
 
 def _margin_uncertainty(proba: np.ndarray) -> np.ndarray:

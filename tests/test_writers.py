@@ -1,0 +1,99 @@
+"""write_rows: JSONL, CSV and Parquet by the suffix, each read back exactly."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from fewshot.data import row_format, write_rows
+from fewshot.errors import UsageError
+
+ROWS = [
+    {"id": "a", "text": "très bien ☺, \"quoted\"", "label": "pos", "score": 0.75,
+     "probabilities": {"neg": 0.25, "pos": 0.75}, "flags": ["near_duplicate", "outlier"],
+     "label_probability": None},
+    {"id": "b", "text": "line\nbreak", "label": "neg", "score": 0.5,
+     "probabilities": {"neg": 0.5, "pos": 0.5}, "flags": [], "label_probability": 0.125},
+]
+
+
+def test_jsonl_round_trip(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    assert write_rows(path, iter(ROWS)) == 2
+    assert [json.loads(line) for line in path.read_text("utf-8").splitlines()] == ROWS
+    assert "très bien ☺" in path.read_text("utf-8")  # not escaped
+
+
+def test_csv_round_trip_is_flat(tmp_path: Path) -> None:
+    path = tmp_path / "rows.CSV"
+    assert write_rows(path, ROWS) == 2
+    with open(path, encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows == [
+        {"id": "a", "text": "très bien ☺, \"quoted\"", "label": "pos", "score": "0.75",
+         "p_neg": "0.25", "p_pos": "0.75", "flags": "near_duplicate;outlier",
+         "label_probability": ""},
+        {"id": "b", "text": "line\nbreak", "label": "neg", "score": "0.5", "p_neg": "0.5",
+         "p_pos": "0.5", "flags": "", "label_probability": "0.125"},
+    ]
+
+
+def test_csv_columns_give_a_header_without_rows(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    assert write_rows(path, [], columns=["id", "label", "p_neg"]) == 0
+    assert path.read_bytes() == b"id,label,p_neg\r\n"
+    write_rows(path, [{"id": "x", "other": {"a": 1}}], columns=["id", "label", "other_a"])
+    assert path.read_text().splitlines() == ["id,label,other_a", "x,,1"]
+
+
+def test_parquet_round_trip(tmp_path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    assert write_rows(path, iter(ROWS)) == 2
+    table = pq.read_table(path)
+    assert table.to_pylist() == ROWS
+    assert str(table.schema.field("probabilities").type) == "struct<neg: double, pos: double>"
+    assert str(table.schema.field("flags").type) == "list<element: string>"
+    nested = [{"id": "q", "examples": [{"index": 3, "label": "pos", "score": 0.5}]}]
+    write_rows(path, nested)
+    assert pq.read_table(path).to_pylist() == nested
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    path.write_text("old\n")
+
+    def broken():
+        yield ROWS[0]
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        write_rows(path, broken())
+    assert path.read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rows.jsonl"]
+
+
+def test_row_format(tmp_path: Path) -> None:
+    assert row_format("a.JSONL") == ".jsonl" and row_format(Path("b.parquet")) == ".parquet"
+    with pytest.raises(UsageError, match=r"^the output must end in \.jsonl, \.csv or "
+                       r"\.parquet, got 'p\.txt'$"):
+        write_rows(tmp_path / "p.txt", ROWS)
+    assert not (tmp_path / "p.txt").exists()
+    with pytest.raises(UsageError, match=r"^--output must end in \.jsonl or \.parquet, got "
+                       r"'p\.csv'$"):
+        row_format("p.csv", (".jsonl", ".parquet"), name="--output")
+
+
+def test_parquet_without_pyarrow_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "pyarrow" else real(name, *a))
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'fewshot\[parquet\]'"):
+        row_format("p.parquet")
+    assert row_format("p.jsonl") == ".jsonl"
