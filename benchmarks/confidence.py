@@ -229,7 +229,7 @@ def run_calibration(b: Bench) -> dict[str, Any]:
 
 # -- 2. review --------------------------------------------------------------------------------
 def run_review(b: Bench, targets: tuple[float, ...] = (0.9, 0.95)) -> dict[str, Any]:
-    from fewshot.confidence.review import review
+    from fewshot.confidence.thresholds import review
 
     rows = []
     for name in DATASETS:
@@ -474,7 +474,7 @@ def run_selftrain(b: Bench, shots: int = 8) -> dict[str, Any]:
 
 def run_review_prior(b: Bench, shots: int = 64, target: float = 0.9) -> dict[str, Any]:
     """Review at a 0.90 target with and without a class prior from the train split."""
-    from fewshot.confidence.review import review
+    from fewshot.confidence.thresholds import review
 
     rows = []
     for name in ("ag_news", "trec"):

@@ -10,7 +10,8 @@ import numpy as np
 
 from fewshot.errors import UsageError
 
-__all__ = ["brier_score", "classification_report", "expected_calibration_error"]
+__all__ = ["brier_score", "calibration_scores", "classification_report",
+           "expected_calibration_error"]
 
 
 def _kind(label: Any) -> str:
@@ -109,3 +110,24 @@ def brier_score(proba: Any, y_idx: Any) -> float:
     onehot = np.zeros_like(proba)
     onehot[np.arange(len(proba)), np.asarray(y_idx)] = 1.0
     return float(((proba - onehot) ** 2).sum(axis=1).mean())
+
+
+def calibration_scores(
+    y_true: Sequence[Any], proba: Any, classes: Sequence[Any], *, uncalibrated: Any = None,
+    n_bins: int = 15,
+) -> dict[str, Any]:
+    """ECE and Brier score of ``proba`` (columns follow ``classes``) on the rows whose
+    label is one of ``classes`` (other rows have no probability to score); with
+    ``uncalibrated`` probabilities, theirs too (``ece_uncalibrated``, ``brier_uncalibrated``)."""
+    index = {str(c): i for i, c in enumerate(classes)}
+    rows = np.asarray([str(y) in index for y in y_true], dtype=bool)
+    if not rows.any():
+        return {"ece": None, "brier": None}
+    y_idx = np.asarray([index[str(y)] for y in y_true if str(y) in index], dtype=np.int64)
+    out: dict[str, Any] = {"calibration_rows": int(rows.sum()),
+                           "ece": expected_calibration_error(proba[rows], y_idx, n_bins),
+                           "brier": brier_score(proba[rows], y_idx)}
+    if uncalibrated is not None:
+        out["ece_uncalibrated"] = expected_calibration_error(uncalibrated[rows], y_idx, n_bins)
+        out["brier_uncalibrated"] = brier_score(uncalibrated[rows], y_idx)
+    return out

@@ -691,6 +691,10 @@ def test_tune_param_reaches_the_tuner(tmp_path: Path, sentiment_jsonl: Path, enc
     ("epoch=2", "unknown tuning setting(s) epoch; choose from augment, batch_size,"),
     ("epochs", "--tune-param takes KEY=VALUE, got 'epochs'"),
     ("epochs=0", "tuning epochs must be at least 1, got 0"),
+    ("epochs=abc", "tuning setting epochs takes a whole number, got 'abc'"),
+    ("learning_rate=fast", "tuning setting learning_rate takes a number, got 'fast'"),
+    ("augment=maybe", "tuning setting augment takes true or false, got 'maybe'"),
+    ("epochs=true", "tuning setting epochs takes a whole number, got True"),
 ])
 def test_bad_tune_param_is_one_usage_line(tmp_path: Path, sentiment_jsonl: Path, enc,
                                           param: str, message: str) -> None:

@@ -21,7 +21,7 @@ from fewshot.confidence.calibration import (
     fold_ids,
     out_of_fold_proba,
 )
-from fewshot.confidence.review import (
+from fewshot.confidence.thresholds import (
     conformal_quantile,
     precision_threshold,
     prediction_sets,

@@ -253,7 +253,7 @@ def test_cli_train_prior_from_and_predict_adapt_prior(
 
 # -- review under a class prior -----------------------------------------------------------------
 def test_weighted_precision_threshold_and_conformal_quantile_by_hand() -> None:
-    from fewshot.confidence.review import conformal_quantile, precision_threshold
+    from fewshot.confidence.thresholds import conformal_quantile, precision_threshold
 
     conf = [0.9, 0.8, 0.7, 0.6]
     correct = [True, False, True, True]
@@ -275,7 +275,7 @@ def test_weighted_precision_threshold_and_conformal_quantile_by_hand() -> None:
 
 
 def test_review_weights_held_out_rows_by_their_own_mix(tiny_text_encoder) -> None:
-    from fewshot.confidence.review import conformal_quantile, precision_threshold, review
+    from fewshot.confidence.thresholds import conformal_quantile, precision_threshold, review
 
     # Imbalanced, with descriptions (never held out): the held-out mix (4:8) is not
     # the training mix (5:9), and the weights must correct the held-out mix.
@@ -300,7 +300,7 @@ def test_review_weights_held_out_rows_by_their_own_mix(tiny_text_encoder) -> Non
 
 def test_weighted_precision_estimates_precision_at_the_shifted_mix() -> None:
     """Held-out rows drawn balanced, weighted to a 0.9/0.1 mix, estimate its precision."""
-    from fewshot.confidence.review import precision_threshold
+    from fewshot.confidence.thresholds import precision_threshold
 
     balanced, target = np.full(3, 1 / 3), np.array([0.6, 0.3, 0.1])
     x, y = _shifted_sample(balanced, 6000, seed=3)

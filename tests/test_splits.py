@@ -7,6 +7,7 @@ import os
 import random
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,14 +24,15 @@ KEY = re.compile(r"^N=(\d+),seed=(\d+)$")
 REFERENCE_FILES = sorted(SPLITS_DIR.glob("*.json")) if SPLITS_DIR.is_dir() else []
 
 
-def _train_labels(data: Path, name: str) -> list[str]:
-    """Training labels in protocol row order."""
+def _train_labels(data: Path, name: str) -> list[Any]:
+    """Training labels in protocol row order (label lists for multi-label sets)."""
     if name in IMAGE_SETS:
         labels = load_dataset(data / name, "train").labels
         assert labels is not None
         return labels
     with open(data / name / "train.jsonl", encoding="utf-8") as f:
-        return [str(json.loads(line)["label"]) for line in f if line.strip()]
+        rows = [json.loads(line) for line in f if line.strip()]
+    return [row["labels"] if "labels" in row else str(row["label"]) for row in rows]
 
 
 def test_reference_files_exist(shared_data: Path) -> None:
@@ -47,16 +49,21 @@ def test_reproduces_reference_split(shared_data: Path, ref_file: Path) -> None:
     reference = json.loads(ref_file.read_text())
     assert reference, f"{ref_file} holds no splits"
     labels = _train_labels(shared_data, name)
-    n_classes = len(set(labels))
+    multi = isinstance(labels[0], list)
+    n_classes = len({y for ys in labels for y in ys} if multi else set(labels))
     for key, expected in reference.items():
         m = KEY.match(key)
         assert m, f"unexpected key {key!r} in {ref_file}"
         n_shot, seed = int(m[1]), int(m[2])
         got = few_shot_indices(labels, n_shot, seed)
         assert got == expected, f"{name} {key}: indices differ from the reference"
-        # Sanity of the reference itself: at most N per class, sorted within classes.
-        assert len(got) <= n_shot * n_classes
         assert len(set(got)) == len(got)
+        if multi:  # every label has at least N chosen rows (all of them when fewer exist)
+            for c in {y for ys in labels for y in ys}:
+                have = sum(c in ys for ys in labels)
+                assert sum(c in labels[i] for i in got) >= min(n_shot, have)
+        else:  # at most N per class
+            assert len(got) <= n_shot * n_classes
 
 
 def test_text_loader_order_matches_file_order(shared_data: Path) -> None:

@@ -34,24 +34,13 @@ CacheDirOpt = Annotated[
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoder batch.")]
 def _check_device(value: str) -> str:
-    """A typo in --device fails now, even when every embedding is already cached.
-
-    The usual names are checked without importing torch; anything else goes to
-    ``torch.device``, which knows every backend this torch build has.
-    """
-    import re
-
-    if re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", value):
-        return value
-    import torch
+    """A typo in --device fails now, even when every embedding is already cached."""
+    from fewshot.encoders import check_device
 
     try:
-        torch.device(value)
-    except RuntimeError:
-        raise typer.BadParameter(
-            f"unknown device '{value}'; use auto, cpu, cuda, cuda:N or mps"
-        ) from None
-    return value
+        return check_device(value)
+    except UsageError as e:
+        raise typer.BadParameter(str(e)) from None
 
 
 DeviceOpt = Annotated[

@@ -84,7 +84,15 @@ def evaluate(
     pred = [str(p) for p in clf.classes_[proba.argmax(axis=1)]]
     labels = [str(c) for c in clf.classes_] + unknown
     report = classification_report(ds.labels, pred, labels=labels)
-    report.update(_calibration_report(clf, ds.labels, raw, proba, ece_bins))
+    from fewshot.metrics import calibration_scores
+
+    calibrated = clf.calibrator_ is not None
+    report.update(
+        calibration=clf.calibration_info_.get("method") if calibrated else None,
+        class_prior=clf.class_prior_ is not None, ece_bins=ece_bins,
+        **calibration_scores(ds.labels, proba, clf.classes_.tolist(),
+                             uncalibrated=raw if calibrated else None, n_bins=ece_bins),
+    )
     report["seconds"] = round(time.perf_counter() - start, 3)
     report["model"] = str(model_dir)
     report["data"] = ds.source
@@ -92,34 +100,6 @@ def evaluate(
         typer.echo(json.dumps(report))
     else:
         _print_report(report)
-
-
-def _calibration_report(
-    clf: Any, y_true: list[str], raw: Any, proba: Any, n_bins: int
-) -> dict[str, Any]:
-    """ECE and Brier score over the rows whose label the model knows."""
-    import numpy as np
-
-    from fewshot.confidence.calibration import brier_score, expected_calibration_error
-
-    index = {str(c): i for i, c in enumerate(clf.classes_.tolist())}
-    rows = np.asarray([y in index for y in y_true], dtype=bool)
-    y_idx = np.asarray([index[y] for y in y_true if y in index], dtype=np.int64)
-    calibrated = clf.calibrator_ is not None
-    out: dict[str, Any] = {
-        "calibration": clf.calibration_info_.get("method") if calibrated else None,
-        "class_prior": getattr(clf, "class_prior_", None) is not None,
-        "ece_bins": n_bins,
-    }
-    if not rows.any():  # every label unknown to the model: nothing to score
-        return {**out, "ece": None, "brier": None}
-    out["calibration_rows"] = int(rows.sum())  # rows of unknown labels have no probability
-    out["ece"] = expected_calibration_error(proba[rows], y_idx, n_bins)
-    out["brier"] = brier_score(proba[rows], y_idx)
-    if calibrated:
-        out["ece_uncalibrated"] = expected_calibration_error(raw[rows], y_idx, n_bins)
-        out["brier_uncalibrated"] = brier_score(raw[rows], y_idx)
-    return out
 
 
 #: Above this many classes the confusion matrix is too wide to read in a terminal: the

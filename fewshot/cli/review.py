@@ -100,7 +100,7 @@ def review(
         raise UsageError(f"--conformal must be in (0, 1), got {conformal}")
     check_output(output, force, folder_of=_OUTPUT_FILES)
     from fewshot.classifier import FewShotClassifier
-    from fewshot.confidence.review import review as split_review
+    from fewshot.confidence.thresholds import review as split_review
 
     clf = FewShotClassifier.load(
         model_dir, encoder=encoder, cache=make_cache(cache_dir, no_cache), device=device,
@@ -126,7 +126,7 @@ def review(
     summary = result.summary()
     summary.update(model=str(model_dir), data=ds.source, calibration=clf.calibration_info_)
     if ds.labels is not None:
-        summary["measured"] = _measured(result, ds.labels, classes)
+        summary["measured"] = result.measured(ds.labels, classes)
         unknown = sorted(set(ds.labels) - set(classes))
         if unknown:
             info(
@@ -136,27 +136,6 @@ def review(
             )
     _write(output, ds, result, classes, summary, fmt, force)
     _print_summary(summary, output, fmt)
-
-
-def _measured(result: Any, labels: list[str], classes: list[str]) -> dict[str, Any]:
-    """What the accepted slice and the sets really achieved on DATA's own labels."""
-    import numpy as np
-
-    index = {c: i for i, c in enumerate(classes)}
-    truth = np.asarray([index.get(y, -1) for y in labels])
-    correct = result.predicted == truth
-    acc = result.accepted
-    out: dict[str, Any] = {
-        "precision_accepted": float(correct[acc].mean()) if acc.any() else None,
-        "accuracy_all": float(correct.mean()),
-        "coverage": float(acc.mean()),
-        "unknown_labels": int((truth < 0).sum()),
-    }
-    if result.conformal is not None:
-        known = truth >= 0
-        hit = result.conformal.sets[np.flatnonzero(known), truth[known]]
-        out["conformal_coverage"] = float(hit.mean()) if len(hit) else None
-    return out
 
 
 def _rows(ds: Any, result: Any, classes: list[str], accepted: bool) -> list[dict[str, Any]]:

@@ -149,8 +149,10 @@ def train(
     """
     from fewshot.heads import make_head
     from fewshot.model import MODEL_FILES
+    from fewshot.training.fitting import check_calibration
 
     check_output(output, force, folder_of=MODEL_FILES)
+    check_calibration(calibration, calibration_folds)  # before any data is read
     for option, value in (("--unlabelled", unlabelled), ("--prior-from", prior_from)):
         if value is not None and calibration == "none":
             raise UsageError(f"{option} works on calibrated probabilities; drop --calibration none")
@@ -176,7 +178,12 @@ def train(
     ds = load_data(data, split, require_labels=True, **fields)
     classes = ds.classes
     if descriptions is not None:
-        _check_descriptions(descriptions, classes, ds, zero_shot=shots == 0)
+        from fewshot.training.descriptions import check_descriptions_cover
+
+        missing = check_descriptions_cover(descriptions, classes, ds.source, zero_shot=shots == 0)
+        if missing:
+            info(f"warning: no description for {', '.join(missing[:5])}; those classes get no "
+                 "prior")
     if shots is not None and ds.skipped:
         raise UsageError(
             f"--shots samples rows by their position, and the {len(ds.skipped)} unreadable "
@@ -263,28 +270,6 @@ def _warn_short_classes(labels: list[str], shots: int) -> None:
             f"their examples; pass --shots {min(counts.values())} or less for the same "
             "number in every class"
         )
-
-
-def _check_descriptions(
-    descriptions: dict[str, str], classes: list[str], ds: Any, *, zero_shot: bool
-) -> None:
-    from fewshot.errors import DataError
-
-    unknown = sorted(set(descriptions) - set(classes))
-    if unknown:
-        raise DataError(
-            f"label descriptions name labels not in {ds.source}: {', '.join(unknown[:5])}; "
-            f"use the data's labels ({', '.join(classes[:10])})"
-        )
-    if ds.modality != "text":
-        raise UsageError("--label-descriptions works with text data only; drop it for images")
-    missing = sorted(set(classes) - set(descriptions))
-    if missing and zero_shot:
-        raise DataError(
-            f"--shots 0 needs a description of every class; missing: {', '.join(missing[:5])}"
-        )
-    if missing:
-        info(f"warning: no description for {', '.join(missing[:5])}; those classes get no prior")
 
 
 def _calibration_line(clf: Any) -> str:

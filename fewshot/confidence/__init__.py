@@ -4,7 +4,7 @@ One module per idea:
 
 - :mod:`~fewshot.confidence.calibration`: out-of-fold probabilities, temperature
   scaling and isotonic calibration (ECE and Brier score live in :mod:`fewshot.metrics`);
-- :mod:`~fewshot.confidence.review`: the acceptance threshold for a precision
+- :mod:`~fewshot.confidence.thresholds`: the acceptance threshold for a precision
   target, conformal prediction sets;
 - :mod:`~fewshot.confidence.audit`: labelled examples ranked by how likely their
   label is wrong, near-duplicates, outliers;
@@ -31,10 +31,10 @@ __all__ = [
 _LOCATIONS = {
     "brier_score": "fewshot.metrics",
     "expected_calibration_error": "fewshot.metrics",
-    "conformal_quantile": "fewshot.confidence.review",
-    "precision_threshold": "fewshot.confidence.review",
-    "prediction_sets": "fewshot.confidence.review",
-    "review": "fewshot.confidence.review",
+    "conformal_quantile": "fewshot.confidence.thresholds",
+    "precision_threshold": "fewshot.confidence.thresholds",
+    "prediction_sets": "fewshot.confidence.thresholds",
+    "review": "fewshot.confidence.thresholds",
     "audit_labels": "fewshot.confidence.audit",
     "estimate_label_shift": "fewshot.confidence.label_shift",
 }

@@ -22,9 +22,6 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import softmax
 
-# Until fewshot/cli/evaluate.py imports them from fewshot.metrics, where they live.
-from fewshot.metrics import brier_score, expected_calibration_error  # noqa: F401
-
 __all__ = [
     "CALIBRATORS",
     "Calibrator",

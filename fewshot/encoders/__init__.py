@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from fewshot.encoders.base import Encoder, resolve_device
+from fewshot.encoders.base import Encoder, check_device, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_IMAGE_ENCODER,
     DEFAULT_TEXT_ENCODER,
@@ -22,6 +22,7 @@ __all__ = [
     "ImageEncoder",
     "ResolvedModel",
     "TextEncoder",
+    "check_device",
     "get_encoder",
     "guess_modality",
     "resolve_device",

@@ -15,6 +15,27 @@ from sklearn.base import BaseEstimator, TransformerMixin
 __all__ = ["Encoder", "item_list", "resolve_device"]
 
 
+def check_device(device: str) -> str:
+    """``device`` if torch can name it, else a UsageError (availability is not checked).
+
+    The usual names are checked without importing torch; anything else goes to
+    ``torch.device``, which knows every backend this torch build has.
+    """
+    import re
+
+    if re.fullmatch(r"auto|cpu|mps|(cuda|xpu)(:\d+)?", device):
+        return device
+    import torch
+
+    try:
+        torch.device(device)
+    except RuntimeError:
+        from fewshot.errors import UsageError
+
+        raise UsageError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps") from None
+    return device
+
+
 def resolve_device(device: str | None) -> str:
     """``None``/``"auto"`` -> cuda when available, then mps, else cpu.
 
@@ -31,12 +52,7 @@ def resolve_device(device: str | None) -> str:
         return "mps" if mps_ok else "cpu"
     from fewshot.errors import UsageError
 
-    try:
-        dev = torch.device(str(device))
-    except RuntimeError:
-        raise UsageError(
-            f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps"
-        ) from None
+    dev = torch.device(check_device(str(device)))
     if dev.type == "cuda":
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if count == 0 or (dev.index or 0) >= count:

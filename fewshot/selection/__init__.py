@@ -4,6 +4,8 @@ from fewshot.selection.annotation import (
     ANNOTATION_STRATEGIES,
     Suggestion,
     informative_model,
+    labelled_model,
+    labelled_model_margins,
     suggest,
 )
 from fewshot.selection.demonstrations import STRATEGIES, Demonstration, ExampleSelector
@@ -17,5 +19,7 @@ __all__ = [
     "PromptTemplate",
     "Suggestion",
     "informative_model",
+    "labelled_model",
+    "labelled_model_margins",
     "suggest",
 ]

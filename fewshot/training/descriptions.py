@@ -19,7 +19,8 @@ import numpy as np
 
 from fewshot.errors import DataError, UsageError
 
-__all__ = ["check_label_descriptions", "descriptions_for", "read_label_descriptions"]
+__all__ = ["check_descriptions_cover", "check_label_descriptions", "descriptions_for",
+           "read_label_descriptions"]
 
 
 def check_label_descriptions(descriptions: Mapping[Any, Any]) -> dict[Any, str]:
@@ -40,6 +41,28 @@ def check_label_descriptions(descriptions: Mapping[Any, Any]) -> dict[Any, str]:
     if not out:
         raise DataError("no label descriptions given; map at least one label to a description")
     return out
+
+
+def check_descriptions_cover(
+    descriptions: Mapping[Any, str], classes: Sequence[Any], source: str, *,
+    zero_shot: bool = False,
+) -> list[Any]:
+    """The classes left without a description (worth a warning).
+
+    Descriptions of labels not in ``classes``, or a class without one when training
+    on descriptions alone, are a DataError.
+    """
+    unknown = sorted(map(str, set(descriptions) - set(classes)))
+    if unknown:
+        raise DataError(
+            f"label descriptions name labels not in {source}: {', '.join(unknown[:5])}; "
+            f"use the data's labels ({', '.join(map(str, classes[:10]))})"
+        )
+    missing = sorted(set(classes) - set(descriptions))
+    if missing and zero_shot:
+        raise DataError("training on descriptions alone (--shots 0) needs a description of "
+                        f"every class; missing: {', '.join(map(str, missing[:5]))}")
+    return missing
 
 
 def descriptions_for(

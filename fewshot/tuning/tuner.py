@@ -52,6 +52,23 @@ class TuningReport:
         return asdict(self)
 
 
+_WHOLE, _NUMBER, _FLAG = "a whole number", "a number", "true or false"
+#: What each numeric or boolean setting takes; the others are names, checked by value.
+_KINDS = {
+    **dict.fromkeys(("epochs", "max_steps", "batch_size", "per_class", "pairs_per_item",
+                     "patience", "seed"), _WHOLE),
+    **dict.fromkeys(("time_budget", "learning_rate", "weight_decay", "warmup_ratio",
+                     "temperature", "trainable_fraction", "validation_fraction"), _NUMBER),
+    **dict.fromkeys(("freeze_embeddings", "augment"), _FLAG),
+}
+_TYPES: dict[str, tuple[type, ...]] = {
+    _WHOLE: (int, np.integer), _NUMBER: (int, float, np.integer, np.floating),
+    _FLAG: (bool, np.bool_),
+}
+#: Settings whose None means "the default for this encoder" (or "no limit").
+_OPTIONAL = {"epochs", "max_steps", "time_budget", "per_class", "learning_rate", "temperature"}
+
+
 class ContrastiveTuner(BaseEstimator):
     """Contrastive fine-tuning of an encoder body, SetFit-style but cheaper.
 
@@ -161,6 +178,14 @@ class ContrastiveTuner(BaseEstimator):
         self.show_progress = show_progress
 
     def _check(self) -> None:
+        for name, value in self.get_params().items():
+            kind = _KINDS.get(name)
+            if kind is None or (value is None and name in _OPTIONAL):
+                continue
+            if not isinstance(value, _TYPES[kind]) or (
+                isinstance(value, bool | np.bool_) and kind != "true or false"
+            ):
+                raise UsageError(f"tuning setting {name} takes {kind}, got {value!r}")
         if self.objective not in OBJECTIVES:
             raise UsageError(
                 f"unknown tuning objective '{self.objective}'; choose {', '.join(OBJECTIVES)}"
@@ -600,16 +625,17 @@ def _no_autocast(tensor: Any) -> Any:
 
 
 def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
-    """``tune=`` argument -> a tuner: False/None, True, an objective name, a dict or a tuner."""
+    """``tune=`` argument -> a checked tuner: False/None, True, an objective name, a dict
+    or a tuner. A bad setting is a UsageError here, before any data is read."""
     if tune is None or tune is False:
         return None
     if isinstance(tune, ContrastiveTuner):
-        return copy.deepcopy(tune)
-    if tune is True:
-        return ContrastiveTuner(**defaults)
-    if isinstance(tune, str):
-        return ContrastiveTuner(objective=tune, **defaults)
-    if isinstance(tune, dict):
+        tuner = copy.deepcopy(tune)
+    elif tune is True:
+        tuner = ContrastiveTuner(**defaults)
+    elif isinstance(tune, str):
+        tuner = ContrastiveTuner(objective=tune, **defaults)
+    elif isinstance(tune, dict):
         known = set(ContrastiveTuner().get_params())
         unknown = sorted(set(tune) - known)
         if unknown:
@@ -617,9 +643,12 @@ def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
                 f"unknown tuning setting(s) {', '.join(unknown)}; choose from "
                 f"{', '.join(sorted(known))}"
             )
-        return ContrastiveTuner(**{**defaults, **tune})
-    raise UsageError(
-        f"tune={tune!r} is not understood; pass True, an objective name "
-        f"({', '.join(OBJECTIVES)}), a dict of "
-        "ContrastiveTuner settings or a ContrastiveTuner"
-    )
+        tuner = ContrastiveTuner(**{**defaults, **tune})
+    else:
+        raise UsageError(
+            f"tune={tune!r} is not understood; pass True, an objective name "
+            f"({', '.join(OBJECTIVES)}), a dict of "
+            "ContrastiveTuner settings or a ContrastiveTuner"
+        )
+    tuner._check()
+    return tuner

@@ -20,6 +20,7 @@ new item at the largest weight, which keeps it conservative).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -160,6 +161,24 @@ class ReviewResult:
     accepted: np.ndarray  # (n,) bool
     threshold: Threshold
     conformal: ConformalSets | None = None
+
+    def measured(self, labels: Sequence[Any], classes: Sequence[Any]) -> dict[str, Any]:
+        """What the accepted slice and the sets really achieved on true ``labels``."""
+        index = {c: i for i, c in enumerate(classes)}
+        truth = np.asarray([index.get(y, -1) for y in labels])
+        correct = self.predicted == truth
+        out: dict[str, Any] = {
+            "precision_accepted": float(correct[self.accepted].mean())
+            if self.accepted.any() else None,
+            "accuracy_all": float(correct.mean()),
+            "coverage": float(self.accepted.mean()),
+            "unknown_labels": int((truth < 0).sum()),
+        }
+        if self.conformal is not None:
+            known = truth >= 0
+            hit = self.conformal.sets[np.flatnonzero(known), truth[known]]
+            out["conformal_coverage"] = float(hit.mean()) if len(hit) else None
+        return out
 
     def summary(self) -> dict[str, Any]:
         t = self.threshold
