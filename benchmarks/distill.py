@@ -47,8 +47,8 @@ def main() -> None:
     ap.add_argument("--shared", default=str(ROOT.parent / "shared"))
     args = ap.parse_args()
     from fewshot import FewShotClassifier, few_shot_indices, load_dataset
+    from fewshot.distillation import distill
     from fewshot.encoders import TextEncoder
-    from fewshot.training import distill
 
     data = Path(args.shared) / "data" / args.dataset
     train, test = load_dataset(data, "train"), load_dataset(data, "test")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -18,6 +19,7 @@ from fewshot.encoders.base import item_list
 from fewshot.errors import DataError, UsageError
 from fewshot.heads import Head
 from fewshot.model import FittedModel, LabelShift, load_model, save_model
+from fewshot.training.fitting import DEFAULT_CALIBRATION
 
 __all__ = ["FewShotClassifier"]
 
@@ -39,8 +41,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     head:
         ``"logreg"`` (default), ``"knn"``, ``"centroid"`` or a head instance.
     calibration:
-        ``"temperature"``, ``"isotonic"`` or ``None`` (default: the head's own
-        probabilities). Fitted on out-of-fold predictions over the labelled set
+        ``"temperature"`` (default, as ``fewshot train``), ``"isotonic"`` or ``None``
+        (the head's own probabilities). Fitted on out-of-fold predictions over the labelled set
         (``calibration_folds`` folds), which are kept (``oof_proba_``,
         ``oof_labels_``) for review thresholds and conformal sets; see
         :mod:`fewshot.confidence.calibration` for the few-shot fallbacks.
@@ -79,7 +81,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         encoder: str | Encoder | None = None,
         head: str | Head = "logreg",
         *,
-        calibration: str | None = None,
+        calibration: str | None = DEFAULT_CALIBRATION,
         calibration_folds: int = 5,
         label_descriptions: Mapping[Any, str] | None = None,
         self_training_rounds: int = 5,
@@ -228,7 +230,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         raw = self.model_.head.predict_proba(self.embed(X))
         if adapt_prior:
             self._estimate_prior(raw)
-        return self.model_.apply_prior(self.model_.calibrate(raw)) if calibrated else raw
+        return self.model_.adjust(raw) if calibrated else raw
 
     def predict(self, X: Sequence[Any]) -> np.ndarray:
         """Predicted labels, as given at fit time."""
@@ -278,8 +280,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             model.calibrate(raw), held_out_calibrated(self, oof, oof_labels), oof_labels,
             model.training_prior, vote_shares=model.head.zero_probabilities,
         )
-        model.label_shift = LabelShift(report.to_dict(),
-                                       np.asarray(report.prior) if report.used else None)
+        # A new model object: copies of this classifier (and the loaded model) keep theirs.
+        self.model_ = dataclasses.replace(model, label_shift=LabelShift(
+            report.to_dict(), np.asarray(report.prior) if report.used else None))
 
     def __sklearn_tags__(self) -> Any:  # sklearn.utils.Tags (sklearn ships no types)
         tags = super().__sklearn_tags__()
@@ -355,6 +358,10 @@ def _check_labels(X: list[Any], y: list[Any], descriptions: dict[Any, str]) -> N
             f"label {nested} is a {type(y[nested]).__name__} ({y[nested]!r}); give one label "
             "(a string or number) per item: multi-label lists are not supported"
         )
+    classes = {*y, *descriptions}
+    if len(classes) < 2:
+        raise DataError(f"the data has a single class ({next(iter(classes))!r}); a classifier "
+                        "needs at least two: add examples of another class")
     alone = ", ".join(repr(k) for k in descriptions if k not in set(y))
     if X and alone:
         warnings.warn(

@@ -21,9 +21,13 @@ from fewshot.errors import (
     UsageError,
 )
 from fewshot.model.folder import FORMAT_VERSION, HEAD_FILE, MANIFEST
+from fewshot.model.state import Calibration
 
 TEXTS = [t for t, _ in SENTIMENT]
 LABELS = [y for _, y in SENTIMENT]
+CALIBRATION_FILE = Calibration.file
+#: What a model fitted with the defaults saves (calibrated by default).
+MODEL_FOLDER = [MANIFEST, HEAD_FILE, CALIBRATION_FILE]
 QUERIES = [
     "good film", "awful movie", "the plot was excellent", "very boring and sad",
     "a story", "happy actor", "not bad", "hate it",
@@ -109,7 +113,7 @@ def test_fit_errors(tiny_text_encoder) -> None:
         clf.fit([], [])
     with pytest.raises(DataError, match="got 2 items but 1 labels"):
         clf.fit(["a", "b"], ["x"])
-    with pytest.raises(DataError, match="at least 2 classes"):
+    with pytest.raises(DataError, match="single class"):
         clf.fit(["good", "bad"], ["x", "x"])
     with pytest.raises(UsageError, match="cannot tell text from images"):
         clf.fit([1.5, 2.5], ["a", "b"])
@@ -162,7 +166,8 @@ def test_guess_modality(tmp_path: Path) -> None:
 
 def test_text_encoder_on_images_is_usage_error(tiny_text_encoder, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="the data is image"):
-        FewShotClassifier(tiny_text_encoder, cache=False).fit([tmp_path / "a.png"], ["x"])
+        FewShotClassifier(tiny_text_encoder, cache=False).fit(
+            [tmp_path / "a.png", tmp_path / "b.png"], ["x", "y"])
 
 
 def test_image_classifier_save_load(tiny_image_encoder, image_folder: Path, tmp_path) -> None:
@@ -190,7 +195,7 @@ def test_image_classifier_save_load(tiny_image_encoder, image_folder: Path, tmp_
 def test_save_load_same_process_exact(tiny_text_encoder, tmp_path: Path, head: str) -> None:
     clf = FewShotClassifier(tiny_text_encoder, head, cache=False).fit(TEXTS, LABELS)
     folder = clf.save(tmp_path / "model")
-    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, HEAD_FILE])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(MODEL_FOLDER)
     loaded = FewShotClassifier.load(folder, cache=False)
     np.testing.assert_array_equal(loaded.predict_proba(QUERIES), clf.predict_proba(QUERIES))
     assert loaded.classes_.tolist() == clf.classes_.tolist()
@@ -260,7 +265,7 @@ def test_saved_folder_is_json_and_safetensors_only(fitted, tmp_path: Path) -> No
     from safetensors import safe_open
 
     folder = fitted.save(tmp_path / "m")
-    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, HEAD_FILE])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(MODEL_FOLDER)
     assert not list(tmp_path.glob(".m.*"))  # no temporary folder left behind
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["format_version"] == FORMAT_VERSION
@@ -286,7 +291,7 @@ def test_save_refuses_to_overwrite(fitted, tiny_text_encoder, tmp_path: Path) ->
     assert (folder / MANIFEST).read_text() == before
     knn.save(folder, overwrite=True)
     assert json.loads((folder / MANIFEST).read_text())["head"]["type"] == "knn"
-    assert sorted(p.name for p in folder.iterdir()) == sorted([MANIFEST, HEAD_FILE])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(MODEL_FOLDER)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m"]
 
 
@@ -439,9 +444,10 @@ def test_load_refuses_a_pre_release_folder_with_a_retrain_message(
     manifest = json.loads((folder / MANIFEST).read_text())
     assert manifest["format"] == "fewshot-model" and manifest["format_version"] == 1
     del manifest["format"]  # pre-release folders (formats 1-3) had no layout name
-    manifest["format_version"] = version
+    manifest["format_version"], manifest["fewshot_version"] = version, "0.1.0"
     (folder / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ModelError, match="pre-release fewshot .* re-run fewshot train"):
+    with pytest.raises(ModelError, match=rf"pre-release model layout \(format {version}, "
+                       r"fewshot 0.1.0\).* re-run fewshot train"):
         FewShotClassifier.load(folder, cache=False)
 
 
@@ -600,7 +606,8 @@ def test_saved_model_files_get_umask_permissions(fitted, tmp_path: Path) -> None
     finally:
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in folder.iterdir()}
-    assert modes == {"fewshot.json": 0o644, "head.safetensors": 0o644}
+    assert modes == {"fewshot.json": 0o644, "head.safetensors": 0o644,
+                     "calibration.safetensors": 0o644}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
 
 
@@ -610,3 +617,21 @@ def test_fit_refuses_a_container_as_a_label(tiny_text_encoder, bad: Any) -> None
     labels[3] = bad
     with pytest.raises(DataError, match=f"label 3 is a {type(bad).__name__} .*one label"):
         FewShotClassifier(tiny_text_encoder, cache=False).fit(["a", "b"] * 4, labels)
+
+
+@pytest.mark.parametrize(("key", "value"), [("tuning", "x"), ("n_train", "8"),
+                                            ("label_descriptions", [1])])
+def test_load_refuses_a_manifest_field_of_the_wrong_type(
+    fitted, tmp_path: Path, key: str, value: Any
+) -> None:
+    folder = fitted.save(tmp_path / "m")
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest[key] = value
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match=r"fewshot.json is corrupt \(.*wrong type\)"):
+        FewShotClassifier.load(folder, cache=False)
+
+
+def test_fit_refuses_a_single_class(tiny_text_encoder) -> None:
+    with pytest.raises(DataError, match=r"a single class \('pos'\); a classifier needs at least"):
+        FewShotClassifier(tiny_text_encoder, cache=False).fit(["a", "b"], ["pos", "pos"])

@@ -219,7 +219,7 @@ def test_classifier_calibration(calibrated: FewShotClassifier, tiny_text_encoder
     assert calibrated.calibration_info_["n_held_out"] == 16
     assert calibrated.oof_proba_.shape == (16, 2) and calibrated.oof_labels_.shape == (16,)
     raw = calibrated.predict_proba(TEXTS, calibrated=False)
-    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    plain = FewShotClassifier(tiny_text_encoder, calibration=None, cache=False).fit(TEXTS, LABELS)
     np.testing.assert_allclose(raw, plain.predict_proba(TEXTS), atol=1e-6)
     cal = calibrated.predict_proba(TEXTS)
     assert not np.allclose(cal, raw)
@@ -247,7 +247,7 @@ def test_calibrated_model_round_trips(calibrated: FewShotClassifier, tmp_path: P
 
 
 def test_uncalibrated_folder_loads_as_before(tiny_text_encoder, tmp_path: Path) -> None:
-    clf = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    clf = FewShotClassifier(tiny_text_encoder, calibration=None, cache=False).fit(TEXTS, LABELS)
     folder = clf.save(tmp_path / "m")
     assert "calibration" not in json.loads((folder / MANIFEST).read_text())
     loaded = FewShotClassifier.load(folder, cache=False)
@@ -368,7 +368,7 @@ def test_conformal_quantile_is_the_split_conformal_order_statistic() -> None:
 
 
 def test_review_needs_out_of_fold_predictions(tiny_text_encoder, calibrated) -> None:
-    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    plain = FewShotClassifier(tiny_text_encoder, calibration=None, cache=False).fit(TEXTS, LABELS)
     with pytest.raises(ModelError, match="retrain it with calibration"):
         review(plain, plain.predict_proba(TEXTS), target_precision=0.9)
     proba = calibrated.predict_proba(["a good film", "awful plot", "the story"])
@@ -525,7 +525,8 @@ def test_classifier_self_training(tiny_text_encoder) -> None:
     assert report["pool"] == 7 and report["added"] == 4
     assert [r["per_class"] for r in report["rounds"]] == [{"neg": 1, "pos": 1}] * 2
     with pytest.raises(UsageError, match="set calibration"):
-        FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS, unlabelled=pool)
+        FewShotClassifier(tiny_text_encoder, calibration=None, cache=False).fit(
+            TEXTS, LABELS, unlabelled=pool)
 
 
 def test_descriptions_need_text(tiny_image_encoder, image_folder: Path) -> None:
@@ -612,7 +613,8 @@ def test_review_threshold_is_honest_with_isotonic_calibration() -> None:
         oof, y, _ = draw(rng, 120)
         cal = IsotonicCalibration().fit(oof, y)
         clf = types.SimpleNamespace(oof_proba_=oof, oof_labels_=y, calibrator_=cal,
-                                    calibrate=cal.transform, classes_=np.array(["a", "b"]))
+                                    calibrate=cal.transform, classes_=np.array(["a", "b"]),
+                                    class_prior_=None)
         test, _, s = draw(rng, 4000)
         accepted = review(clf, cal.transform(test), target_precision=0.9).accepted
         if accepted.any():

@@ -170,7 +170,7 @@ def test_class_counts_follow_classes_with_int_labels_and_descriptions(
 def test_adapt_prior_errors(
     calibrated: FewShotClassifier, tiny_text_encoder, tmp_path: Path
 ) -> None:
-    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS)
+    plain = FewShotClassifier(tiny_text_encoder, calibration=None, cache=False).fit(TEXTS, LABELS)
     with pytest.raises(UsageError, match="calibration='temperature'"):
         plain.adapt_prior(POSITIVE_POOL)
     with pytest.raises(DataError, match="no unlabelled items"):
@@ -311,3 +311,16 @@ def test_weighted_precision_estimates_precision_at_the_shifted_mix() -> None:
     accepted = shifted.max(1) >= t.threshold
     assert (shifted.argmax(1) == ys)[accepted].mean() == pytest.approx(t.precision, abs=0.01)
     assert accepted.mean() == pytest.approx(t.coverage, abs=0.02)
+
+
+def test_adapt_prior_leaves_the_loaded_model_and_copies_alone(
+    calibrated: FewShotClassifier, tiny_text_encoder, tmp_path: Path
+) -> None:
+    import copy
+
+    folder = calibrated.save(tmp_path / "m")
+    loaded = FewShotClassifier.load(folder, encoder=tiny_text_encoder, cache=False)
+    twin = copy.copy(loaded)
+    loaded.adapt_prior(POSITIVE_POOL)
+    assert loaded.label_shift_ is not None
+    assert twin.label_shift_ is None and twin.class_prior_ is None

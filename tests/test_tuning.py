@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 from fewshot import FewShotClassifier
 from fewshot.cache import EmbeddingCache, embed
 from fewshot.cli import app
+from fewshot.distillation import distill
 from fewshot.encoders import ImageEncoder, TextEncoder
 from fewshot.errors import DataError, EncoderMismatchError, ModelError, UsageError
-from fewshot.training import distill
 from fewshot.tuning import ContrastiveTuner, as_tuner
 from fewshot.tuning.objectives import (
     inbatch_cosine_loss,

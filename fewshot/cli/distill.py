@@ -29,11 +29,13 @@ from fewshot.cli._common import (
 @handle_errors
 def distill(
     teacher_dir: Annotated[
-        Path, typer.Argument(help="Model folder of the teacher (fewshot train).")
+        Path,
+        typer.Argument(metavar="TEACHER_DIR", help="Model folder of the teacher (fewshot train)."),
     ],
     data: Annotated[
         Path,
-        typer.Argument(help="Unlabelled items: JSONL/CSV/Parquet/TXT, image folder or dataset "
+        typer.Argument(metavar="DATA",
+                       help="Unlabelled items: JSONL/CSV/Parquet/TXT, image folder or dataset "
                        "folder (labels, if any, are ignored)."),
     ],
     student: Annotated[
@@ -79,10 +81,13 @@ def distill(
     from fewshot.classifier import FewShotClassifier
     from fewshot.model import MODEL_FILES
 
-    check_output(output, force, folder_of=MODEL_FILES)  # before the slower imports
+    check_output(output, force, folder_of=MODEL_FILES, inputs={  # before the slower imports
+        "TEACHER_DIR": teacher_dir, "DATA": data, "--teacher-encoder": teacher_encoder,
+        "--student": student,
+    })
+    from fewshot.distillation import distill as run_distill
     from fewshot.encoders import get_encoder
     from fewshot.heads import make_head
-    from fewshot.training import distill as run_distill
 
     make_head(head)  # an unknown head fails now, not after the tuning
     cache = make_cache(cache_dir, no_cache)

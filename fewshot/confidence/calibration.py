@@ -347,8 +347,8 @@ def held_out_calibrated(clf: Any, oof: np.ndarray, y: np.ndarray, folds: int = 5
     exactly 1.0): it is cross-fitted here, each row calibrated by a map fitted on
     the other folds. Temperature scaling (one or two parameters) is applied as is.
     """
-    calibrator = getattr(clf, "calibrator_", None)
-    if calibrator is None or getattr(calibrator, "name", None) != "isotonic":
+    calibrator = clf.calibrator_
+    if calibrator is None or calibrator.name != "isotonic":
         return np.asarray(clf.calibrate(oof), dtype=np.float64)
     fold = fold_ids(y, folds)
     out = np.asarray(calibrator.transform(oof), dtype=np.float64)  # rows never held out

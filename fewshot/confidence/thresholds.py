@@ -216,16 +216,17 @@ def review(
     ``clf`` is a :class:`~fewshot.FewShotClassifier` fitted (or saved) with
     ``calibration``, which keeps the out-of-fold predictions this needs.
     """
-    oof = getattr(clf, "oof_proba_", None)
-    if (oof is None or len(oof) == 0) and getattr(clf, "calibrator_", None) is not None:
+    oof = clf.oof_proba_
+    if len(oof) == 0 and clf.calibrator_ is not None:
         raise ModelError(
             "the model had no labelled example to hold out (a class needs two), so there is "
             "nothing to set a threshold from; train with at least two examples per class"
         )
-    if oof is None or len(oof) == 0:
+    if len(oof) == 0:
         raise ModelError(
             "the model keeps no out-of-fold predictions to set a threshold from; retrain it "
-            "with calibration (fewshot train --calibration temperature)"
+            "with calibration (fewshot train --calibration temperature; in Python, "
+            "FewShotClassifier(calibration='temperature'), the default)"
         )
     y_held = np.asarray(clf.oof_labels_)
     from fewshot.confidence.calibration import held_out_calibrated
@@ -239,7 +240,7 @@ def review(
             "at least two examples of two or more classes"
         )
     weight = None
-    prior = getattr(clf, "class_prior_", None)
+    prior = clf.class_prior_
     if prior is not None:
         from fewshot.confidence.label_shift import apply_class_prior
 

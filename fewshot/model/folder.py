@@ -100,15 +100,19 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if not isinstance(version, int):
         raise ModelError(f"{manifest_path} has no format_version; {_RETRAIN}")
     if manifest.get("format") != FORMAT:
-        raise ModelError(f"{path} was written by a pre-release fewshot in a layout this one "
-                         f"does not read; {_RETRAIN}")
+        raise ModelError(
+            f"{path} is in the pre-release model layout (format {version}, fewshot "
+            f"{manifest.get('fewshot_version', '?')}), which fewshot {__version__} does not "
+            f"read; {_RETRAIN}"
+        )
     if version > FORMAT_VERSION:
         raise ModelError(
             f"{path} was written in model format {version} by a newer fewshot "
             f"({manifest.get('fewshot_version', '?')}); this fewshot {__version__} reads "
             f"format {FORMAT_VERSION}: upgrade fewshot (pip install -U fewshot)"
         )
-    missing = [k for k in ("encoder", "head", "classes", "class_counts") if k not in manifest]
+    missing = [k for k in ("encoder", "head", "classes", "class_counts", "n_train")
+               if k not in manifest]
     if missing or not (path / HEAD_FILE).is_file():
         raise ModelError(f"{path} is incomplete (missing {', '.join(missing) or HEAD_FILE}); "
                          f"{_RETRAIN}")
@@ -145,11 +149,10 @@ def load_model(
             arrays = _read_arrays(file) if part.file else {}
             parts[name] = _from_state(file, part.from_saved, manifest[part.key], arrays,
                                       n_classes)
+    reports = _from_state(path / MANIFEST, _reports, manifest)
     return FittedModel(
         encoder=_load_encoder(path, manifest["encoder"], encoder, cache, encoder_options),
-        head=head, class_counts=counts, n_train=int(manifest.get("n_train", 0)),
-        label_descriptions=manifest.get("label_descriptions"),
-        **parts, **{name: manifest.get(name) for name in RECORDS},
+        head=head, class_counts=counts, **parts, **reports,
     )
 
 
@@ -158,6 +161,15 @@ def _class_counts(counts: Any, n_classes: int) -> np.ndarray:
     if array.shape != (n_classes,) or array.min() <= 0:
         raise ValueError(f"class counts {counts} for {n_classes} classes")
     return array
+
+
+def _reports(manifest: dict[str, Any]) -> dict[str, Any]:
+    """``n_train``, label descriptions and the JSON reports, checked for their types."""
+    out = {name: manifest.get(name) for name in (*RECORDS, "label_descriptions")}
+    wrong = [name for name, value in out.items() if not isinstance(value, dict | None)]
+    if wrong or not isinstance(manifest.get("n_train"), int):
+        raise ValueError(f"{', '.join(wrong) or 'n_train'} has the wrong type")
+    return {**out, "n_train": manifest["n_train"]}
 
 
 def _from_state(file: Path, build: Any, *args: Any) -> Any:

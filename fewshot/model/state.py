@@ -145,10 +145,14 @@ class FittedModel:
         return apply_class_prior(proba, self.training_prior,
                                  self.label_shift.prior).astype(np.float32)
 
+    def adjust(self, proba: np.ndarray) -> np.ndarray:
+        """Head probabilities calibrated, then moved to the class prior in use."""
+        return self.apply_prior(self.calibrate(proba))
+
     def predict_proba(self, Z: np.ndarray, *, calibrated: bool = True) -> np.ndarray:
         """Probabilities of embeddings ``Z``, columns in the order of ``classes``."""
         proba = self.head.predict_proba(Z)
-        return self.apply_prior(self.calibrate(proba)) if calibrated else proba
+        return self.adjust(proba) if calibrated else proba
 
     def parts(self) -> dict[str, Any]:
         """The optional parts this model has, by attribute name."""

@@ -1,35 +1,15 @@
-"""Training: a fitted model from embeddings, with label descriptions, self-training or distillation.
+"""Training: a fitted model from embeddings, with label descriptions or self-training.
 
 - :mod:`~fewshot.training.fitting`: the one fitting path (head, class counts,
   out-of-fold calibration) that ``FewShotClassifier.fit``, self-training,
   distillation and the benchmark methods share;
 - :mod:`~fewshot.training.descriptions`: label descriptions as extra examples;
 - :mod:`~fewshot.training.self_training`: class-balanced pseudo-labels from an
-  unlabelled pool, in rounds;
-- :mod:`~fewshot.training.distillation`: a smaller student that mimics a fitted teacher.
+  unlabelled pool, in rounds.
 """
 
-from __future__ import annotations
+from fewshot.training.descriptions import read_label_descriptions
+from fewshot.training.fitting import fit_embeddings
+from fewshot.training.self_training import fit_self_trained, self_train
 
-from importlib import import_module
-from typing import Any
-
-__all__ = ["distill", "fit_embeddings", "read_label_descriptions", "self_train"]
-
-_LOCATIONS = {
-    "distill": "distillation",
-    "fit_embeddings": "fitting",
-    "read_label_descriptions": "descriptions",
-    "self_train": "self_training",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LOCATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fewshot.training' has no attribute {name!r}")
-    return getattr(import_module(f"fewshot.training.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__all__ = ["fit_embeddings", "fit_self_trained", "read_label_descriptions", "self_train"]

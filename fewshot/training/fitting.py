@@ -14,10 +14,13 @@ import numpy as np
 from fewshot.errors import DataError, UsageError
 from fewshot.model.state import Calibration, FittedModel
 
-__all__ = ["CALIBRATIONS", "check_calibration", "fit_embeddings"]
+__all__ = ["CALIBRATIONS", "DEFAULT_CALIBRATION", "check_calibration", "fit_embeddings"]
 
 #: Calibration methods by name (``None`` or ``"none"``: the head's own probabilities).
 CALIBRATIONS = ("temperature", "isotonic")
+#: The one default of the Python API and the CLI: probabilities you can threshold,
+#: and the out-of-fold predictions that review thresholds and label shift need.
+DEFAULT_CALIBRATION = "temperature"
 
 
 def check_calibration(calibration: str | None, folds: Any = 5) -> str | None:
@@ -39,7 +42,7 @@ def fit_embeddings(
     y: Sequence[Any],
     *,
     head: Any = "logreg",
-    calibration: str | None = "temperature",
+    calibration: str | None = DEFAULT_CALIBRATION,
     calibration_folds: int = 5,
     extra: tuple[np.ndarray, Sequence[Any]] | None = None,
     pseudo: tuple[np.ndarray, Sequence[Any]] | None = None,
@@ -89,7 +92,7 @@ def fit_embeddings(
                                           zero_probabilities=template.zero_probabilities)
     info = {"method": calibrator.name, "requested": method, "fallback": fallback,
             "folds": calibration_folds, "n_held_out": int(held.sum())}
-    if encoder.is_tuned:
+    if records.get("tuning"):
         # The body was tuned on every fold, so held-out items are not truly unseen:
         # out-of-fold probabilities (and the calibrator) lean over-confident.
         info["body_tuned_on_all_folds"] = True

@@ -10,8 +10,10 @@ gradients (``training_forward``), so text (sentence-transformers) and image
 from __future__ import annotations
 
 import copy
+import numbers
 import random
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -52,23 +54,6 @@ class TuningReport:
         return asdict(self)
 
 
-_WHOLE, _NUMBER, _FLAG = "a whole number", "a number", "true or false"
-#: What each numeric or boolean setting takes; the others are names, checked by value.
-_KINDS = {
-    **dict.fromkeys(("epochs", "max_steps", "batch_size", "per_class", "pairs_per_item",
-                     "patience", "seed"), _WHOLE),
-    **dict.fromkeys(("time_budget", "learning_rate", "weight_decay", "warmup_ratio",
-                     "temperature", "trainable_fraction", "validation_fraction"), _NUMBER),
-    **dict.fromkeys(("freeze_embeddings", "augment"), _FLAG),
-}
-_TYPES: dict[str, tuple[type, ...]] = {
-    _WHOLE: (int, np.integer), _NUMBER: (int, float, np.integer, np.floating),
-    _FLAG: (bool, np.bool_),
-}
-#: Settings whose None means "the default for this encoder" (or "no limit").
-_OPTIONAL = {"epochs", "max_steps", "time_budget", "per_class", "learning_rate", "temperature"}
-
-
 class ContrastiveTuner(BaseEstimator):
     """Contrastive fine-tuning of an encoder body, SetFit-style but cheaper.
 
@@ -83,7 +68,7 @@ class ContrastiveTuner(BaseEstimator):
         or ``"pairs"`` (SetFit's loss on sampled pairs, two forward passes per
         pair). See docs/benchmarks.md for the measurement behind the default.
         ``"distill"`` matches a teacher's similarities on random pairs (see
-        :func:`fewshot.training.distill`).
+        :func:`fewshot.distillation.distill`).
     epochs:
         Passes over the labelled items (``pairs``: over the sampled pairs).
         ``None``: 20 for text encoders, 10 for image encoders.
@@ -178,14 +163,11 @@ class ContrastiveTuner(BaseEstimator):
         self.show_progress = show_progress
 
     def _check(self) -> None:
+        hints = typing.get_type_hints(ContrastiveTuner.__init__)
         for name, value in self.get_params().items():
-            kind = _KINDS.get(name)
-            if kind is None or (value is None and name in _OPTIONAL):
-                continue
-            if not isinstance(value, _TYPES[kind]) or (
-                isinstance(value, bool | np.bool_) and kind != "true or false"
-            ):
-                raise UsageError(f"tuning setting {name} takes {kind}, got {value!r}")
+            if not _fits(value, typing.get_args(hints[name]) or (hints[name],)):
+                raise UsageError(f"tuning setting {name} takes {_kind(hints[name])}, got "
+                                 f"{value!r}")
         if self.objective not in OBJECTIVES:
             raise UsageError(
                 f"unknown tuning objective '{self.objective}'; choose {', '.join(OBJECTIVES)}"
@@ -249,7 +231,7 @@ class ContrastiveTuner(BaseEstimator):
         self._check()
         if (teacher is None) == (self.objective == "distill"):
             raise UsageError("the distill objective, and it alone, tunes on a teacher's "
-                             "embeddings; use fewshot.training.distill (fewshot distill)")
+                             "embeddings; use fewshot.distillation.distill (fewshot distill)")
         self.teacher_ = None if teacher is None else normalize(np.asarray(teacher, np.float32))
         items, y_raw = list(items), np.asarray(list(labels))
         if len(items) != len(y_raw):
@@ -624,6 +606,24 @@ def _no_autocast(tensor: Any) -> Any:
     return torch.autocast("cuda", enabled=False)
 
 
+def _fits(value: Any, types: tuple[Any, ...]) -> bool:
+    """``value`` is one of ``types`` (int: a whole number; float: any real number; bools only
+    where bool is asked for)."""
+    if isinstance(value, bool | np.bool_):
+        return bool in types
+    if value is None:
+        return type(None) in types
+    if float in types and isinstance(value, numbers.Real):
+        return True
+    return (int in types and isinstance(value, numbers.Real) and float(value).is_integer()) or (
+        str in types and isinstance(value, str))
+
+
+def _kind(hint: Any) -> str:
+    names = {int: "a whole number", float: "a number", bool: "true or false", str: "a name"}
+    return " or ".join(names[t] for t in (typing.get_args(hint) or (hint,)) if t in names)
+
+
 def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
     """``tune=`` argument -> a checked tuner: False/None, True, an objective name, a dict
     or a tuner. A bad setting is a UsageError here, before any data is read."""
@@ -651,4 +651,7 @@ def as_tuner(tune: Any, **defaults: Any) -> ContrastiveTuner | None:
             "ContrastiveTuner settings or a ContrastiveTuner"
         )
     tuner._check()
+    if tuner.objective == "distill":
+        raise UsageError("the distill objective tunes on a teacher's embeddings; use "
+                         "fewshot.distillation.distill (fewshot distill)")
     return tuner

@@ -15,8 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from fewshot.cache import as_cache, embed
+from fewshot.classifier import FewShotClassifier
+from fewshot.encoders import get_encoder, guess_modality
 from fewshot.errors import DataError, UsageError
-from fewshot.model.state import FittedModel
+from fewshot.training.fitting import fit_embeddings
 
 __all__ = ["distill"]
 
@@ -32,7 +35,7 @@ def distill(
     seed: int = 0,
     cache: Any = True,
     show_progress: bool | None = None,
-) -> Any:
+) -> FewShotClassifier:
     """A :class:`~fewshot.FewShotClassifier` with encoder ``student`` that mimics ``teacher``.
 
     ``teacher`` is a fitted classifier; ``items`` are unlabelled items of the
@@ -44,10 +47,6 @@ def distill(
     ``distillation_`` on the result reports the student's agreement with the
     teacher on the pool.
     """
-    from fewshot.cache import as_cache, embed
-    from fewshot.classifier import FewShotClassifier
-    from fewshot.encoders import get_encoder, guess_modality
-    from fewshot.training.fitting import fit_embeddings
     from fewshot.tuning import as_tuner
 
     items = list(items)
@@ -83,14 +82,14 @@ def distill(
             )
         tuner = as_tuner({"seed": seed, "show_progress": show_progress, "epochs": 1,
                           "pairs_per_item": 4, "max_steps": 500, "learning_rate": 5e-5,
-                          **settings, "objective": "distill"})
+                          **settings})
         assert tuner is not None
+        tuner.set_params(objective="distill")
         report = tuner.tune(enc, items, labels, teacher=teacher.embed(items))
         tuning = {"settings": tuner.settings_record()[1], "report": report.to_dict(),
                   "distilled_from": teacher.encoder_.reference()}
     Z = embed(enc, items, as_cache(cache), show_progress=show_progress)
-    model: FittedModel = fit_embeddings(enc, Z, labels.tolist(), head=head, calibration=None,
-                                        tuning=tuning)
+    model = fit_embeddings(enc, Z, labels.tolist(), head=head, calibration=None, tuning=tuning)
     agreement = float(np.mean(model.head.predict(Z) == labels))
     missing = sorted(map(str, set(teacher.classes_.tolist()) - set(predicted.tolist())))
     model.distillation = {
