@@ -12,10 +12,15 @@ One module per idea:
   used when the model's out-of-fold confusions can identify it.
 """
 
-from __future__ import annotations
-
-from importlib import import_module
-from typing import Any
+from fewshot.confidence.audit import audit_labels
+from fewshot.confidence.label_shift import estimate_label_shift
+from fewshot.confidence.thresholds import (
+    conformal_quantile,
+    precision_threshold,
+    prediction_sets,
+    review,
+)
+from fewshot.metrics import brier_score, expected_calibration_error
 
 __all__ = [
     "audit_labels",
@@ -27,25 +32,3 @@ __all__ = [
     "prediction_sets",
     "review",
 ]
-
-_LOCATIONS = {
-    "brier_score": "fewshot.metrics",
-    "expected_calibration_error": "fewshot.metrics",
-    "conformal_quantile": "fewshot.confidence.thresholds",
-    "precision_threshold": "fewshot.confidence.thresholds",
-    "prediction_sets": "fewshot.confidence.thresholds",
-    "review": "fewshot.confidence.thresholds",
-    "audit_labels": "fewshot.confidence.audit",
-    "estimate_label_shift": "fewshot.confidence.label_shift",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _LOCATIONS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fewshot.confidence' has no attribute {name!r}")
-    return getattr(import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
