@@ -118,9 +118,6 @@ class Head(ClassifierMixin, BaseEstimator):
         """Saved arrays that disagree with the saved classes or feature count (a head
         file from another model) are a ValueError here, not a crash at predict time."""
         n_classes, dim = len(self.classes_), self.n_features_in_
-        labels = getattr(self, "support_labels_", None)
-        if labels is not None and len(labels) and not 0 <= labels.min() <= labels.max() < n_classes:
-            raise ValueError(f"its class indices do not fit the saved {n_classes} classes")
         try:
             shape = self._proba(np.zeros((1, dim), np.float32)).shape
         except (ValueError, IndexError) as e:

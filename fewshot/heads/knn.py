@@ -69,5 +69,8 @@ class KNNHead(Head):
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
         self.support_ = arrays["support"].astype(np.float32)
-        self.support_labels_ = arrays["support_labels"].astype(np.int64)
+        labels = self.support_labels_ = arrays["support_labels"].astype(np.int64)
+        n_classes = len(self.classes_)
+        if len(labels) and not 0 <= labels.min() <= labels.max() < n_classes:
+            raise ValueError(f"its class indices do not fit the saved {n_classes} classes")
         self._build_index()
