@@ -635,3 +635,14 @@ def test_load_refuses_a_manifest_field_of_the_wrong_type(
 def test_fit_refuses_a_single_class(tiny_text_encoder) -> None:
     with pytest.raises(DataError, match=r"a single class \('pos'\); a classifier needs at least"):
         FewShotClassifier(tiny_text_encoder, cache=False).fit(["a", "b"], ["pos", "pos"])
+
+
+def test_chunking_encoder_reloads_with_its_setting(tiny_text_model_dir: Path,
+                                                   tmp_path: Path) -> None:
+    from fewshot.encoders import TextEncoder
+
+    enc = TextEncoder(str(tiny_text_model_dir), device="cpu", long_texts="chunk")
+    clf = FewShotClassifier(enc, cache=False).fit(TEXTS, LABELS)
+    back = FewShotClassifier.load(clf.save(tmp_path / "m"), cache=False)
+    assert back.encoder_.long_texts == "chunk" and back.encoder_.id == clf.encoder_.id
+    np.testing.assert_array_equal(back.predict_proba(QUERIES), clf.predict_proba(QUERIES))

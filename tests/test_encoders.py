@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -739,3 +740,93 @@ def test_library_bars_are_quiet_unless_progress_is_shown() -> None:
     except RuntimeError:
         pass
     assert hf_logging.is_progress_bar_enabled()  # restored after an error too
+
+
+# -- long texts and languages ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def short_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded 1-layer BERT sentence-transformer (mean pooling) that reads 96 tokens."""
+    import torch
+    from conftest import TINY_VOCAB
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("models")
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *TINY_VOCAB]
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(words)}).save_pretrained(folder / "bert")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        BertModel(BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1,
+                             num_attention_heads=2, intermediate_size=32,
+                             max_position_embeddings=128)).save_pretrained(folder / "bert")
+    body = Transformer(str(folder / "bert"), max_seq_length=96)  # 94 tokens + [CLS], [SEP]
+    SentenceTransformer(modules=[body, Pooling(16)]).save(str(folder / "st"))
+    return folder / "st"
+
+
+def _words(n: int, seed: int = 0) -> str:
+    """``n`` words of the tiny vocabulary: ``n`` tokens for the short BERT."""
+    from conftest import TINY_VOCAB
+
+    return " ".join(np.random.default_rng(seed).choice(TINY_VOCAB, n))
+
+
+def test_cut_texts_are_counted_in_one_warning(short_bert_dir: Path) -> None:
+    enc = TextEncoder(str(short_bert_dir), device="cpu", show_progress=False)
+    texts = [_words(94), _words(95), "a good movie", _words(300), "你好"]  # 94 fit; 95 do not
+    with pytest.warns(UserWarning) as caught:
+        enc.encode(texts)
+    assert [str(w.message) for w in caught] == [
+        "2 of 5 texts are longer than the model's 96 tokens and were cut; pass "
+        "long_texts='chunk' (--long-texts chunk) to embed the whole text"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc.encode(texts[:1] + texts[2:3])
+        TextEncoder(str(short_bert_dir), device="cpu", long_texts="chunk").encode(texts)
+
+
+def test_chunked_long_texts(short_bert_dir: Path) -> None:
+    chunk = TextEncoder(str(short_bert_dir), device="cpu", long_texts="chunk")
+    cut = TextEncoder(str(short_bert_dir), device="cpu")
+    assert chunk.id != cut.id
+    assert chunk.reference()["settings"] == {"long_texts": "chunk"}
+    short, long = _words(94), _words(200, seed=1)
+    np.testing.assert_allclose(chunk.encode([short]), cut.encode([short]), atol=1e-6)
+    # 200 tokens, 94 a window, 32 shared: windows start at tokens 0, 62 and 124.
+    words = long.split(" ")
+    windows = [" ".join(words[s : s + 94]) for s in (0, 62, 124)]
+    raw = TextEncoder(str(short_bert_dir), device="cpu", normalize=False).encode(windows)
+    mean = raw.mean(axis=0)
+    got = chunk.encode([short, long])
+    np.testing.assert_allclose(got[1], mean / np.linalg.norm(mean), atol=1e-5)
+    with pytest.warns(UserWarning, match="1 of 1 texts"):
+        assert not np.allclose(got[1], cut.encode([long])[0], atol=1e-2)
+    np.testing.assert_allclose(got[0], cut.encode([short])[0], atol=1e-6)
+
+
+def test_long_texts_is_an_output_setting(short_bert_dir: Path) -> None:
+    enc = TextEncoder(str(short_bert_dir), device="cpu").fit()
+    model, fingerprint = enc.model_, enc.fingerprint()
+    enc.set_params(long_texts="chunk")  # another id and fingerprint, the same loaded model
+    assert enc.model_ is model and fingerprint != enc.fingerprint()
+    assert enc.id == TextEncoder(str(short_bert_dir), long_texts="chunk").id
+    enc.set_params(long_texts="split")
+    with pytest.raises(UsageError, match="unknown long_texts 'split'"):
+        enc.encode(["a good movie"])
+
+
+def test_english_only_model_warns_on_other_scripts(
+    tiny_text_model_dir: Path, tmp_path: Path
+) -> None:
+    named = tmp_path / "all-MiniLM-L6-v2"  # a default English-only model, by its name
+    named.symlink_to(tiny_text_model_dir)
+    enc = TextEncoder(str(named), device="cpu")
+    with pytest.warns(UserWarning, match=r"^73% of the text is in non-Latin scripts \(Han\), "
+                      r"but all-MiniLM-L6-v2 was trained on English; pass a multilingual "
+                      r"encoder such as paraphrase-multilingual-MiniLM-L12-v2"):
+        enc.encode(["我非常喜欢这个耳机", "good 很好"])  # 11 Han letters, 4 Latin
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        enc.encode(["a good movie", "très bien", "good 很好"])
+        TextEncoder(str(tiny_text_model_dir), device="cpu").encode(["我非常喜欢这个耳机"])

@@ -139,19 +139,23 @@ class Encoder(TransformerMixin, BaseEstimator):
     _RUNTIME_PARAMS: ClassVar[frozenset[str]] = frozenset(
         {"batch_size", "show_progress", "num_workers"}
     )
+    # Settings that change the output but not the weights: changing one keeps the loaded
+    # model. Each one not at its default is in the fingerprint and the saved reference; a
+    # subclass puts those beyond normalize in its _identity().
+    _OUTPUT_PARAMS: ClassVar[frozenset[str]] = frozenset({"normalize"})
     # Libraries whose versions can change the preprocessing an id stands for.
     _LIBRARIES: ClassVar[tuple[str, ...]] = ("torch",)
 
     def set_params(self, **params: Any) -> Encoder:
         """Set parameters; a changed model or setting drops what was loaded for the old one.
 
-        ``normalize`` only changes the id; ``model``, ``device`` or ``pretrained``
-        unload the model, so the next use loads the new one (a tuned encoder refuses
-        those: its weights would be lost).
+        ``normalize`` (any of ``_OUTPUT_PARAMS``) only changes the id; ``model``,
+        ``device`` or ``pretrained`` unload the model, so the next use loads the new one
+        (a tuned encoder refuses those: its weights would be lost).
         """
         current = self.get_params(deep=False)
         changed = {k for k, v in params.items() if k in current and not _same(current[k], v)}
-        reload = changed - self._RUNTIME_PARAMS - {"normalize"}
+        reload = changed - self._RUNTIME_PARAMS - self._OUTPUT_PARAMS
         if reload and self.is_tuned:
             from fewshot.errors import UsageError
 
@@ -163,7 +167,7 @@ class Encoder(TransformerMixin, BaseEstimator):
         if reload:
             for attr in [a for a in vars(self) if a.endswith("_") and not a.startswith("_")]:
                 delattr(self, attr)
-        elif "normalize" in changed:
+        elif changed & self._OUTPUT_PARAMS:
             self.__dict__.pop("id_", None)
         return self
 
@@ -203,6 +207,8 @@ class Encoder(TransformerMixin, BaseEstimator):
         # _ID_SCHEME names how ids are computed: a cached id from another scheme never matches.
         settings = [type(self).__name__, self.model, self.normalize, self.pretrained, _ID_SCHEME,
                     _versions(self._LIBRARIES)]
+        if self._settings():
+            settings.append(self._settings())
         h.update(json.dumps(settings).encode())
         for p in sorted(Path(folder).rglob("*")):
             if p.is_file():
@@ -232,6 +238,14 @@ class Encoder(TransformerMixin, BaseEstimator):
         # and a saved model still records where the encoder came from.
         self.resolved_ = resolved
         return resolved.location
+
+    def _settings(self) -> dict[str, Any]:
+        """Output settings beyond ``normalize`` that differ from their defaults, by name."""
+        import inspect
+
+        params = inspect.signature(type(self).__init__).parameters
+        return {k: getattr(self, k) for k in sorted(self._OUTPUT_PARAMS - {"normalize"})
+                if getattr(self, k) != params[k].default}
 
     def adopt_identity(self, encoder_id: str, dim: int) -> None:
         """Take a remembered ``(id, dim)`` for this fingerprint instead of loading."""
@@ -327,6 +341,8 @@ class Encoder(TransformerMixin, BaseEstimator):
         """What a saved model records about its encoder."""
         ref = {"modality": self.modality, "name": self.name, "id": self.id,
                "normalize": bool(self.normalize)}
+        if self._settings():  # passed back to the encoder when the model is loaded
+            ref["settings"] = self._settings()
         if self.is_tuned:
             ref["tuned"] = True
             ref["base_id"] = (self.tuned_ or {})["base_id"]

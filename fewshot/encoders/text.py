@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import unicodedata
+import warnings
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +28,13 @@ __all__ = ["TextEncoder"]
 # Texts handed to SentenceTransformer.encode per call: large enough that its own
 # length-sorted batching works as usual, small enough for a live progress bar.
 _CHUNK_BATCHES = 32
+#: Tokens shared by consecutive windows of a text embedded with long_texts="chunk".
+CHUNK_OVERLAP = 32
+#: Models trained on English text alone (lower-cased last part of the name): input
+#: mostly in other scripts gets a warning naming a multilingual model.
+ENGLISH_ONLY = frozenset({"all-minilm-l6-v2", "all-minilm-l12-v2", "all-mpnet-base-v2",
+                          "all-distilroberta-v1", "paraphrase-minilm-l6-v2"})
+MULTILINGUAL_TEXT_ENCODER = "paraphrase-multilingual-MiniLM-L12-v2"
 
 
 def _module_config(module: Any) -> dict[str, Any]:
@@ -38,6 +49,11 @@ class TextEncoder(Encoder):
     ``model`` is a name (``"all-MiniLM-L6-v2"``, ``"org/model"``), a local folder,
     or a loaded ``SentenceTransformer``. Names resolve offline first (see
     :mod:`fewshot.encoders.resolve`).
+
+    A text longer than the model's ``max_seq_length`` tokens is cut there (with a
+    warning) when ``long_texts="truncate"``; with ``"chunk"`` it is split into windows
+    of that length overlapping by ``CHUNK_OVERLAP`` tokens (at most half a window), and
+    the windows' embeddings are averaged.
 
     >>> enc = TextEncoder("all-MiniLM-L6-v2")          # doctest: +SKIP
     >>> enc.encode(["a great film", "dull"]).shape     # doctest: +SKIP
@@ -54,12 +70,15 @@ class TextEncoder(Encoder):
         normalize: bool = True,
         batch_size: int = 32,
         show_progress: bool | None = None,
+        long_texts: str = "truncate",
     ) -> None:
         super().__init__(
             model, device=device, normalize=normalize, batch_size=batch_size,
             show_progress=show_progress,
         )
+        self.long_texts = long_texts
 
+    _OUTPUT_PARAMS = frozenset({"normalize", "long_texts"})
     _LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers")
 
     def _load(self) -> None:
@@ -138,7 +157,18 @@ class TextEncoder(Encoder):
         truncate_dim = getattr(st, "truncate_dim", None)
         if truncate_dim is not None:
             ident["truncate_dim"] = int(truncate_dim)
+        if self._chunking():
+            ident.update(long_texts="chunk", chunk_overlap=CHUNK_OVERLAP)
         return ident
+
+    def _chunking(self) -> bool:
+        """True for ``long_texts="chunk"``; an unknown mode is a UsageError."""
+        if self.long_texts not in ("truncate", "chunk"):
+            from fewshot.errors import UsageError
+
+            raise UsageError(f"unknown long_texts '{self.long_texts}' (--long-texts); "
+                             "use truncate or chunk")
+        return bool(self.long_texts == "chunk")
 
     def item_key(self, item: Any) -> bytes:
         return hashlib.blake2b(str(item).encode("utf-8"), digest_size=16).digest()
@@ -158,6 +188,69 @@ class TextEncoder(Encoder):
         self, items: Sequence[Any], batch_size: int, show_progress: bool | None
     ) -> np.ndarray:
         texts = [str(t) for t in items]
+        chunking = self._chunking()
+        self._check_script(texts)
+        windows = self._windows(texts)
+        if not windows:
+            return self._embed(texts, batch_size, show_progress)
+        if not chunking:
+            warnings.warn(
+                f"{len(windows)} of {len(texts)} texts are longer than the model's "
+                f"{self.model_.max_seq_length} tokens and were cut; pass long_texts='chunk' "
+                "(--long-texts chunk) to embed the whole text", stacklevel=3)
+            return self._embed(texts, batch_size, show_progress)
+        spans = [windows.get(i, [(0, len(t))]) for i, t in enumerate(texts)]
+        owner = np.repeat(np.arange(len(texts)), [len(s) for s in spans])
+        pieces = [t[a:b] for t, s in zip(texts, spans, strict=True) for a, b in s]
+        out = np.zeros((len(texts), self.dim_), dtype=np.float32)
+        np.add.at(out, owner, self._embed(pieces, batch_size, show_progress))
+        return out / np.bincount(owner)[:, None]
+
+    def _windows(self, texts: list[str]) -> dict[int, list[tuple[int, int]]]:
+        """Character spans of the token windows of each text over the model's limit."""
+        st = self.model_
+        tok: Any = getattr(st, "tokenizer", None)
+        # No limit (StaticEmbedding's is inf), or no tokenizer that gives offsets: cut as is.
+        if not isinstance(st.max_seq_length, int) or not getattr(tok, "is_fast", False):
+            return {}
+        prompt = _default_prompt(st)
+        room = st.max_seq_length - tok.num_special_tokens_to_add(pair=False) - (
+            len(tok(prompt, add_special_tokens=False)["input_ids"]) if prompt else 0)
+        # A token covers at least one byte (a leading SentencePiece mark excepted), so
+        # only texts of at least `room` bytes can be too long: only they are tokenized.
+        long = [i for i, t in enumerate(texts) if len(t.encode()) >= room]
+        if not long:
+            return {}
+        offsets = tok([texts[i] for i in long], add_special_tokens=False, truncation=False,
+                      return_offsets_mapping=True, verbose=False)["offset_mapping"]
+        step = room - min(CHUNK_OVERLAP, room // 2)
+        return {
+            i: [(off[s][0], off[min(s + room, len(off)) - 1][1])
+                for s in range(0, len(off) - room + step, step)]
+            for i, off in zip(long, offsets, strict=True) if len(off) > room
+        }
+
+    def _check_script(self, texts: list[str]) -> None:
+        """Warn when most letters of (up to 200) texts are outside Latin script and the
+        model is known to be English-only."""
+        name = Path(str(self.model)).name if isinstance(self.model, str) else ""
+        if name.lower() not in ENGLISH_ONLY:
+            return
+        scripts: Counter[str] = Counter(
+            unicodedata.name(ch, "?").split(" ")[0]
+            for t in texts[:: max(1, len(texts) // 200)][:200] for ch in t[:500] if ch.isalpha()
+        )
+        letters = sum(scripts.values())
+        other = letters - scripts.pop("LATIN", 0)
+        if other > letters / 2:
+            names = ", ".join("Han" if s == "CJK" else s.title() for s, _ in scripts.most_common(3))
+            warnings.warn(
+                f"{other / letters:.0%} of the text is in non-Latin scripts ({names}), but {name} "
+                "was trained on English; pass a multilingual encoder such as "
+                f"{MULTILINGUAL_TEXT_ENCODER} (--encoder {MULTILINGUAL_TEXT_ENCODER})",
+                stacklevel=4)
+
+    def _embed(self, texts: list[str], batch_size: int, show_progress: bool | None) -> np.ndarray:
         out = np.empty((len(texts), self.dim_), dtype=np.float32)
         chunk = batch_size * _CHUNK_BATCHES
         with progress("Embedding texts", len(texts), show_progress) as advance:

@@ -213,8 +213,9 @@ def _load_encoder(
                 name = origin["location"]
         if given is None and ref.get("pretrained") is False:
             options = {**options, "pretrained": False}  # rebuilt as it was saved
+        # Output settings (normalize, long_texts) come back as saved.
         enc = get_encoder(name, ref["modality"], normalize=bool(ref.get("normalize", True)),
-                          **options)
+                          **{**options, **ref.get("settings", {})})
     enc_id = cache.identify(enc) if cache is not None else enc.id
     base_id = ref["base_id"] if ref.get("tuned") else ref["id"]
     if enc_id != base_id:
