@@ -6,6 +6,10 @@ in its metadata. Shards are written to a temporary file and renamed into place,
 so a killed run leaves no partial shard; a shard that fails to open or whose
 checksum does not match is deleted and its items are embedded again. Many small
 shards are merged into one once there are more than ``max_shards``.
+
+:func:`embed` stores finished items every ``_FLUSH_SECONDS`` and when stopped (Ctrl-C,
+an error), so a rerun resumes; a cache folder that cannot be written is a warning, and
+the run goes on without storing.
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ __all__ = ["EmbeddingCache", "as_cache", "default_cache_dir", "embed"]
 
 _FORMAT = "1"
 _KEY_BYTES = 16
+#: embed() stores finished embeddings at least this often (seconds).
+_FLUSH_SECONDS = 10.0
+#: embed() sizes its encode calls to take about this long, so its bar moves smoothly.
+_STEP_SECONDS = 2.0
 
 
 def default_cache_dir() -> Path:
@@ -53,6 +61,16 @@ class EmbeddingCache:
     def __init__(self, root: str | Path | None = None, *, max_shards: int = 16) -> None:
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
         self.max_shards = max_shards
+        self._writable = True  # until a write fails
+
+    def _cannot_write(self, e: OSError) -> None:
+        if self._writable:
+            self._writable = False
+            warnings.warn(
+                f"embedding cache: cannot write to {self.root} ({e.strerror or e}); going on "
+                "without storing embeddings (pass a writable --cache-dir, or --no-cache)",
+                stacklevel=3,
+            )
 
     def __repr__(self) -> str:
         return f"EmbeddingCache({str(self.root)!r})"
@@ -67,7 +85,10 @@ class EmbeddingCache:
 
     def _drop(self, shard: Path, why: str) -> None:
         warnings.warn(f"embedding cache: {shard} is {why}; recomputing its entries", stacklevel=4)
-        shard.unlink(missing_ok=True)
+        try:
+            shard.unlink(missing_ok=True)
+        except OSError as e:
+            self._cannot_write(e)
 
     def _read_keys(self, shard: Path) -> np.ndarray | None:
         from safetensors import safe_open
@@ -135,14 +156,20 @@ class EmbeddingCache:
                 found[positions] = True
         return out, found
 
-    def store(self, encoder_id: str, keys: Sequence[bytes], vectors: np.ndarray) -> None:
-        """Add entries as one new shard (atomic), merging shards when there are many."""
-        if len(keys) == 0:
+    def store(
+        self, encoder_id: str, keys: Sequence[bytes], vectors: np.ndarray, *, merge: bool = True
+    ) -> None:
+        """Add entries as one new shard (atomic), merging shards when there are many (and
+        ``merge``). A folder that cannot be written is a warning: the entries are dropped."""
+        if len(keys) == 0 or not self._writable:
             return
         key_arr = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), _KEY_BYTES)
-        self._write(encoder_id, key_arr, np.ascontiguousarray(vectors, dtype=np.float32))
-        if len(self._shards(encoder_id)) > self.max_shards:
-            self._merge(encoder_id, vectors.shape[1])
+        try:
+            self._write(encoder_id, key_arr, np.ascontiguousarray(vectors, dtype=np.float32))
+            if merge and len(self._shards(encoder_id)) > self.max_shards:
+                self._merge(encoder_id, vectors.shape[1])
+        except OSError as e:
+            self._cannot_write(e)
 
     def _write(self, encoder_id: str, keys: np.ndarray, vectors: np.ndarray) -> Path:
         from safetensors.numpy import save
@@ -205,8 +232,11 @@ class EmbeddingCache:
             encoder.adopt_identity(known["id"], int(known["dim"]))
             return str(known["id"])
         memo[fingerprint] = {"id": encoder.id, "dim": encoder.dim}
-        with atomic_file(self._ids_file(), "w") as f:
-            json.dump(memo, f)
+        try:
+            with atomic_file(self._ids_file(), "w") as f:
+                json.dump(memo, f)
+        except OSError as e:
+            self._cannot_write(e)
         return str(encoder.id)
 
     def _read_ids(self) -> dict[str, Any]:
@@ -242,7 +272,13 @@ def embed(
     show_progress: bool | None = None,
     on_miss: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """Embed ``items`` with ``encoder``, reading and filling ``cache`` when given."""
+    """Embed ``items`` with ``encoder``, reading and filling ``cache`` when given.
+
+    Each distinct item missing from the cache is encoded once, in calls of whole
+    batches sized to take a couple of seconds, so the progress bar (which counts those
+    distinct new items) moves smoothly; finished items are stored as they come.
+    """
+    from fewshot._progress import progress
     from fewshot.encoders.base import item_list
 
     items = item_list(items, "embed()")
@@ -257,16 +293,46 @@ def embed(
     missing = np.flatnonzero(~found)
     if on_miss is not None:
         on_miss(len(missing))
-    if len(missing):
-        # Embed each distinct missing item once.
-        first: dict[bytes, int] = {}
-        for i in missing:
-            first.setdefault(keys[i], int(i))
-        uniq = list(first.values())
-        vecs = encoder.encode(
-            [items[i] for i in uniq], batch_size=batch_size, show_progress=show_progress
-        )
-        row = {keys[i]: r for r, i in enumerate(uniq)}
-        out[missing] = vecs[[row[keys[i]] for i in missing]]
-        cache.store(encoder_id, [keys[i] for i in uniq], vecs)
+    if not len(missing):
+        return out
+    first: dict[bytes, int] = {}
+    for i in missing:
+        first.setdefault(keys[i], int(i))
+    uniq = list(first.values())
+    vecs = np.empty((len(uniq), encoder.dim), dtype=np.float32)
+    batch = batch_size or getattr(encoder, "batch_size", None) or 32
+    noun = {"text": "texts", "image": "images"}.get(getattr(encoder, "modality", ""), "items")
+    repeats = len(missing) - len(uniq)
+    what = (f"Embedding {len(uniq):,} new {noun} ({len(items):,} rows, "
+            f"{int(found.sum()):,} cached{f', {repeats:,} repeated' if repeats else ''})")
+    done = stored = 0
+    flushed = time.monotonic()
+
+    def flush(merge: bool) -> None:
+        nonlocal stored, flushed
+        cache.store(encoder_id, [keys[i] for i in uniq[stored:done]], vecs[stored:done],
+                    merge=merge)
+        stored, flushed = done, time.monotonic()
+
+    size = batch
+    try:
+        with progress(what, len(uniq), show_progress) as advance:
+            while done < len(uniq):
+                part = uniq[done : done + size]
+                began = time.monotonic()
+                vecs[done : done + len(part)] = encoder.encode(
+                    [items[i] for i in part], batch_size=batch_size, show_progress=False
+                )
+                done += len(part)
+                advance(len(part))
+                took = time.monotonic() - began
+                # Whole batches: double while a call is quick, halve when one is slow.
+                size = size * 2 if took < _STEP_SECONDS / 2 else size
+                size = max(batch, size // 2) if took > _STEP_SECONDS * 2 else size
+                if done < len(uniq) and time.monotonic() - flushed >= _FLUSH_SECONDS:
+                    flush(merge=False)
+    finally:  # Ctrl-C or an error: keep what is finished for the rerun
+        flush(merge=done == len(uniq))
+    row = {keys[i]: r for r, i in enumerate(uniq)}
+    out[missing] = vecs[[row[keys[i]] for i in missing]]
     return out

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -237,13 +238,18 @@ def test_crash_during_write_leaves_no_temp_files(
         raise crash
 
     monkeypatch.setattr(fewshot._io.os, "fsync", boom)
-    with pytest.raises(type(crash)):
-        embed(enc, TEXTS, cache)
+    if isinstance(crash, OSError):  # the run goes on without storing
+        with pytest.warns(UserWarning, match=r"cannot write to .* \(disk full\); going on"):
+            out = embed(enc, TEXTS, cache)
+        np.testing.assert_array_equal(out, enc.inner.encode(TEXTS))
+    else:
+        with pytest.raises(KeyboardInterrupt):
+            embed(enc, TEXTS, cache)
     monkeypatch.undo()
 
     assert _all_files(cache_dir) == before, "no partial shard and no temp file"
     assert not [p for p in cache_dir.rglob("*") if p.name.endswith(".tmp")]
-    out = embed(enc, TEXTS, cache)
+    out = embed(enc, TEXTS, EmbeddingCache(cache_dir))
     np.testing.assert_array_equal(out, enc.inner.encode(TEXTS))
     assert enc.calls[-1] == TEXTS[2:]
 
@@ -342,3 +348,117 @@ def test_unreadable_id_memo_is_ignored(tiny_text_model_dir: Path, cache_dir: Pat
     assert fp is not None
     memo = json.loads((cache_dir / "encoder-ids.json").read_text())
     assert memo[fp] == {"id": enc.id, "dim": enc.dim}
+
+
+# -- partial progress, the progress bar, an unwritable folder -------------------------
+class Interrupted(Counting):
+    """Raises KeyboardInterrupt (Ctrl-C) on encode call number ``at`` (0-based)."""
+
+    def __init__(self, inner: Any, at: int) -> None:
+        super().__init__(inner)
+        self.at = at
+
+    def encode(self, items: Sequence[Any], **kwargs: Any) -> np.ndarray:
+        if len(self.calls) == self.at:
+            raise KeyboardInterrupt
+        return super().encode(items, **kwargs)
+
+
+def test_interrupted_run_keeps_finished_batches(cache_dir: Path) -> None:
+    items = [f"text {i}" for i in range(20)]
+    enc = Interrupted(HashEncoder(), at=2)
+    with pytest.raises(KeyboardInterrupt):
+        embed(enc, items, EmbeddingCache(cache_dir), batch_size=2)
+    assert len(enc.calls[0]) == 2, "the first call is one batch"
+    done = [x for call in enc.calls for x in call]
+    assert done == items[: len(done)] and 2 < len(done) < len(items)
+    keys = [enc.item_key(x) for x in items]
+    assert EmbeddingCache(cache_dir).lookup(enc.id, keys, 8)[1].tolist() == [
+        x in done for x in items
+    ]
+
+    rerun = Counting(HashEncoder())
+    out = embed(rerun, items, EmbeddingCache(cache_dir), batch_size=2)
+    assert [x for call in rerun.calls for x in call] == items[len(done):]
+    np.testing.assert_array_equal(out, rerun.inner.encode(items))
+    assert len(_shards(EmbeddingCache(cache_dir), enc.id)) == 2
+
+
+def test_finished_batches_are_stored_while_the_run_goes_on(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A run killed outright (no Ctrl-C to catch) keeps what was stored before.
+    monkeypatch.setattr("fewshot.cache._FLUSH_SECONDS", 0.0)
+    monkeypatch.setattr("fewshot.cache._STEP_SECONDS", 1e9)  # every call counts as quick
+    cache = EmbeddingCache(cache_dir, max_shards=2)
+    seen: list[int] = []
+
+    class Watching(Counting):
+        def encode(self, items: Sequence[Any], **kwargs: Any) -> np.ndarray:
+            seen.append(len(_shards(cache, self.id)))
+            return super().encode(items, **kwargs)
+
+    enc = Watching(HashEncoder())
+    items = [f"text {i}" for i in range(30)]
+    out = embed(enc, items, cache, batch_size=2)
+    assert len(enc.calls) == 4  # 2 + 4 + 8 + 16 items: a quick encoder gets more a call
+    assert seen == [0, 1, 2, 3], "each finished call was stored before the next began"
+    assert len(_shards(cache, enc.id)) == 1, "merged once, at the end"
+    np.testing.assert_array_equal(out, enc.inner.encode(items))
+    np.testing.assert_array_equal(embed(enc, items, cache), out)
+    assert len(enc.calls) == 4
+
+
+def test_progress_counts_new_distinct_items_and_says_so(
+    cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from contextlib import contextmanager
+
+    bars: list[tuple[str, int, list[int]]] = []
+
+    @contextmanager
+    def fake_progress(description: str, total: int, enabled: bool | None = None):
+        steps: list[int] = []
+        bars.append((description, total, steps))
+        yield lambda n=1, info=None: steps.append(n)
+
+    monkeypatch.setattr("fewshot._progress.progress", fake_progress)
+    monkeypatch.setattr("fewshot.cache._STEP_SECONDS", 1e9)  # every call counts as quick
+    enc = HashEncoder()
+    enc.modality = "text"  # type: ignore[attr-defined]
+    cache = EmbeddingCache(cache_dir)
+    embed(enc, ["a", "b"], cache)
+    bars.clear()
+    items = ["a", "c", "d", "c", "b", "e", "f", "g", "h", "c", "i"]
+    embed(enc, items, cache, batch_size=2)
+    assert bars == [
+        ("Embedding 7 new texts (11 rows, 2 cached, 2 repeated)", 7, [2, 4, 1])
+    ]
+    bars.clear()
+    embed(enc, items, cache)
+    assert bars == [], "no bar when everything is cached"
+    # An encoder slower than the step target gets one batch a call: the bar moves per batch.
+    monkeypatch.setattr("fewshot.cache._STEP_SECONDS", 0.0)
+    embed(enc, [f"new {i}" for i in range(7)], cache, batch_size=3)
+    assert bars == [("Embedding 7 new texts (7 rows, 0 cached)", 7, [3, 3, 1])]
+
+
+def test_unwritable_cache_folder_is_one_warning(
+    tiny_text_encoder, tmp_path: Path
+) -> None:
+    # Under a regular file no one can create the folder, root included.
+    (tmp_path / "file").write_text("")
+    root = tmp_path / "file" / "cache"
+    cache = EmbeddingCache(root)
+    enc = Counting(tiny_text_encoder)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = embed(tiny_text_encoder, TEXTS, cache)  # the id memo and the shard both fail
+        again = embed(enc, TEXTS, cache)
+    assert [str(w.message) for w in caught] == [
+        f"embedding cache: cannot write to {root} (Not a directory); going on without "
+        "storing embeddings (pass a writable --cache-dir, or --no-cache)"
+    ]
+    np.testing.assert_array_equal(out, tiny_text_encoder.encode(TEXTS))
+    np.testing.assert_array_equal(again, out)
+    assert enc.calls == [TEXTS]

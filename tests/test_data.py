@@ -52,7 +52,7 @@ def test_jsonl(sentiment_jsonl: Path) -> None:
     assert len(ds) == 16
     assert ds.items[0] == "a good movie" and ds.labels[0] == "pos"
     assert ds.items[-1] == "poor movie very bad" and ds.labels[-1] == "neg"
-    assert ds.ids == [str(i) for i in range(16)]
+    assert ds.ids == [str(i) for i in range(1, 17)]  # 1-based line numbers
     assert ds.classes == ["neg", "pos"]
     assert ds.source == str(sentiment_jsonl)
 
@@ -65,6 +65,7 @@ def test_jsonl_skips_blank_lines_and_keeps_order(tmp_path: Path) -> None:
     ds = load_dataset(path)
     assert ds.items == ["one", "two"]
     assert ds.labels == ["a", "b"]
+    assert ds.ids == ["1", "4"]  # the line each row is on: blank lines shift nothing
 
 
 def test_csv(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_txt_is_unlabelled_one_item_per_line(tmp_path: Path) -> None:
     ds = load_dataset(path, require_labels=False)
     assert ds.items == ["first line", "second, with comma", "third"]
     assert ds.labels is None
-    assert ds.ids == ["0", "2", "4"]  # 0-based line numbers
+    assert ds.ids == ["1", "3", "5"]  # 1-based line numbers
     assert ds.modality == "text"
 
 
@@ -142,15 +143,15 @@ def test_labels_and_ids_converted_to_str(tmp_path: Path) -> None:
             {"text": "a", "label": 0, "id": 7},
             {"text": "b", "label": 1},
             {"text": "c", "label": 2.5, "id": "x"},
-            {"text": 42, "label": True},
+            {"text": 42, "label": -3},
         ],
     )
     ds = load_dataset(path)
-    assert ds.labels == ["0", "1", "2.5", "True"]
+    assert ds.labels == ["0", "1", "2.5", "-3"]
     assert all(isinstance(y, str) for y in ds.labels)
-    assert ds.ids == ["7", "1", "x", "3"]  # the id field, else the row number
+    assert ds.ids == ["7", "2", "x", "4"]  # the id field, else the line number
     assert ds.items == ["a", "b", "c", "42"]
-    assert ds.classes == ["0", "1", "2.5", "True"]
+    assert ds.classes == ["-3", "0", "1", "2.5"]
 
 
 def test_unlabelled_rows_allowed_when_not_required(tmp_path: Path) -> None:
@@ -254,6 +255,7 @@ def test_csv_line_numbers_follow_multiline_fields_and_blank_lines(tmp_path: Path
     assert _message(exc).startswith(f"{path}:6: the 'label' field is empty;")
     ds = load_dataset(path, require_labels=False)
     assert ds.items == ["ok", "two\nlines", "no label"]
+    assert ds.ids == ["2", "4", "6"]  # the line each row starts on, as errors count
 
 
 def test_csv_row_with_an_unquoted_comma_is_an_error_not_a_new_class(tmp_path: Path) -> None:
@@ -286,14 +288,146 @@ def test_csv_row_with_an_unquoted_comma_is_an_error_not_a_new_class(tmp_path: Pa
     )
 
 
-def test_csv_field_over_csv_limit(tmp_path: Path) -> None:
+def test_csv_field_over_csvs_default_limit_loads(tmp_path: Path) -> None:
+    # csv's default limit is 131,072 characters a field; JSONL has none, so CSV neither.
     path = tmp_path / "d.csv"
     path.write_text('text,label\nok,a\n"' + "x" * 200_000 + '",b\n', encoding="utf-8")
+    ds = load_dataset(path)
+    assert [len(t) for t in ds.items] == [2, 200_000] and ds.labels == ["a", "b"]
+    assert csv.field_size_limit() == 131_072, "the process-wide limit is put back"
+
+
+def _jsonl_lines(path: Path, *lines: str) -> Path:
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("label", "message"),
+    [
+        ('["positive", "negative"]', "holds a list, not a label; multi-label data goes in a "
+         "'labels' field, which is not supported yet: give one label per row"),
+        ('{"name": "positive"}', "holds a dict, not a label; write it as a string"),
+        ("true", "holds a bool, not a label; write it as a string"),
+        ("false", "holds a bool, not a label; write it as a string"),
+        ("NaN", "holds NaN, not a label; fill it in or remove the row"),
+        ("-Infinity", "holds -Infinity, not a label; fill it in or remove the row"),
+    ],
+)
+def test_label_that_is_not_a_string_or_number(tmp_path: Path, label: str, message: str) -> None:
+    path = _jsonl_lines(
+        tmp_path / "d.jsonl", '{"text": "ok", "label": "a"}', "",
+        f'{{"text": "fine", "label": {label}}}',
+    )
+    for require in (True, False):  # junk is junk whether or not labels are needed
+        with pytest.raises(DataError) as exc:
+            load_dataset(path, require_labels=require)
+        assert _message(exc) == f"{path}:3: the 'label' field {message}"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("NaN", "holds NaN, not text; fill it in or remove the row"),
+        ("Infinity", "holds Infinity, not text; fill it in or remove the row"),
+        ('{"a": 1}', "holds a dict, not text; write it as a string"),
+        ("false", "holds a bool, not text; write it as a string"),
+    ],
+)
+def test_text_that_is_not_a_string_or_number(tmp_path: Path, text: str, message: str) -> None:
+    path = _jsonl_lines(tmp_path / "d.jsonl", '{"text": "ok", "label": "a"}',
+                        f'{{"text": {text}, "label": "b"}}')
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc) == f"{path}:2: the 'text' field {message}"
+
+
+def test_nan_in_parquet_is_named(tmp_path: Path) -> None:
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"text": ["x", "y"], "label": [1.0, float("nan")]}), path)
     with pytest.raises(DataError) as exc:
         load_dataset(path)
     assert _message(exc) == (
-        f"{path}:3: malformed CSV (field larger than field limit (131072)); fix that line, "
-        "or save the data as JSONL"
+        f"{path}:2: the 'label' field holds NaN, not a label; fill it in or remove the row"
+    )
+
+
+def test_multi_label_labels_field_is_not_supported_yet(tmp_path: Path) -> None:
+    path = _jsonl(
+        tmp_path / "d.jsonl",
+        [{"text": "wow", "labels": ["joy", "surprise"]}, {"text": "hm", "labels": ["neutral"]}],
+    )
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc) == (
+        f"{path}:1: no 'label' field, only a 'labels' list; multi-label data is not "
+        "supported yet: give one label per row in a 'label' field"
+    )
+    with pytest.raises(DataError) as exc:
+        load_dataset(path, label_field="labels")
+    assert _message(exc).startswith(f"{path}:1: the 'labels' field holds a list, not a label;")
+    # Unlabelled use (predict, embed) reads the texts and no labels.
+    ds = load_dataset(path, require_labels=False)
+    assert ds.items == ["wow", "hm"] and ds.labels is None
+
+
+def test_whitespace_label_is_empty(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": "x"}, {"text": "b", "label": " "}])
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc).startswith(f"{path}:2: the 'label' field is empty;")
+
+
+def test_csv_with_a_repeated_column_name(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    path.write_text("text,label,label\nok,a,b\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc) == (
+        f"{path}:1: the header names 'label' more than once; rename or remove the repeated "
+        "column so each name appears once"
+    )
+    path.write_text("id,text,label,id,text\n1,ok,a,2,no\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc).startswith(f"{path}:1: the header names 'id', 'text' more than once;")
+    # Empty names (a spreadsheet's trailing separators) are not columns.
+    path.write_text("text,label,,\nok,a,,\n", encoding="utf-8")
+    assert load_dataset(path).labels == ["a"]
+
+
+@pytest.mark.parametrize("sep", [";", "|", "\t"])
+def test_csv_separator_is_detected(tmp_path: Path, sep: str) -> None:
+    path = _table(tmp_path / "d.csv", ["text", "label"],
+                  [("Hello, my parcel is late", "b"), ("ok", "a")], delimiter=sep)
+    ds = load_dataset(path)
+    assert ds.items == ["Hello, my parcel is late", "ok"] and ds.labels == ["b", "a"]
+
+
+def test_csv_separator_detection_cases(tmp_path: Path) -> None:
+    path = tmp_path / "d.csv"
+    # One column: no separator in the header, so a semicolon in a row is text.
+    path.write_text("text\nHello; world\nfine\n", encoding="utf-8")
+    assert load_dataset(path, require_labels=False).items == ["Hello; world", "fine"]
+    # A header name with a comma in a semicolon file: the rows decide.
+    path.write_text("text;label, coarse\nHello, world;a\nfoo;b\n", encoding="utf-8")
+    assert load_dataset(path, label_field="label, coarse").labels == ["a", "b"]
+    path.write_text("text;label\nok;a\nHello; my parcel is late;b\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc) == (
+        f'{path}:3: 3 fields but the header has 2; quote fields that contain semicolons '
+        '("like; this"), or save the data as JSONL'
+    )
+    path.write_text("text,label|note\n1,2,3\nx|y|z|w,5\n", encoding="utf-8")
+    with pytest.raises(DataError) as exc:
+        load_dataset(path)
+    assert _message(exc) == (
+        f"{path}:1: cannot tell which separates the columns (tried commas, '|' characters); "
+        "separate them with one of those only, or save the data as JSONL"
     )
 
 
@@ -478,7 +612,7 @@ def test_csv_of_image_paths_relative_to_the_file(
         image_folder / "red/red5.png",
     ]
     assert ds.labels == ["r", "b", "r"]
-    assert ds.ids == ["0", "1", "2"]
+    assert ds.ids == ["2", "3", "4"]  # line numbers: the header is line 1
 
 
 @pytest.mark.parametrize("field", ["path", "file", "filename"])
@@ -493,7 +627,7 @@ def test_jsonl_of_image_paths_guesses_field(image_folder: Path, field: str) -> N
     ds = load_dataset(table)
     assert ds.modality == "image"
     assert ds.items == [image_folder / "blue/blue0.png", image_folder / "red/red1.png"]
-    assert ds.ids == ["b0", "1"]
+    assert ds.ids == ["b0", "2"]
 
 
 def test_explicit_image_field(image_folder: Path) -> None:

@@ -15,8 +15,10 @@ class Dataset:
     """Items (texts, or image paths), optional string labels and stable ids.
 
     ``items[i]`` is what an encoder takes: a string for text, a :class:`Path` for
-    images. ``ids[i]`` names the row in outputs (the file's ``id`` field, the row
-    number, or the image path relative to the dataset folder).
+    images. ``ids[i]`` names the row in outputs: the file's ``id`` field, else the
+    1-based line the row starts on (as error messages count lines, so ``sed -n Np``
+    shows it; a Parquet row's 1-based number), or the image path relative to the
+    dataset folder.
     """
 
     items: list

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -117,7 +119,7 @@ def _from_lines(path: Path) -> Dataset:
             line = line.rstrip("\r\n")
             if line.strip():
                 texts.append(line)
-                ids.append(str(lineno - 1))
+                ids.append(str(lineno))
     if not texts:
         raise DataError(f"{path} has no non-empty lines; give one item per line")
     return Dataset(texts, None, ids, "text", str(path))
@@ -131,30 +133,63 @@ def _open_text(path: Path):
 
 def read_records(path: Path) -> list[tuple[int, dict[str, Any]]]:
     """(line number, record) pairs of a JSONL, CSV/TSV or Parquet file; line numbers are
-    1-based and count the header. Malformed lines and non-UTF-8 text are DataErrors."""
+    1-based, count the header and blank lines, and name the line a record starts on (a
+    Parquet row's number instead). Malformed lines and non-UTF-8 text are DataErrors."""
     suffix = path.suffix.lower()
     try:
         if suffix in (".jsonl", ".ndjson"):
             return _read_jsonl(path)
         if suffix in (".csv", ".tsv"):
-            return _read_csv(path, "\t" if suffix == ".tsv" else ",")
+            return _read_csv(path, suffix == ".tsv")
         return _read_parquet(path)
     except UnicodeDecodeError as e:
         raise DataError(f"{path} is not UTF-8 text ({e.reason}); re-save it as UTF-8") from e
 
 
-def _read_csv(path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
+#: Column separators a .csv file may use, and their names in messages.
+_DELIMITERS = {",": "commas", ";": "semicolons", "\t": "tabs", "|": "'|' characters"}
+#: The largest field size csv accepts everywhere (a C long; Windows' is 32-bit).
+_FIELD_LIMIT = min(sys.maxsize, 2**31 - 1)
+
+
+def _sniff_delimiter(path: Path, f: Any) -> str:
+    """The separator of a .csv: the one its header line uses; csv.Sniffer decides
+    between several, on the first 64 KiB. No separator at all is one column."""
+    sample = f.read(65536)
+    f.seek(0)
+    found = [d for d in _DELIMITERS if d in sample.partition("\n")[0]]
+    if len(found) <= 1:
+        return found[0] if found else ","
+    try:
+        return csv.Sniffer().sniff(sample, delimiters="".join(found)).delimiter
+    except csv.Error:
+        raise DataError(
+            f"{path}:1: cannot tell which separates the columns (tried "
+            f"{', '.join(_DELIMITERS[d] for d in found)}); separate them with one of those "
+            "only, or save the data as JSONL"
+        ) from None
+
+
+def _read_csv(path: Path, tabs: bool) -> list[tuple[int, dict[str, Any]]]:
     rows = []
+    limit = csv.field_size_limit(_FIELD_LIMIT)  # fields as long as JSONL allows
     with _open_text(path) as f:
+        delimiter = "\t" if tabs else _sniff_delimiter(path, f)
         reader = csv.reader(f, delimiter=delimiter)
         try:
-            header = next(reader, None)
+            header = next(reader, None) or []
+            repeated = sorted({h for h in header if h.strip() and header.count(h) > 1})
+            if repeated:
+                raise DataError(
+                    f"{path}:1: the header names {', '.join(map(repr, repeated))} more than "
+                    "once; rename or remove the repeated column so each name appears once"
+                )
             # A record starts on the line after the previous one ended: quoted
             # fields may span lines, and blank lines are skipped.
             start = reader.line_num + 1
-            sep = "tabs" if delimiter == "\t" else "commas"
-            example = ' ("like, this")' if sep == "commas" else ""
-            width = len(header or [])
+            sep = _DELIMITERS[delimiter]
+            example = "" if tabs else f' ("like{delimiter} this")'
+            width = len(header)
             for values in reader:
                 # Empty trailing fields (a spreadsheet's trailing separators) are not data.
                 while len(values) > width and not values[-1].strip():
@@ -166,13 +201,15 @@ def _read_csv(path: Path, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
                     )
                 if values:
                     # A short row lacks its last fields: the field checks name what is missing.
-                    rows.append((start, dict(zip(header or [], values, strict=False))))
+                    rows.append((start, dict(zip(header, values, strict=False))))
                 start = reader.line_num + 1
-        except csv.Error as e:  # e.g. a field over csv's 128 KiB limit
+        except csv.Error as e:  # e.g. a field over the limit
             raise DataError(
                 f"{path}:{reader.line_num}: malformed {path.suffix[1:].upper()} ({e}); fix "
                 "that line, or save the data as JSONL"
             ) from e
+        finally:
+            csv.field_size_limit(limit)
     return rows
 
 
@@ -226,21 +263,17 @@ def _from_records(
     if image_field is None and text_field not in first:
         image_field = next((f for f in _IMAGE_FIELDS if f in first), None)
     field_name = image_field or text_field
+    what = "a path" if image_field else "text"
     items: list[Any] = []
     labels: list[str] = []
     ids: list[str] = []
     has_label = True
-    for row_no, (lineno, rec) in enumerate(rows):
-        value = rec.get(field_name)
-        if field_name in rec and (value is None or (isinstance(value, str) and not value.strip())):
+    for lineno, rec in rows:
+        value = _field(path, lineno, rec, field_name, what)
+        if value is None and field_name in rec:
             raise DataError(
                 f"{path}:{lineno}: the '{field_name}' field is empty; fill it in or remove "
                 "the row"
-            )
-        if isinstance(value, dict | list | bool):
-            raise DataError(
-                f"{path}:{lineno}: the '{field_name}' field holds a {type(value).__name__}, "
-                f"not {'a path' if image_field else 'text'}; write it as a string"
             )
         if value is None:
             raise DataError(
@@ -248,30 +281,52 @@ def _from_records(
                 f"--{'image' if image_field else 'text'}-field (fields here: "
                 f"{', '.join(map(str, rec)) or 'none'})"
             )
-        items.append(_image_path(path, value) if image_field else str(value))
-        label = rec.get(label_field)
-        if label is None or str(label) == "":
-            if require_labels and label_field in rec:
+        items.append(_image_path(path, value) if image_field else value)
+        label = _field(path, lineno, rec, label_field, "a label")
+        if label is None and require_labels:
+            if label_field in rec:
                 raise DataError(
                     f"{path}:{lineno}: the '{label_field}' field is empty; every "
                     "training/evaluation row needs a label (fill it in or remove the row)"
                 )
-            if require_labels:
+            if isinstance(rec.get("labels"), list):
                 raise DataError(
-                    f"{path}:{lineno}: no '{label_field}' field; every training/evaluation "
-                    f"row needs a label (name the field with --label-field)"
+                    f"{path}:{lineno}: no '{label_field}' field, only a 'labels' list; "
+                    f"multi-label data is not supported yet: give one label per row in a "
+                    f"'{label_field}' field"
                 )
+            raise DataError(
+                f"{path}:{lineno}: no '{label_field}' field; every training/evaluation "
+                f"row needs a label (name the field with --label-field)"
+            )
+        if label is None:
             has_label = False
         else:
-            labels.append(str(label))
+            labels.append(label)
         rid = rec.get(id_field)
-        ids.append(str(rid) if rid is not None else str(row_no))
+        ids.append(str(rid) if rid is not None else str(lineno))
     ds = Dataset(
         items, labels if has_label else None, ids, "image" if image_field else "text", str(path)
     )
     if image_field:
         _check_images(ds, skip_bad_images)
     return ds
+
+
+def _field(path: Path, lineno: int, rec: dict[str, Any], name: str, what: str) -> str | None:
+    """The field as a string (numbers are written out); None when it is missing, null or
+    blank. A list, dict, bool, NaN or infinity would become a junk string: a DataError."""
+    value = rec.get(name)
+    if isinstance(value, float) and not math.isfinite(value):
+        held, fix = json.dumps(value), "fill it in or remove the row"
+    elif isinstance(value, list) and what == "a label":
+        held, fix = "a list", ("multi-label data goes in a 'labels' field, which is not "
+                               "supported yet: give one label per row")
+    elif isinstance(value, dict | list | bool):
+        held, fix = f"a {type(value).__name__}", "write it as a string"
+    else:
+        return None if value is None or not str(value).strip() else str(value)
+    raise DataError(f"{path}:{lineno}: the '{name}' field holds {held}, not {what}; {fix}")
 
 
 def _image_path(table: Path, value: Any) -> Path:
