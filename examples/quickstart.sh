@@ -8,6 +8,5 @@ out="${1:-runs/support}"
 
 fewshot train "$here/data/support" --output "$out" --force
 fewshot evaluate "$out" "$here/data/support"
-printf 'my parcel never showed up\nthe app crashes on startup\n' > "$out.new.txt"
-fewshot predict "$out" "$out.new.txt" --output "$out.predictions.jsonl" --force
+fewshot predict "$out" "$here/data/support/new.txt" --output "$out.predictions.jsonl" --force
 cat "$out.predictions.jsonl"

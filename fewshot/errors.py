@@ -5,8 +5,8 @@ names the problem and the fix. The CLI prints that line and exits with
 ``exit_code``; Python callers can catch the class they care about::
 
     FewShotError                      exit 1 unless noted
-    ├── UsageError                    exit 2: a bad option value, an output that exists
-    ├── DataError                     a missing, empty or malformed data file
+    ├── UsageError                    exit 2: a bad option, an output that exists or is an input
+    ├── DataError                     a missing, empty, malformed or unsuitable data file
     │   └── ImageReadError            an image that cannot be decoded
     ├── EncoderNotFoundError          an encoder name that resolves nowhere
     └── ModelError                    a model folder that cannot be used
@@ -58,7 +58,12 @@ class ImageReadError(DataError):
 
 
 class EncoderNotFoundError(FewShotError, OSError):
-    """An encoder name could not be resolved to local files or the hub."""
+    """An encoder name could not be resolved to local files or the hub.
+
+    ``tried`` lists the places looked in, when resolution got that far.
+    """
+
+    tried: tuple[str, ...] = ()
 
 
 class ModelError(FewShotError, ValueError):

@@ -195,7 +195,7 @@ def test_predict_plain_text_file(model: Path, tmp_path: Path, cache_dir: Path) -
     txt.write_text("a great film\n\nawful boring plot\n")
     ok("predict", model, txt, "-o", tmp_path / "p.jsonl", "--cache-dir", cache_dir)
     rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
-    assert [(r["id"], r["label"]) for r in rows] == [("0", "pos"), ("2", "neg")]
+    assert [(r["id"], r["label"]) for r in rows] == [("1", "pos"), ("3", "neg")]
 
 
 def test_evaluate_table_and_json(model: Path, sentiment_jsonl: Path, cache_dir: Path) -> None:
@@ -375,7 +375,7 @@ def test_embed_npy(tmp_path: Path, sentiment_jsonl: Path, enc, tiny_text_encoder
     np.testing.assert_allclose(vectors, tiny_text_encoder.encode([t for t, _ in SENTIMENT]),
                                atol=1e-5)
     sidecar = json.loads((tmp_path / "emb.ids.json").read_text())
-    assert sidecar["ids"] == [str(i) for i in range(16)]
+    assert sidecar["ids"] == [str(i) for i in range(1, 17)]  # 1-based line numbers
     assert sidecar["labels"] == [y for _, y in SENTIMENT]
     assert (sidecar["n"], sidecar["dim"]) == (16, 32)
     assert sidecar["encoder_id"] == tiny_text_encoder.id
@@ -521,14 +521,19 @@ def test_bad_device(tmp_path: Path, sentiment_jsonl: Path, enc, monkeypatch, cap
         "error: Invalid value for '--device': unknown device 'gpu'; use auto, cpu, cuda, "
         "cuda:N or mps; see 'fewshot train --help'")
     assert not (tmp_path / "m").exists()
-    # A well-formed device that is not here is refused when the encoder loads.
-    assert_error(invoke(*args, "cuda:99"), 2, "device 'cuda:99' is not available")
+    # A well-formed device that is not here is refused as the option is read.
+    monkeypatch.setattr("sys.argv", ["fewshot", *map(str, args), "cuda:99"])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert "device 'cuda:99' is not available" in capsys.readouterr().err
 
 
 def test_single_class(tmp_path: Path, enc) -> None:
     data = tmp_path / "one.jsonl"
     data.write_text('{"text": "good", "label": "pos"}\n{"text": "great", "label": "pos"}\n')
-    assert_error(invoke("train", data, "-o", tmp_path / "m", *enc), 2, "single class (pos)")
+    assert_error(invoke("train", data, "-o", tmp_path / "m", *enc), 1,
+                 f"error: {data} has a single class (pos); a classifier needs at least two")
 
 
 def test_predict_folder_not_a_model(tmp_path: Path, unlabelled: Path) -> None:
@@ -581,12 +586,12 @@ def test_unresolvable_encoder(tmp_path: Path, sentiment_jsonl: Path) -> None:
 
 
 def test_predict_wrong_modality(model: Path, image_folder: Path, tmp_path: Path) -> None:
-    assert_error(invoke("predict", model, image_folder, "-o", tmp_path / "p.jsonl"), 2,
+    assert_error(invoke("predict", model, image_folder, "-o", tmp_path / "p.jsonl"), 1,
                  "holds image but the model classifies text")
 
 
 def test_evaluate_wrong_modality(model: Path, image_folder: Path) -> None:
-    assert_error(invoke("evaluate", model, image_folder, "--split", "train"), 2,
+    assert_error(invoke("evaluate", model, image_folder, "--split", "train"), 1,
                  f"{image_folder} holds image but the model classifies text; pass matching data")
 
 
@@ -623,7 +628,7 @@ def test_corrupt_image(tmp_path: Path, image_folder: Path, tiny_image_dir: Path)
     # silently sampling another split.
     refused = invoke("train", image_folder, "-o", tmp_path / "m2", *enc,
                      "--skip-bad-images", "--shots", "2")
-    assert refused.exit_code == 2, refused.output
+    assert refused.exit_code == 1, refused.output
     last = refused.stderr.strip().splitlines()[-1]  # after the skip warning
     assert last.startswith("error: --shots samples rows by their position") and "broken.png" in last
     assert not (tmp_path / "m2").exists()
@@ -711,3 +716,292 @@ def test_negative_seed_is_a_usage_error(tmp_path: Path, sentiment_jsonl: Path, e
     result = invoke(command, *args, "-o", tmp_path / "o.jsonl", *enc, "--seed", "-1")
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--seed" in result.output and "greater than or equal to 0" in result.output
+
+
+# -- an output is never one of the command's inputs --------------------------------------------
+def test_predict_refuses_to_overwrite_its_input(model: Path, unlabelled: Path) -> None:
+    before = unlabelled.read_bytes()
+    assert_error(invoke("predict", model, unlabelled, "-o", unlabelled, "--force"), 2,
+                 f"error: the output {unlabelled} is also the input DATA ({unlabelled}); "
+                 "writing it would replace the input: choose another output")
+    assert unlabelled.read_bytes() == before
+    # The same file by another spelling is the same file.
+    other = unlabelled.parent / "." / unlabelled.name
+    assert_error(invoke("predict", model, unlabelled, "-o", other, "--force"), 2,
+                 "is also the input DATA")
+
+
+def test_audit_refuses_to_overwrite_the_test_file(tmp_path: Path, sentiment_jsonl: Path,
+                                                  unlabelled: Path) -> None:
+    before = unlabelled.read_bytes()
+    assert_error(invoke("audit", sentiment_jsonl, "--output", unlabelled, "--test", unlabelled,
+                        "--force"), 2,
+                 f"error: the output {unlabelled} is also the input --test ({unlabelled})")
+    assert unlabelled.read_bytes() == before
+    # A split file of a dataset folder is an input of the folder.
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "train.jsonl").write_bytes(sentiment_jsonl.read_bytes())
+    (folder / "test.jsonl").write_bytes(before)
+    assert_error(invoke("audit", folder, "-o", folder / "test.jsonl", "--force"), 2,
+                 f"error: the output {folder / 'test.jsonl'} is the test split of the input "
+                 f"DATA ({folder})")
+    assert (folder / "test.jsonl").read_bytes() == before
+
+
+def test_folder_outputs_never_replace_an_input(tmp_path: Path, model: Path, sentiment_jsonl: Path,
+                                               unlabelled: Path, enc) -> None:
+    # The teacher folder holds nothing but model files, so --force alone would replace it.
+    assert_error(invoke("distill", model, unlabelled, "--student", enc[1], "-o", model,
+                        "--force"), 2, f"the output {model} is also the input TEACHER_DIR")
+    assert (model / "fewshot.json").is_file()
+    assert_error(invoke("train", sentiment_jsonl, "-o", sentiment_jsonl.parent, "--force", *enc),
+                 2, f"the output folder {sentiment_jsonl.parent} holds the input DATA")
+    assert_error(invoke("review", model, unlabelled, "-o", model, "--force"), 2,
+                 "is also the input MODEL_DIR")
+    desc = tmp_path / "labels.json"
+    desc.write_text('{"pos": "good", "neg": "bad"}')
+    assert_error(invoke("train", sentiment_jsonl, "-o", desc, "--force", "--label-descriptions",
+                        desc, *enc), 2, "is also the input --label-descriptions")
+    assert_error(invoke("suggest", unlabelled, "--budget", 1, "-o", unlabelled, "--force", *enc),
+                 2, "is also the input POOL")
+    assert_error(invoke("select", sentiment_jsonl, unlabelled, "-o", unlabelled, "--force", *enc),
+                 2, "is also the input QUERIES")
+    # Outputs beside the inputs are fine.
+    ok("predict", model, unlabelled, "-o", unlabelled.parent / "predictions.jsonl")
+
+
+def test_embed_sidecar_is_never_an_input(tmp_path: Path, enc) -> None:
+    ids = tmp_path / "emb.ids.json"
+    ids.write_text('{"text": "a"}\n')
+    # emb.npy's ids would go to emb.ids.json, the data being embedded.
+    assert_error(invoke("embed", ids, "-o", tmp_path / "emb.npy", *enc, "--force"), 2,
+                 f"the output {ids} is also the input DATA")
+
+
+# -- exit codes: 1 for data problems ----------------------------------------------------------
+def test_data_problems_exit_1(tmp_path: Path, sentiment_jsonl: Path, unlabelled: Path,
+                              image_folder: Path, enc) -> None:
+    assert_error(invoke("select", sentiment_jsonl, image_folder, "-o", tmp_path / "s.jsonl",
+                        *enc, "--query-split", "train"), 1,
+                 "the pool holds text but the queries hold image")
+    assert_error(invoke("select", sentiment_jsonl, unlabelled, "-o", tmp_path / "s.jsonl",
+                        "--k", 17, *enc), 1, "--k 17 is larger than the pool (16 items)")
+    assert_error(invoke("suggest", unlabelled, "--budget", 4, "-o", tmp_path / "s.jsonl", *enc),
+                 1, f"error: --budget 4 is larger than the pool (3 items); lower --budget or "
+                 f"add items to {unlabelled}")
+    assert not (tmp_path / "s.jsonl").exists()
+
+
+# -- help ---------------------------------------------------------------------------------------
+COMMANDS = ("embed", "train", "predict", "evaluate", "bench", "review", "audit", "distill",
+            "select", "suggest")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_reads_like_the_readme(command: str) -> None:
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    usage = next(line for line in result.stdout.splitlines() if "Usage:" in line).strip()
+    assert usage.startswith(f"Usage: fewshot {command} [OPTIONS] ")
+    arguments = usage.split("[OPTIONS] ")[1]
+    assert arguments == arguments.upper() and "{" not in arguments, usage
+    assert "<bool>" not in result.stdout
+    import click
+
+    cmd = typer_command(command)
+    for param in cmd.params:
+        if isinstance(param, click.Option):
+            assert param.help, f"{command} {param.opts[0]} has no help"
+
+
+def typer_command(name: str):
+    import typer.main
+
+    group = typer.main.get_command(app)
+    return group.commands[name]  # type: ignore[attr-defined]
+
+
+def test_help_usage_lines() -> None:
+    lines = {c: next(x.strip() for x in runner.invoke(app, [c, "--help"]).stdout.splitlines()
+                     if "Usage:" in x) for c in ("predict", "bench", "select")}
+    assert lines == {
+        "predict": "Usage: fewshot predict [OPTIONS] MODEL_DIR DATA",
+        "bench": "Usage: fewshot bench [OPTIONS] DATASET_DIR...",
+        "select": "Usage: fewshot select [OPTIONS] POOL QUERIES",
+    }
+
+
+@pytest.mark.parametrize("command", ["evaluate", "predict", "review"])
+def test_model_commands_say_where_their_encoder_comes_from(command: str) -> None:
+    option = next(p for p in typer_command(command).params if p.name == "encoder")
+    assert option.help == ("Where the model's encoder is now: a folder or local-dir:PATH. "
+                           "Default: the model's own encoder; pass a path to point a moved "
+                           "model at its encoder.")
+
+
+def test_suggest_help_explains_score() -> None:
+    text = " ".join(typer_command("suggest").help.split())
+    assert ("for diverse, the item's cosine similarity to the centre of its k-means region"
+            in text)
+    assert "for uncertain and hybrid, the model's uncertainty, 1 - (top probability - second " \
+           "probability)" in text
+    assert "for random, 0" in text
+
+
+# -- devices --------------------------------------------------------------------------------------
+def test_missing_cuda_is_refused_even_when_everything_is_cached(
+    model: Path, unlabelled: Path, tmp_path: Path, cache_dir: Path, monkeypatch, capsys
+) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    from fewshot.cli import main
+
+    ok("predict", model, unlabelled, "-o", tmp_path / "p.jsonl", "--cache-dir", cache_dir)
+    args = ["predict", model, unlabelled, "-o", tmp_path / "q.jsonl", "--cache-dir", cache_dir,
+            "--device", "cuda"]
+    monkeypatch.setattr("sys.argv", ["fewshot", *map(str, args)])
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: Invalid value for '--device': device 'cuda' is not available (0 CUDA GPU(s) "
+        "found); use --device auto or cpu (device='cpu' in Python); see 'fewshot predict --help'")
+    assert not (tmp_path / "q.jsonl").exists()
+
+
+# -- --skip-bad-images in predict ----------------------------------------------------------------
+def test_predict_writes_a_row_for_each_skipped_image(tmp_path: Path, image_folder: Path,
+                                                     tiny_image_dir: Path) -> None:
+    enc = ["--encoder", f"local-dir:{tiny_image_dir}", "--no-cache", "--device", "cpu"]
+    ok("train", image_folder, "-o", tmp_path / "m", *enc, "--head", "centroid")
+    bad = image_folder / "red" / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    result = ok("predict", tmp_path / "m", image_folder, "-o", tmp_path / "p.jsonl", *enc,
+                "--skip-bad-images")
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"wrote 12 predictions and 1 rows for skipped images (see their error) to "
+        f"{tmp_path / 'p.jsonl'}")
+    rows = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert len(rows) == 13 and all(r["error"] is None for r in rows[:12])
+    skipped = rows[12]
+    assert skipped["id"] == "red/broken.png" and skipped["path"] == str(bad)
+    assert (skipped["label"], skipped["score"], skipped["probabilities"]) == (None, None, None)
+    assert skipped["error"].startswith("unreadable image (cannot identify image file")
+    ok("predict", tmp_path / "m", image_folder, "-o", tmp_path / "p.csv", *enc,
+       "--skip-bad-images")
+    with open(tmp_path / "p.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert list(table[0]) == ["id", "path", "label", "score", "p_blue", "p_red", "error"]
+    assert (table[12]["label"], table[12]["p_red"], table[12]["error"]) == (
+        "", "", skipped["error"])
+    assert all(r["error"] == "" for r in table[:12])
+
+
+# -- --output - ---------------------------------------------------------------------------------
+def test_rows_to_stdout(model: Path, unlabelled: Path, tmp_path: Path, cache_dir: Path,
+                        sentiment_jsonl: Path, enc) -> None:
+    ok("predict", model, unlabelled, "-o", tmp_path / "p.jsonl", "--cache-dir", cache_dir)
+    result = ok("predict", model, unlabelled, "-o", "-", "--cache-dir", cache_dir)
+    assert result.stdout == (tmp_path / "p.jsonl").read_text(encoding="utf-8")
+    assert result.stderr.strip().endswith("wrote 3 predictions to stdout")
+    result = ok("predict", model, unlabelled, "-o", "-", "--format", "csv", "--cache-dir",
+                cache_dir)
+    assert result.stdout.splitlines()[0] == "id,text,label,score,p_neg,p_pos"
+    assert len(result.stdout.splitlines()) == 4
+    assert_error(invoke("predict", model, unlabelled, "-o", tmp_path / "p.csv", "--format",
+                        "jsonl"), 2, "--format jsonl does not match --output 'p.csv'")
+    assert_error(invoke("predict", model, unlabelled, "-o", "-", "--format", "xml"), 2,
+                 "--format must be jsonl, csv or parquet, got 'xml'")
+    # audit: the rows on stdout, the report on stderr.
+    result = ok("audit", sentiment_jsonl, "-o", "-", "--cache-dir", cache_dir, *enc)
+    rows = [json.loads(x) for x in result.stdout.splitlines()]
+    assert [r["rank"] for r in rows] == list(range(1, 17))
+    assert "audited 16 labelled examples in 2 classes" in result.stderr
+    result = ok("suggest", unlabelled, "--budget", 2, "-o", "-", "--strategy", "diverse",
+                "--cache-dir", cache_dir, *enc)
+    assert [json.loads(x)["rank"] for x in result.stdout.splitlines()] == [1, 2]
+    result = ok("select", sentiment_jsonl, unlabelled, "-o", "-", "--k", 2, "--cache-dir",
+                cache_dir, *enc)
+    assert [len(json.loads(x)["examples"]) for x in result.stdout.splitlines()] == [2, 2, 2]
+
+
+# -- progress when stderr is not a terminal -------------------------------------------------------
+def test_long_loop_logs_plain_progress_lines(monkeypatch, capsys) -> None:
+    import fewshot._progress as progress_module
+
+    now = [100.0]
+    monkeypatch.setattr(progress_module, "_clock", lambda: now[0])
+    monkeypatch.setattr(progress_module, "_auto", lambda: False)  # not a terminal
+    with progress_module.progress("Embedding texts", 5000) as advance:
+        for _ in range(50):  # 100 items a step, 3 s a step: 33 items/s
+            now[0] += 3.0
+            advance(100)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[:2] == [
+        "Embedding texts: 400/5,000 (8%), 33 items/s, ETA 138 s",
+        "Embedding texts: 800/5,000 (16%), 33 items/s, ETA 126 s",
+    ]
+    assert len(lines) == 13  # every 12 s of a 150 s loop, and a last line
+    assert lines[-1] == "Embedding texts: 5,000/5,000 done in 150 s"
+    assert not any("\x1b" in line or "\r" in line for line in lines)
+
+
+def test_short_loops_and_disabled_progress_print_nothing(monkeypatch, capsys) -> None:
+    import fewshot._progress as progress_module
+
+    now = [0.0]
+    monkeypatch.setattr(progress_module, "_clock", lambda: now[0])
+    monkeypatch.setattr(progress_module, "_auto", lambda: False)
+    with progress_module.progress("Embedding texts", 10) as advance:
+        now[0] += 9.0
+        advance(10)
+    with progress_module.progress("Embedding texts", 10, enabled=False) as advance:
+        now[0] += 60.0
+        advance(10)
+    assert capsys.readouterr().err == ""
+
+
+def test_transformers_bars_are_off_while_a_model_loads() -> None:
+    from transformers.utils import logging as hf_logging
+
+    from fewshot._progress import quiet_library_bars
+
+    hf_logging.enable_progress_bar()
+    for shown in (True, None, False):  # on a terminal too: fewshot shows its own
+        with quiet_library_bars(shown):
+            assert not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.is_progress_bar_enabled()
+
+
+# -- a moved encoder ------------------------------------------------------------------------------
+def test_moved_encoder_names_where_it_was_and_the_fix(
+    tmp_path: Path, sentiment_jsonl: Path, unlabelled: Path, tiny_text_model_dir: Path, copy_tree
+) -> None:
+    encoder = copy_tree(tiny_text_model_dir, "encoder")
+    ok("train", sentiment_jsonl, "-o", tmp_path / "m", "--encoder", encoder, "--no-cache")
+    moved = encoder.rename(tmp_path / "encoder-moved")
+    assert_error(
+        invoke("predict", tmp_path / "m", unlabelled, "-o", tmp_path / "p.jsonl", "--no-cache"),
+        1,
+        f"error: cannot find the text encoder this model was trained with, '{encoder}' (tried: "
+        f"folder {encoder}: not found; FEWSHOT_MODELS: not set); if it moved, pass --encoder "
+        "PATH (encoder= in Python) to point the model at it",
+    )
+    ok("predict", tmp_path / "m", unlabelled, "-o", tmp_path / "p.jsonl", "--no-cache",
+       "--encoder", moved)
+
+
+def test_long_texts_chunk_is_saved_with_the_model(tmp_path: Path, sentiment_jsonl: Path, enc,
+                                                  image_folder: Path) -> None:
+    ok("train", sentiment_jsonl, "-o", tmp_path / "m", *enc, "--no-cache",
+       "--long-texts", "chunk")
+    ref = json.loads((tmp_path / "m" / "fewshot.json").read_text())["encoder"]
+    assert ref["settings"] == {"long_texts": "chunk"}
+    ok("predict", tmp_path / "m", sentiment_jsonl, "-o", tmp_path / "p.jsonl", "--no-cache")
+    assert_error(invoke("embed", image_folder, "-o", tmp_path / "e.npy", "--no-cache",
+                        "--long-texts", "chunk"), 2, "--long-texts works with text data only")
+    assert_error(invoke("embed", sentiment_jsonl, "-o", tmp_path / "e.npy", *enc, "--no-cache",
+                        "--long-texts", "all"), 2, "long_texts")

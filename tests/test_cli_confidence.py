@@ -202,7 +202,7 @@ def test_audit_finds_a_flipped_label_and_duplicates(
     dup = next(r for r in ranked if r["id"] == "dup")
     assert "conflicting_duplicate" in dup["flags"] and dup["duplicates"] == ["r1"]
     leak = next(r for r in ranked if r["id"] == "r9")  # "awful film" is also in test
-    assert "in_test" in leak["flags"] and leak["test_duplicates"] == ["0"]
+    assert "in_test" in leak["flags"] and leak["test_duplicates"] == ["1"]  # its line
     assert "most likely mislabelled" in result.stdout and "conflicting labels" in result.stdout
     report = json.loads(ok("audit", data, "-o", tmp_path / "a.csv", "--json", *common).stdout)
     assert report["conflicting_groups"] == [["r1", "dup"]] and report["test"] is None
@@ -226,7 +226,7 @@ def test_audit_errors(tmp_path: Path, sentiment_jsonl: Path, common: list[object
     assert_error(invoke("audit", sentiment_jsonl, "-o", tmp_path / "a.txt", *common), 2,
                  "--output must end in .jsonl, .csv or .parquet, got 'a.txt'")
     one = _write_jsonl(tmp_path / "one.jsonl", [{"text": "good", "label": "pos"}] * 2)
-    assert_error(invoke("audit", one, "-o", tmp_path / "a.jsonl", *common), 2, "single class")
+    assert_error(invoke("audit", one, "-o", tmp_path / "a.jsonl", *common), 1, "single class")
     assert_error(invoke("audit", sentiment_jsonl, "-o", tmp_path / "a.jsonl", "--head", "svm",
                         *common), 2, "unknown head 'svm'")
 

@@ -79,3 +79,50 @@ def test_human_in_the_loop_script_runs(minilm_dir, tmp_path: Path) -> None:
     rows = [json.loads(line) for line in (out / "audit.jsonl").read_text().splitlines()]
     assert len(rows) == 32 and [r["rank"] for r in rows] == list(range(1, 33))
     assert "most likely mislabelled (top 3)" in res.stdout
+
+
+def _typed_commands() -> list[list[str]]:
+    """The README's hand-typed ``fewshot`` commands (bash blocks), as argument lists."""
+    import shlex
+
+    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    return [shlex.split(line)[1:] for block in blocks for line in block.splitlines()
+            if line.startswith("fewshot ")]
+
+
+def test_readme_commands_read_only_what_the_repo_or_an_earlier_command_has() -> None:
+    """Each path a README command reads is in the repository or written by a command
+    before it, so the commands run as shown from a fresh clone."""
+    commands = _typed_commands()
+    assert [c[0] for c in commands] == ["train", "evaluate", "predict"]
+    written: set[str] = set()
+    for args in commands:
+        output = args[args.index("--output") + 1] if "--output" in args else None
+        inputs = [a for a in args[1:] if not a.startswith("-") and a != output]
+        for path in inputs:
+            assert path in written or (REPO / path).exists(), (args, path)
+        if output is not None:
+            written.add(output)
+    assert (REPO / "examples/data/support/new.txt").read_text().splitlines() == [
+        "my parcel never showed up", "the app crashes on startup"]
+
+
+@pytest.mark.integration
+def test_readme_commands_run_as_typed(minilm_dir, monkeypatch: pytest.MonkeyPatch,
+                                      tmp_path: Path) -> None:
+    """The three commands under "Run it", typed into a fresh clone's root."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from fewshot.cli import app
+
+    root = tmp_path / "repo"
+    shutil.copytree(REPO / "examples", root / "examples")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
+    for args in _typed_commands():
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, (args, result.output)
+    rows = (root / "runs/support.predictions.jsonl").read_text().splitlines()
+    assert [json.loads(r)["label"] for r in rows] == ["shipping", "technical"]

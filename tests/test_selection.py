@@ -324,7 +324,7 @@ def test_random_and_errors(clustered) -> None:
     assert [p.index for p in suggest(X, 5, strategy="random", seed=1)] == [
         p.index for p in suggest(X, 5, strategy="random", seed=1)
     ]
-    with pytest.raises(UsageError, match="larger than the unlabelled pool"):
+    with pytest.raises(DataError, match="larger than the unlabelled pool"):
         suggest(X, 11, strategy="random", labelled=range(50))
     with pytest.raises(UsageError, match="needs a model"):
         suggest(X, 2, strategy="uncertain")
@@ -386,7 +386,7 @@ def test_cli_select_errors(sentiment_jsonl: Path, tiny_text_model_dir: Path,
     base = ["select", str(sentiment_jsonl), str(sentiment_jsonl), "-o", str(tmp_path / "o.jsonl"),
             "--encoder", str(tiny_text_model_dir), "--no-cache"]
     res = runner.invoke(app, [*base, "--k", "99"])
-    assert res.exit_code == 2 and "larger than the pool (16 items)" in res.output
+    assert res.exit_code == 1 and "larger than the pool (16 items)" in res.output
     res = runner.invoke(app, [*base, "--strategy", "best"])
     assert res.exit_code == 2 and "unknown strategy 'best'" in res.output
     bad = tmp_path / "bad.j2"
@@ -447,7 +447,7 @@ def test_cli_suggest_never_suggests_a_copy_of_a_labelled_item(
     picked = {json.loads(line)["index"] for line in out.read_text().splitlines()}
     assert picked == set(range(1, 16))
     res = CliRunner().invoke(app, [*args, "--budget", "16", "-o", str(tmp_path / "t.jsonl")])
-    assert res.exit_code == 2 and "larger than the unlabelled pool (15 items)" in res.output
+    assert res.exit_code == 1 and "larger than the unlabelled pool (15 items)" in res.output
 
 
 def test_cli_suggest_labelled_of_the_wrong_kind(
@@ -457,7 +457,7 @@ def test_cli_suggest_labelled_of_the_wrong_kind(
                                    "--labelled", str(image_folder), "-o",
                                    str(tmp_path / "s.jsonl"), "--encoder",
                                    str(tiny_text_model_dir), "--no-cache"])
-    assert res.exit_code == 2
+    assert res.exit_code == 1
     assert f"{image_folder} holds image but the pool and model are text" in res.output
 
 
@@ -575,7 +575,7 @@ def test_cli_suggest_with_label_descriptions(
                               str(tmp_path / "x.jsonl"), "--label-descriptions", str(same),
                               "--budget", "2", "--strategy", "diverse"])
     # Checked before the pool (which does not exist) is read.
-    assert res.exit_code == 2 and "have the same description" in res.output
+    assert res.exit_code == 1 and "have the same description" in res.output
     # A described label the model does not know is a note (finding a new label's first
     # examples is a use), not an error.
     model = tmp_path / "model"
@@ -696,7 +696,8 @@ def test_labelled_model_margins_do_what_suggest_labelled_does(
     assert [json.loads(line)["index"] for line in out.read_text().splitlines()] == [
         p.index for p in api]
     # Without calibration there are no out-of-fold predictions: followed, untested.
-    plain = FewShotClassifier(tiny_text_encoder, cache=False).fit(texts, [y for _, y in SENTIMENT])
+    plain = FewShotClassifier(tiny_text_encoder, calibration=None, cache=False).fit(
+        texts, [y for _, y in SENTIMENT])
     proba, note = labelled_model_margins(plain, X)
     assert proba is not None and "fitted without calibration" in note
     assert "margins are followed untested" in note

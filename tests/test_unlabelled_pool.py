@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from fewshot.data import Dataset, unlabelled_pool
-from fewshot.errors import DataError, UsageError
+from fewshot.errors import DataError
 
 
 def _texts(items: list[str], source: str, labels: list[str] | None = None) -> Dataset:
@@ -39,6 +39,6 @@ def test_a_pool_of_only_labelled_items_or_of_the_other_kind_is_refused() -> None
                            drop_labelled=False) == ["bad film"]
     images = Dataset(items=[Path("a.png")], labels=None, ids=["a"], modality="image",
                      source="imgs/")
-    with pytest.raises(UsageError, match=r"^imgs/ holds image but the labelled data is text; "
+    with pytest.raises(DataError, match=r"^imgs/ holds image but the labelled data is text; "
                        "pass matching data$"):
         unlabelled_pool(images, labelled)

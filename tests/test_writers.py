@@ -97,3 +97,51 @@ def test_parquet_without_pyarrow_names_the_extra(monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ModuleNotFoundError, match=r"pip install 'fewshot\[parquet\]'"):
         row_format("p.parquet")
     assert row_format("p.jsonl") == ".jsonl"
+
+
+class _Stdout:
+    """A stand-in for sys.stdout with a byte buffer, as a real one has."""
+
+    def __init__(self) -> None:
+        import io
+
+        self.buffer = io.BytesIO()
+        self.text = io.StringIO()
+
+    def write(self, s: str) -> int:
+        return self.text.write(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_dash_writes_to_stdout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    for fmt, name in ((None, "rows.jsonl"), ("csv", "rows.csv"), (".parquet", "rows.parquet")):
+        out = _Stdout()
+        monkeypatch.setattr("sys.stdout", out)
+        assert write_rows("-", ROWS, fmt=fmt) == 2
+        monkeypatch.undo()
+        write_rows(tmp_path / name, ROWS)
+        if name.endswith(".parquet"):
+            assert pq.read_table(io.BytesIO(out.buffer.getvalue())).to_pylist() == ROWS
+        else:
+            assert out.text.getvalue() == (tmp_path / name).read_bytes().decode()
+    assert not list(Path.cwd().glob("-"))  # no file named '-'
+
+
+def test_format_option_checks() -> None:
+    assert row_format("-") == ".jsonl"
+    assert row_format("-", fmt="CSV") == ".csv"
+    assert row_format("out.csv", fmt="csv") == ".csv"
+    with pytest.raises(UsageError) as e:
+        row_format("out.csv", fmt="jsonl", name="--output")
+    assert str(e.value) == (
+        "--format jsonl does not match --output 'out.csv'; a file is written in the format "
+        "its extension names: drop --format or change the extension")
+    with pytest.raises(UsageError) as e:
+        row_format("-", (".jsonl", ".parquet"), fmt="csv")
+    assert str(e.value) == "--format must be jsonl or parquet, got 'csv'"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from fewshot._version import __version__
 from fewshot.cli import audit, bench, distill, embed, evaluate, predict, review, train
@@ -12,23 +14,52 @@ from fewshot.cli import select as select_cmd
 
 __all__ = ["app", "main"]
 
+
+class _Command(TyperCommand):
+    """Help as the README writes it: ``Usage: fewshot predict [OPTIONS] MODEL_DIR DATA``
+    (typer puts required arguments in braces) and no ``<bool>`` beside a flag."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [re.sub(r"\{([^{}]+)\}", r"\1", piece)
+                for piece in super().collect_usage_pieces(ctx)]
+
+    def get_help_option(self, ctx: Any) -> Any:
+        return _no_metavar(super().get_help_option(ctx))
+
+
+class _Group(TyperGroup):
+    def get_help_option(self, ctx: Any) -> Any:
+        return _no_metavar(super().get_help_option(ctx))
+
+
+def _no_metavar(option: Any) -> Any:
+    if option is not None:
+        option.metavar = ""
+    return option
+
+
 app = typer.Typer(
+    cls=_Group,
     name="fewshot",
     help="Few-shot text and image classification on frozen pretrained encoders.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("embed", no_args_is_help=True)(embed.embed)
-app.command("train", no_args_is_help=True)(train.train)
-app.command("predict", no_args_is_help=True)(predict.predict)
-app.command("evaluate", no_args_is_help=True)(evaluate.evaluate)
-app.command("bench", no_args_is_help=True)(bench.bench)
-app.command("review", no_args_is_help=True)(review.review)
-app.command("audit", no_args_is_help=True)(audit.audit)
-app.command("distill", no_args_is_help=True)(distill.distill)
-app.command("select", no_args_is_help=True)(select_cmd.select)
-app.command("suggest", no_args_is_help=True)(select_cmd.suggest)
+
+for _name, _fn in (
+    ("embed", embed.embed), ("train", train.train), ("predict", predict.predict),
+    ("evaluate", evaluate.evaluate), ("bench", bench.bench), ("review", review.review),
+    ("audit", audit.audit), ("distill", distill.distill), ("select", select_cmd.select),
+    ("suggest", select_cmd.suggest),
+):
+    app.command(_name, cls=_Command, no_args_is_help=True)(_fn)
 
 
 def _version(value: bool) -> None:
@@ -40,7 +71,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+        bool, typer.Option("--version", callback=_version, is_eager=True, metavar="",
+                     help="Show version.")
     ] = False,
 ) -> None:
     """Few-shot text and image classification on frozen pretrained encoders."""

@@ -5,13 +5,14 @@ from __future__ import annotations
 import functools
 import json
 import sys
-from collections.abc import Callable, Collection
+import warnings
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Any, TypedDict, TypeVar
 
 import typer
 
-from fewshot.errors import FewShotError, UsageError
+from fewshot.errors import DataError, FewShotError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -32,15 +33,49 @@ CacheDirOpt = Annotated[
     ),
 ]
 NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor write the cache.")]
+ModelEncoderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--encoder", "-e",
+        help="Where the model's encoder is now: a folder or local-dir:PATH. Default: the "
+        "model's own encoder; pass a path to point a moved model at its encoder.",
+    ),
+]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Items per encoder batch.")]
+LongTextsOpt = Annotated[
+    str,
+    typer.Option(
+        "--long-texts",
+        help="Texts longer than the encoder reads (256 tokens for all-MiniLM-L6-v2): truncate "
+        "(cut, with a warning) or chunk (overlapping windows embedded and averaged; about one "
+        "forward pass per window). Text only; saved with a model.",
+    ),
+]
+
+
+def text_encoder_options(long_texts: str, modality: str) -> dict[str, Any]:
+    """The encoder settings of --long-texts (none for the default)."""
+    if long_texts == "truncate":
+        return {}
+    if modality != "text":
+        raise UsageError("--long-texts works with text data only; drop it for images")
+    return {"long_texts": long_texts}
+
+
 def _check_device(value: str) -> str:
-    """A typo in --device fails now, even when every embedding is already cached."""
+    """A typo in --device, or a device this machine lacks, fails now, even when every
+    embedding is already cached."""
     from fewshot.encoders import check_device
 
     try:
-        return check_device(value)
+        check_device(value)
+        if value not in ("auto", "cpu"):
+            from fewshot.encoders import resolve_device
+
+            resolve_device(value)  # imports torch: only for a device named explicitly
     except UsageError as e:
         raise typer.BadParameter(str(e)) from None
+    return value
 
 
 DeviceOpt = Annotated[
@@ -57,6 +92,17 @@ SkipBadOpt = Annotated[
     typer.Option("--skip-bad-images", help="Leave out unreadable images with a warning."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite an existing output.")]
+#: ``--output -``: rows go to stdout.
+STDOUT = "-"
+RowFormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        help="jsonl, csv or parquet: the format of --output - (stdout). A file is written "
+        "in the format its extension names.",
+        show_default="jsonl on stdout",
+    ),
+]
 
 
 def err(message: str) -> None:
@@ -74,7 +120,11 @@ def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                # Library warnings (texts cut to the model's length, an unwritable cache)
+                # as one line each, like every other message.
+                warnings.showwarning = lambda message, *_, **__: info(f"warning: {message}")
+                return fn(*args, **kwargs)
         except FewShotError as e:
             err(str(e))
             raise typer.Exit(e.exit_code) from None
@@ -82,7 +132,7 @@ def handle_errors(fn: F) -> F:
             err(f"{e}; install the missing package (pip install 'fewshot[dev]' has all extras)")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err("interrupted")
+            err("interrupted; finished embeddings are cached, so a rerun resumes from them")
             raise typer.Exit(130) from None
         except OSError as e:  # permissions, a folder where a file should go, a full disk
             where = f" {e.filename}" if e.filename else ""
@@ -93,9 +143,32 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def check_output(path: Path, force: bool, folder_of: Collection[str] | None = None) -> None:
-    """Refuse an existing output unless ``force``; for a folder output (``folder_of``: the
-    names written into it), refuse even with ``force`` a folder holding anything else."""
+def is_stdout(path: object) -> bool:
+    """True for ``--output -``."""
+    return str(path) == STDOUT
+
+
+def output_name(path: object) -> str:
+    """How a closing line names an output: its path, or stdout."""
+    return "stdout" if is_stdout(path) else str(path)
+
+
+#: A command's inputs for :func:`check_output`: option or argument name -> path, a list
+#: of paths, an encoder name (compared only when it is an existing path), or None.
+Inputs = Mapping[str, object]
+
+
+def check_output(
+    path: Path, force: bool, folder_of: Collection[str] | None = None,
+    inputs: Inputs | None = None,
+) -> None:
+    """Refuse an output that is one of ``inputs`` (whatever ``force`` says, see
+    :func:`check_not_input`), or that exists unless ``force``; for a folder output
+    (``folder_of``: the names written into it), refuse even with ``force`` a folder
+    holding anything else."""
+    if is_stdout(path):
+        return
+    check_not_input(path, inputs or {}, folder=folder_of is not None)
     if path.exists() and not force:
         raise UsageError(f"{path} already exists; choose another output or pass --force")
     if folder_of is not None:
@@ -104,6 +177,53 @@ def check_output(path: Path, force: bool, folder_of: Collection[str] | None = No
         refusal = replace_refusal(path, folder_of)
         if refusal:
             raise UsageError(refusal)
+
+
+def check_not_input(path: Path, inputs: Inputs, *, folder: bool = False) -> None:
+    """A UsageError when writing ``path`` would replace something the command reads.
+
+    Refused: an output that is an input file or folder, a split file of an input
+    dataset folder (``DATA/test.jsonl``), and a folder output (``folder``) that
+    holds an input. Paths are compared resolved, so ``./x`` and a link to ``x`` are
+    ``x``. An output elsewhere inside an input folder (predictions beside the
+    data) is fine. Inputs that do not exist are not compared: an encoder name
+    such as all-MiniLM-L6-v2 is not a path.
+    """
+    out = path.expanduser().resolve()
+    for name, value in inputs.items():
+        values = value if isinstance(value, list | tuple) else [value]
+        for raw in values:
+            if raw is None:
+                continue
+            text = str(raw)
+            text = text[len("local-dir:"):] if text.startswith("local-dir:") else text
+            inp = Path(text).expanduser()
+            if not inp.exists():
+                continue
+            inp = inp.resolve()
+            if out == inp:
+                raise UsageError(
+                    f"the output {path} is also the input {name} ({raw}); writing it would "
+                    "replace the input: choose another output"
+                )
+            if folder and out in inp.parents:
+                raise UsageError(
+                    f"the output folder {path} holds the input {name} ({raw}); writing it "
+                    "would replace the input: choose another output"
+                )
+            if inp.is_dir() and out.parent == inp and _is_split_file(inp, out):
+                raise UsageError(
+                    f"the output {path} is the {out.stem} split of the input {name} ({raw}); "
+                    "writing it would replace the input: choose another output"
+                )
+
+
+def _is_split_file(folder: Path, file: Path) -> bool:
+    from fewshot.data import dataset_splits
+    from fewshot.data.loaders import TEXT_SUFFIXES
+
+    splits = dataset_splits(folder)
+    return file.name in splits or (file.stem in splits and file.suffix.lower() in TEXT_SUFFIXES)
 
 
 def make_cache(cache_dir: Path | None, no_cache: bool) -> Any:
@@ -118,9 +238,9 @@ def make_cache(cache_dir: Path | None, no_cache: bool) -> Any:
 def check_modality(
     ds: Any, expected: str, name: object, what: str = "the model classifies"
 ) -> None:
-    """Data of the wrong kind (text for an image model, or the reverse) is a usage error."""
+    """Data of the wrong kind (text for an image model, or the reverse) is a DataError."""
     if ds.modality != expected:
-        raise UsageError(f"{name} holds {ds.modality} but {what} {expected}; pass matching data")
+        raise DataError(f"{name} holds {ds.modality} but {what} {expected}; pass matching data")
 
 
 class DataFields(TypedDict):
@@ -135,7 +255,13 @@ class DataFields(TypedDict):
 def load_data(
     path: Path, split: str | None, *, text_field: str, label_field: str,
     image_field: str | None, require_labels: bool, skip_bad_images: bool = False,
+    skip_reasons: dict[str, str] | None = None,
 ) -> Any:
+    """:func:`fewshot.data.load_dataset`, its warnings printed as ``warning:`` lines.
+
+    ``skip_reasons``, when given, receives why each image in ``ds.skipped`` was left
+    out (what PIL said), keyed by path.
+    """
     import warnings
 
     from fewshot.data import load_dataset
@@ -149,6 +275,13 @@ def load_data(
         )
     for w in caught:
         info(f"warning: {w.message}")
+    if skip_reasons is not None:
+        messages = [str(w.message) for w in caught]
+        for p in ds.skipped:
+            prefix = f"skipping unreadable image {p} ("
+            said = next((m[len(prefix):-1] for m in messages
+                         if m.startswith(prefix) and m.endswith(")")), "")
+            skip_reasons[p] = f"unreadable image ({said})" if said else "unreadable image"
     return ds
 
 

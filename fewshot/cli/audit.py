@@ -17,29 +17,36 @@ from fewshot.cli._common import (
     ImageFieldOpt,
     LabelFieldOpt,
     NoCacheOpt,
+    RowFormatOpt,
     SkipBadOpt,
     TextFieldOpt,
     check_output,
     handle_errors,
     info,
+    is_stdout,
     load_data,
     make_cache,
+    output_name,
 )
-from fewshot.errors import UsageError
+from fewshot.errors import DataError
 
 
 @handle_errors
 def audit(
     data: Annotated[
-        Path, typer.Argument(help="Labelled JSONL/CSV/Parquet, image folder, or dataset folder.")
+        Path,
+        typer.Argument(metavar="DATA",
+                       help="Labelled JSONL/CSV/Parquet, image folder, or dataset folder."),
     ],
     output: Annotated[
         Path,
         typer.Option(
             "--output", "-o",
-            help="Ranked examples, .jsonl, .csv or .parquet (most suspect first).",
+            help="Ranked examples, .jsonl, .csv or .parquet (most suspect first); - for "
+            "stdout (the report then goes to stderr).",
         ),
     ],
+    fmt: RowFormatOpt = None,
     test: Annotated[
         Path | None,
         typer.Option(
@@ -83,8 +90,8 @@ def audit(
     """
     from fewshot.data.writers import row_format, write_rows
 
-    row_format(output, name="--output")
-    check_output(output, force)
+    row_format(output, name="--output", fmt=fmt)
+    check_output(output, force, inputs={"DATA": data, "--test": test, "--encoder": encoder})
     from fewshot.heads import make_head
 
     make_head(head)  # an unknown head is a usage error before any work
@@ -93,12 +100,12 @@ def audit(
         require_labels=True, skip_bad_images=skip_bad_images,
     )
     if len(ds.classes) < 2:
-        raise UsageError(
+        raise DataError(
             f"{ds.source} has a single class ({ds.classes[0]}); auditing labels needs two or more"
         )
     test_ds = _test_data(data, test, split, text_field, image_field, skip_bad_images)
     if test_ds is not None and test_ds.modality != ds.modality:
-        raise UsageError(
+        raise DataError(
             f"--test holds {test_ds.modality} but DATA is {ds.modality}; pass matching data"
         )
     import numpy as np
@@ -118,13 +125,11 @@ def audit(
         Z_test=Z_test,
     )
     rows = _rows(ds, test_ds, result, classes, y_idx)
-    write_rows(output, rows)
+    write_rows(output, rows, fmt=fmt)
     report = _report(ds, test_ds, result, rows, classes, y_idx, top)
-    if as_json:
-        typer.echo(json.dumps(report))
-    else:
-        typer.echo(_format_report(report))
-    info(f"wrote {len(rows)} examples to {output}, most suspect first")
+    to_stderr = is_stdout(output)  # stdout holds the rows
+    typer.echo(json.dumps(report) if as_json else _format_report(report), err=to_stderr)
+    info(f"wrote {len(rows)} examples to {output_name(output)}, most suspect first")
 
 
 def _test_data(

@@ -12,6 +12,7 @@ from fewshot.cli._common import (
     DeviceOpt,
     EncoderOpt,
     NoCacheOpt,
+    check_not_input,
     handle_errors,
     info,
     make_cache,
@@ -22,7 +23,8 @@ from fewshot.cli._common import (
 def bench(
     datasets: Annotated[
         list[Path],
-        typer.Argument(help="Dataset folders with train/test splits (the layout of shared/data)."),
+        typer.Argument(metavar="DATASET_DIR",
+                       help="Dataset folders with train/test splits (the layout of shared/data)."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for results.")],
     shots: Annotated[str, typer.Option("--shots", help="Shots per class, e.g. 8,64.")] = "8,64",
@@ -54,6 +56,7 @@ def bench(
         raise UsageError(f"--shots must be at least 1 per class, got {shots}")
     if min(seed_list) < 0:
         raise UsageError(f"--seeds must be 0 or more, got {seeds}")
+    check_not_input(output, {"DATASET_DIR": datasets}, folder=True)
     for d in datasets:
         if not d.is_dir():
             raise DataError(f"no dataset folder at {d}; pass folders holding train and test")

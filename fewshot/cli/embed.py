@@ -16,25 +16,31 @@ from fewshot.cli._common import (
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LongTextsOpt,
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
+    check_not_input,
     check_output,
     handle_errors,
     info,
     load_data,
     make_cache,
+    text_encoder_options,
 )
 from fewshot.errors import UsageError
 
 
 @handle_errors
 def embed(
-    data: Annotated[Path, typer.Argument(help="JSONL/CSV/Parquet/TXT file or image folder.")],
+    data: Annotated[
+        Path, typer.Argument(metavar="DATA", help="JSONL/CSV/Parquet/TXT file or image folder.")
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Output .npy or .safetensors file.")
     ],
     encoder: EncoderOpt = None,
+    long_texts: LongTextsOpt = "truncate",
     split: Annotated[
         str | None, typer.Option("--split", help="Split of a dataset folder (train, test).")
     ] = None,
@@ -53,7 +59,9 @@ def embed(
     if suffix not in (".npy", ".safetensors"):
         raise UsageError(f"--output must end in .npy or .safetensors, got '{output.name}'")
     sidecar = output.with_suffix(".ids.json")
-    check_output(output, force)
+    inputs = {"DATA": data, "--encoder": encoder}
+    check_output(output, force, inputs=inputs)
+    check_not_input(sidecar, inputs)
     if sidecar.exists() and not force:
         raise UsageError(
             f"{sidecar} (the ids file written beside {output.name}) already exists, perhaps "
@@ -69,7 +77,8 @@ def embed(
     from fewshot.cache import embed as cached_embed
     from fewshot.encoders import get_encoder
 
-    enc = get_encoder(encoder, ds.modality, device=device, batch_size=batch_size)
+    enc = get_encoder(encoder, ds.modality, device=device, batch_size=batch_size,
+                      **text_encoder_options(long_texts, ds.modality))
     vectors = cached_embed(enc, ds.items, make_cache(cache_dir, no_cache))
     meta = {"encoder": enc.name, "encoder_id": enc.id, "dim": enc.dim, "n": len(ds)}
     with atomic_file(output) as f:

@@ -13,9 +13,9 @@ from fewshot.cli._common import (
     BatchOpt,
     CacheDirOpt,
     DeviceOpt,
-    EncoderOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    ModelEncoderOpt,
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
@@ -29,10 +29,14 @@ from fewshot.errors import DataError
 
 @handle_errors
 def evaluate(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder from fewshot train.")],
-    data: Annotated[Path, typer.Argument(help="Labelled data, or a dataset folder.")],
+    model_dir: Annotated[
+        Path, typer.Argument(metavar="MODEL_DIR", help="Model folder from fewshot train.")
+    ],
+    data: Annotated[
+        Path, typer.Argument(metavar="DATA", help="Labelled data, or a dataset folder.")
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
-    encoder: EncoderOpt = None,
+    encoder: ModelEncoderOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,10 +11,11 @@ from fewshot.cli._common import (
     BatchOpt,
     CacheDirOpt,
     DeviceOpt,
-    EncoderOpt,
     ForceOpt,
     ImageFieldOpt,
+    ModelEncoderOpt,
     NoCacheOpt,
+    RowFormatOpt,
     SkipBadOpt,
     TextFieldOpt,
     check_modality,
@@ -24,19 +25,27 @@ from fewshot.cli._common import (
     label_shift_line,
     load_data,
     make_cache,
+    output_name,
 )
 
 
 @handle_errors
 def predict(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder from fewshot train.")],
+    model_dir: Annotated[
+        Path, typer.Argument(metavar="MODEL_DIR", help="Model folder from fewshot train.")
+    ],
     data: Annotated[
-        Path, typer.Argument(help="JSONL/CSV/Parquet/TXT (one text per line) or image folder.")
+        Path,
+        typer.Argument(metavar="DATA",
+                       help="JSONL/CSV/Parquet/TXT (one text per line) or image folder."),
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Predictions file, .jsonl, .csv or .parquet.")
+        Path,
+        typer.Option("--output", "-o",
+                     help="Predictions file, .jsonl, .csv or .parquet; - for stdout."),
     ],
-    encoder: EncoderOpt = None,
+    fmt: RowFormatOpt = None,
+    encoder: ModelEncoderOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
     text_field: TextFieldOpt = "text",
     image_field: ImageFieldOpt = None,
@@ -56,20 +65,26 @@ def predict(
         ),
     ] = False,
 ) -> None:
-    """Predict DATA with the model in MODEL_DIR; one row per item with probabilities."""
+    """Predict DATA with the model in MODEL_DIR; one row per item with probabilities.
+
+    With --skip-bad-images every row has an error field: empty for a prediction, and
+    why for an image that was left out (its row has no label).
+    """
     from fewshot.data.writers import row_format, write_rows
 
-    row_format(output, name="--output")
-    check_output(output, force)
+    row_format(output, name="--output", fmt=fmt)
+    check_output(output, force, inputs={"MODEL_DIR": model_dir, "DATA": data,
+                                        "--encoder": encoder})
     from fewshot.classifier import FewShotClassifier
 
     clf = FewShotClassifier.load(
         model_dir, encoder=encoder, cache=make_cache(cache_dir, no_cache), device=device,
         batch_size=batch_size,
     )
+    skipped: dict[str, str] = {}
     ds = load_data(
         data, split, text_field=text_field, label_field="label", image_field=image_field,
-        require_labels=False, skip_bad_images=skip_bad_images,
+        require_labels=False, skip_bad_images=skip_bad_images, skip_reasons=skipped,
     )
     check_modality(ds, clf.encoder_.modality, data)
     proba = clf.predict_proba(ds.items, adapt_prior=adapt_prior)
@@ -77,11 +92,29 @@ def predict(
         info(label_shift_line(clf.label_shift_, list(clf.classes_)))
     classes = [str(c) for c in clf.classes_]
     item_key = "text" if ds.modality == "text" else "path"
-    rows = (
+    rows: list[dict[str, Any]] = [
         {"id": ds.ids[i], item_key: ds.display(i), "label": classes[p.argmax()],
          "score": round(float(p.max()), 6),
          "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p, strict=True)}}
         for i, p in enumerate(proba)
-    )
-    n = write_rows(output, rows)
-    info(f"wrote {n} predictions to {output}")
+    ]
+    if skip_bad_images:  # every row has the field, so CSV has the column
+        for row in rows:
+            row["error"] = None
+        rows += [{"id": _skipped_id(ds.source, path), item_key: path, "label": None,
+                  "score": None, "probabilities": None, "error": why}
+                 for path, why in skipped.items()]
+    write_rows(output, rows, fmt=fmt)
+    left_out = f" and {len(skipped)} rows for skipped images (see their error)" if skipped else ""
+    info(f"wrote {len(proba)} predictions{left_out} to {output_name(output)}")
+
+
+def _skipped_id(source: str, path: str) -> str | None:
+    """A skipped image's id as the folder loader gives one (its path in the folder)."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return None
+    try:
+        return Path(path).relative_to(folder).as_posix()
+    except ValueError:
+        return None

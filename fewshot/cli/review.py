@@ -12,10 +12,10 @@ from fewshot.cli._common import (
     BatchOpt,
     CacheDirOpt,
     DeviceOpt,
-    EncoderOpt,
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    ModelEncoderOpt,
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
@@ -40,9 +40,13 @@ _OUTPUT_FILES = (
 
 @handle_errors
 def review(
-    model_dir: Annotated[Path, typer.Argument(help="Model folder from fewshot train.")],
+    model_dir: Annotated[
+        Path, typer.Argument(metavar="MODEL_DIR", help="Model folder from fewshot train.")
+    ],
     data: Annotated[
-        Path, typer.Argument(help="Items to classify: JSONL/CSV/Parquet/TXT or image folder.")
+        Path,
+        typer.Argument(metavar="DATA",
+                       help="Items to classify: JSONL/CSV/Parquet/TXT or image folder."),
     ],
     output: Annotated[
         Path,
@@ -70,7 +74,7 @@ def review(
     fmt: Annotated[
         str, typer.Option("--format", help="jsonl, csv or parquet for the two item files.")
     ] = "jsonl",
-    encoder: EncoderOpt = None,
+    encoder: ModelEncoderOpt = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
@@ -98,7 +102,8 @@ def review(
         raise UsageError(f"--target-precision must be in (0, 1], got {target_precision}")
     if conformal is not None and not 0.0 < conformal < 1.0:
         raise UsageError(f"--conformal must be in (0, 1), got {conformal}")
-    check_output(output, force, folder_of=_OUTPUT_FILES)
+    check_output(output, force, folder_of=_OUTPUT_FILES,
+                 inputs={"MODEL_DIR": model_dir, "DATA": data, "--encoder": encoder})
     from fewshot.classifier import FewShotClassifier
     from fewshot.confidence.thresholds import review as split_review
 

@@ -17,6 +17,7 @@ from fewshot.cli._common import (
     ImageFieldOpt,
     LabelFieldOpt,
     NoCacheOpt,
+    RowFormatOpt,
     SkipBadOpt,
     TextFieldOpt,
     check_modality,
@@ -25,8 +26,9 @@ from fewshot.cli._common import (
     info,
     load_data,
     make_cache,
+    output_name,
 )
-from fewshot.errors import UsageError
+from fewshot.errors import DataError, UsageError
 
 if TYPE_CHECKING:
     from fewshot.selection.demonstrations import Strategy
@@ -34,11 +36,22 @@ if TYPE_CHECKING:
 
 @handle_errors
 def select(
-    pool: Annotated[Path, typer.Argument(help="Labelled examples to choose from.")],
-    queries: Annotated[Path, typer.Argument(help="Items that need demonstrations.")],
-    output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output .jsonl or .parquet file.")
+    pool: Annotated[
+        Path, typer.Argument(metavar="POOL", help="Labelled examples to choose from.")
     ],
+    queries: Annotated[
+        Path, typer.Argument(metavar="QUERIES", help="Items that need demonstrations.")
+    ],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="Output .jsonl or .parquet file; - for stdout."),
+    ],
+    fmt: Annotated[
+        str | None,
+        typer.Option("--format", help="jsonl or parquet: the format of --output - (stdout). "
+                     "A file is written in the format its extension names.",
+                     show_default="jsonl on stdout"),
+    ] = None,
     k: Annotated[int, typer.Option("--k", min=1, help="Examples per query.")] = 4,
     strategy: Annotated[
         str, typer.Option("--strategy", help="nearest, mmr, balanced or random.")
@@ -56,8 +69,12 @@ def select(
     ] = None,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed for random.")] = 0,
     encoder: EncoderOpt = None,
-    pool_split: Annotated[str, typer.Option("--pool-split")] = "train",
-    query_split: Annotated[str, typer.Option("--query-split")] = "test",
+    pool_split: Annotated[
+        str, typer.Option("--pool-split", help="Split of POOL when it is a dataset folder.")
+    ] = "train",
+    query_split: Annotated[
+        str, typer.Option("--query-split", help="Split of QUERIES when it is a dataset folder.")
+    ] = "test",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
     image_field: ImageFieldOpt = None,
@@ -72,8 +89,9 @@ def select(
     from fewshot.data.writers import row_format, write_rows
     from fewshot.selection import STRATEGIES, ExampleSelector, PromptTemplate
 
-    row_format(output, (".jsonl", ".parquet"), name="--output")
-    check_output(output, force)
+    row_format(output, (".jsonl", ".parquet"), name="--output", fmt=fmt)
+    check_output(output, force, inputs={"POOL": pool, "QUERIES": queries,
+                                        "--template": template, "--encoder": encoder})
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
     fields = DataFields(text_field=text_field, label_field=label_field,
@@ -81,12 +99,12 @@ def select(
     pool_ds = load_data(pool, pool_split, require_labels=True, **fields)
     query_ds = load_data(queries, query_split, require_labels=False, **fields)
     if query_ds.modality != pool_ds.modality:
-        raise UsageError(
+        raise DataError(
             f"the pool holds {pool_ds.modality} but the queries hold {query_ds.modality}; "
             "give queries of the same kind"
         )
     if k > len(pool_ds):
-        raise UsageError(f"--k {k} is larger than the pool ({len(pool_ds)} items); lower --k")
+        raise DataError(f"--k {k} is larger than the pool ({len(pool_ds)} items); lower --k")
     prompt = (PromptTemplate.from_file(template, modality=pool_ds.modality)
               if template is not None else None)
     checked = cast("Strategy", strategy)  # a member of STRATEGIES, checked above
@@ -113,15 +131,17 @@ def select(
                   "item": pool_ds.display(d.index)} for d in demos],
             )
         rows.append(row)
-    write_rows(output, rows)
-    info(f"wrote {k} {strategy} examples for each of {len(query_ds)} queries to {output}")
+    write_rows(output, rows, fmt=fmt)
+    info(f"wrote {k} {strategy} examples for each of {len(query_ds)} queries to "
+         f"{output_name(output)}")
 
 
 @handle_errors
 def suggest(
-    pool: Annotated[Path, typer.Argument(help="Unlabelled items to choose from.")],
+    pool: Annotated[Path, typer.Argument(metavar="POOL", help="Unlabelled items to choose from.")],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output .jsonl, .csv or .parquet.")
+        Path,
+        typer.Option("--output", "-o", help="Output .jsonl, .csv or .parquet; - for stdout."),
     ],
     budget: Annotated[int, typer.Option("--budget", min=1, help="How many items to label.")],
     strategy: Annotated[
@@ -134,7 +154,9 @@ def suggest(
     model: Annotated[
         Path | None, typer.Option("--model", help="Model folder whose uncertainty to use.")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", min=0)] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, help="Seed for the k-means regions and random.")
+    ] = 0,
     label_descriptions: Annotated[
         Path | None,
         typer.Option(
@@ -143,7 +165,16 @@ def suggest(
             "hybrid spread the picks over the labels the descriptions point to.",
         ),
     ] = None,
-    encoder: EncoderOpt = None,
+    fmt: RowFormatOpt = None,
+    encoder: Annotated[
+        str | None,
+        typer.Option(
+            "--encoder", "-e",
+            help="Model name, folder or local-dir:PATH to embed POOL with. Default: "
+            "all-MiniLM-L6-v2 for text, DINOv2 ViT-S/14 for images; with --model, the "
+            "model's own encoder (pass a path to point a moved model at its encoder).",
+        ),
+    ] = None,
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
@@ -155,14 +186,24 @@ def suggest(
     skip_bad_images: SkipBadOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Choose the BUDGET items of POOL whose labels would help most, best first."""
+    """Choose the BUDGET items of POOL whose labels would help most, best first.
+
+    Each row has a rank, the item, a reason (the strategy that picked it) and a
+    score, higher first: for diverse, the item's cosine similarity to the centre
+    of its k-means region (how typical it is of an unlabelled region); for
+    uncertain and hybrid, the model's uncertainty, 1 - (top probability - second
+    probability), so 1 is a tie between two labels; for random, 0.
+    """
     from fewshot.data.writers import row_format, write_rows
     from fewshot.selection import ANNOTATION_STRATEGIES
     from fewshot.selection import suggest as suggest_indices
     from fewshot.selection.annotation import labelled_model, labelled_model_margins
 
-    row_format(output, name="--output")
-    check_output(output, force)
+    row_format(output, name="--output", fmt=fmt)
+    check_output(output, force, inputs={
+        "POOL": pool, "--labelled": labelled, "--model": model,
+        "--label-descriptions": label_descriptions, "--encoder": encoder,
+    })
     if strategy not in ANNOTATION_STRATEGIES:
         raise UsageError(
             f"unknown strategy '{strategy}'; choose one of {', '.join(ANNOTATION_STRATEGIES)}"
@@ -173,6 +214,7 @@ def suggest(
     fields = DataFields(text_field=text_field, label_field=label_field,
                         image_field=image_field, skip_bad_images=skip_bad_images)
     pool_ds = load_data(pool, split, require_labels=False, **fields)
+    _check_budget(budget, len(pool_ds), pool_ds.source)  # before any model loads
     cache = make_cache(cache_dir, no_cache)
     from fewshot.cache import embed
     from fewshot.classifier import FewShotClassifier
@@ -189,7 +231,7 @@ def suggest(
     prototypes = None
     if descriptions is not None:
         if pool_ds.modality != "text":
-            raise UsageError(
+            raise DataError(
                 "--label-descriptions are embedded as text, so they work with text pools only; "
                 "drop it for images"
             )
@@ -214,20 +256,32 @@ def suggest(
                 "over them too, which finds first examples of a new label (if it is a typo, "
                 "use the model's labels)"
             )
+    _check_budget(budget, len(pool_ds) - len(set(labelled_idx)), pool_ds.source,
+                  labelled is not None)
     proba, note = labelled_model_margins(clf, X, strategy=strategy)
     if note is not None:
         info(f"hybrid: {note}")
     picks = suggest_indices(X, budget, strategy=strategy, labelled=labelled_idx, proba=proba,
                             seed=seed, prototypes=prototypes)
     key = "text" if pool_ds.modality == "text" else "path"
-    write_rows(output, (
+    write_rows(output, fmt=fmt, rows=(
         {"rank": rank, "index": s.index, "id": pool_ds.ids[s.index],
          key: pool_ds.display(s.index), "reason": s.reason, "score": round(s.score, 6)}
         for rank, s in enumerate(picks, start=1)
     ))
     reasons = {r: sum(s.reason == r for s in picks) for r in {s.reason for s in picks}}
-    info(f"wrote {len(picks)} suggestions to {output} "
+    info(f"wrote {len(picks)} suggestions to {output_name(output)} "
          f"({', '.join(f'{n} {r}' for r, n in sorted(reasons.items()))})")
+
+
+def _check_budget(budget: int, free: int, source: str, labelled: bool = False) -> None:
+    """A budget the pool cannot fill is a DataError (the pool is too small for it)."""
+    if budget > free:
+        pool = "unlabelled pool" if labelled else "pool"
+        raise DataError(
+            f"--budget {budget} is larger than the {pool} ({free} items); lower --budget or "
+            f"add items to {source}"
+        )
 
 
 def _guiding_descriptions(path: Path, strategy: str) -> dict[str, str]:
@@ -241,11 +295,11 @@ def _guiding_descriptions(path: Path, strategy: str) -> dict[str, str]:
         )
     descriptions = read_label_descriptions(path)
     if len(descriptions) < 2:
-        raise UsageError(f"{path} describes {len(descriptions)} label; give at least two")
+        raise DataError(f"{path} describes {len(descriptions)} label; give at least two")
     first: dict[str, str] = {}
     for label, text in descriptions.items():
         if text in first:
-            raise UsageError(
+            raise DataError(
                 f"labels {first[text]!r} and {label!r} in {path} have the same description; "
                 "make them distinct"
             )

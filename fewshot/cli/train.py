@@ -17,6 +17,7 @@ from fewshot.cli._common import (
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LongTextsOpt,
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
@@ -27,17 +28,21 @@ from fewshot.cli._common import (
     load_data,
     make_cache,
     parse_params,
+    text_encoder_options,
 )
-from fewshot.errors import UsageError
+from fewshot.errors import DataError, UsageError
 
 
 @handle_errors
 def train(
     data: Annotated[
-        Path, typer.Argument(help="Labelled JSONL/CSV/Parquet, image folder, or dataset folder.")
+        Path,
+        typer.Argument(metavar="DATA",
+                       help="Labelled JSONL/CSV/Parquet, image folder, or dataset folder."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
     encoder: EncoderOpt = None,
+    long_texts: LongTextsOpt = "truncate",
     head: Annotated[str, typer.Option("--head", help="logreg, knn or centroid.")] = "logreg",
     head_param: Annotated[
         list[str] | None,
@@ -151,7 +156,10 @@ def train(
     from fewshot.model import MODEL_FILES
     from fewshot.training.fitting import check_calibration
 
-    check_output(output, force, folder_of=MODEL_FILES)
+    check_output(output, force, folder_of=MODEL_FILES, inputs={
+        "DATA": data, "--label-descriptions": label_descriptions, "--unlabelled": unlabelled,
+        "--prior-from": prior_from, "--encoder": encoder,
+    })
     check_calibration(calibration, calibration_folds)  # before any data is read
     for option, value in (("--unlabelled", unlabelled), ("--prior-from", prior_from)):
         if value is not None and calibration == "none":
@@ -185,7 +193,7 @@ def train(
             info(f"warning: no description for {', '.join(missing[:5])}; those classes get no "
                  "prior")
     if shots is not None and ds.skipped:
-        raise UsageError(
+        raise DataError(
             f"--shots samples rows by their position, and the {len(ds.skipped)} unreadable "
             f"image(s) skipped (first: {ds.skipped[0]}) would shift every later row; fix or "
             "remove them, or train on the whole folder without --shots"
@@ -196,7 +204,7 @@ def train(
         _warn_short_classes(ds.labels, shots)
         ds = ds.subset(few_shot_indices(ds.labels, shots, seed) if shots > 0 else [])
     if len(classes) < 2:
-        raise UsageError(
+        raise DataError(
             f"{ds.source} has a single class ({classes[0]}); a classifier needs at least two"
         )
     from fewshot.data import unlabelled_pool
@@ -212,6 +220,12 @@ def train(
     from fewshot.classifier import FewShotClassifier
 
     start = time.perf_counter()
+    options = text_encoder_options(long_texts, ds.modality)
+    if options:  # an encoder built here carries the setting into the saved model
+        from fewshot.encoders import get_encoder
+
+        encoder = get_encoder(encoder, ds.modality, device=device, batch_size=batch_size,
+                              **options)
     clf = FewShotClassifier(
         encoder, head_obj, cache=make_cache(cache_dir, no_cache), batch_size=batch_size,
         device=device, calibration=calibration,

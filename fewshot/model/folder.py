@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from fewshot._version import __version__
-from fewshot.errors import EncoderMismatchError, ModelError, UsageError
+from fewshot.errors import EncoderMismatchError, EncoderNotFoundError, ModelError, UsageError
 from fewshot.model.state import PARTS, RECORDS, FittedModel, UnknownPartError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MODEL_FILES", "load_model", "read_manifest",
@@ -216,7 +216,15 @@ def _load_encoder(
         # Output settings (normalize, long_texts) come back as saved.
         enc = get_encoder(name, ref["modality"], normalize=bool(ref.get("normalize", True)),
                           **{**options, **ref.get("settings", {})})
-    enc_id = cache.identify(enc) if cache is not None else enc.id
+    try:
+        enc_id = cache.identify(enc) if cache is not None else enc.id
+    except EncoderNotFoundError as e:
+        if given is not None:  # the caller's own encoder: its error says it all
+            raise
+        from fewshot.encoders.resolve import recorded_encoder_missing
+
+        location = (ref.get("resolved_from") or {}).get("location")
+        raise recorded_encoder_missing(ref["modality"], ref["name"], location, e) from e
     base_id = ref["base_id"] if ref.get("tuned") else ref["id"]
     if enc_id != base_id:
         raise EncoderMismatchError(

@@ -372,7 +372,7 @@ def suggest(
         raise UsageError(f"budget must be at least 1, got {budget}")
     free = n - len(labelled_arr)
     if budget > free:
-        raise UsageError(
+        raise DataError(
             f"budget {budget} is larger than the unlabelled pool ({free} items); lower the budget"
         )
     if proba is not None and np.ndim(proba) != 2:
