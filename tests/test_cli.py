@@ -1005,3 +1005,21 @@ def test_long_texts_chunk_is_saved_with_the_model(tmp_path: Path, sentiment_json
                         "--long-texts", "chunk"), 2, "--long-texts works with text data only")
     assert_error(invoke("embed", sentiment_jsonl, "-o", tmp_path / "e.npy", *enc, "--no-cache",
                         "--long-texts", "all"), 2, "long_texts")
+
+
+def test_predict_reads_stdin_and_writes_stdout(model: Path, cache_dir: Path) -> None:
+    lines = runner.invoke(app, ["predict", str(model), "-", "-o", "-", "--cache-dir",
+                                str(cache_dir)], input="a great film\n\nawful boring plot\n")
+    assert lines.exit_code == 0, lines.output
+    rows = [json.loads(x) for x in lines.stdout.splitlines()]
+    assert [(r["id"], r["text"], r["label"]) for r in rows] == [
+        ("1", "a great film", "pos"), ("3", "awful boring plot", "neg")]
+    piped = '{"id": "t1", "text": "a great film"}\n{"text": "awful boring plot"}\n'
+    jsonl = runner.invoke(app, ["predict", str(model), "-", "-o", "-", "--format", "csv",
+                                "--cache-dir", str(cache_dir)], input=piped)
+    assert jsonl.exit_code == 0, jsonl.output
+    assert [row.split(",")[:3] for row in jsonl.stdout.splitlines()[1:]] == [
+        ["t1", "a great film", "pos"], ["2", "awful boring plot", "neg"]]
+    bad = runner.invoke(app, ["predict", str(model), "-", "-o", "-", "--cache-dir",
+                              str(cache_dir)], input='{"text": "ok"}\n{broken\n')
+    assert_error(bad, 1, "<stdin>:2: malformed JSON")

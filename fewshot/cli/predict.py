@@ -37,7 +37,8 @@ def predict(
     data: Annotated[
         Path,
         typer.Argument(metavar="DATA",
-                       help="JSONL/CSV/Parquet/TXT (one text per line) or image folder."),
+                       help="JSONL/CSV/Parquet/TXT (one text per line), image folder, or - to read "
+                       "stdin (JSONL, or one text per line)."),
     ],
     output: Annotated[
         Path,

@@ -10,6 +10,7 @@ split at a time.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -70,6 +71,9 @@ def load_dataset(
     ``require_labels`` every row must carry a label; otherwise labels are kept
     only when every row has one.
     """
+    if str(path) == "-":
+        return _from_stdin(text_field, label_field, id_field, image_field, require_labels,
+                           skip_bad_images)
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"no such file or folder: {path}; check the path")
@@ -111,10 +115,27 @@ def load_dataset(
     )
 
 
-def _from_lines(path: Path) -> Dataset:
+def _from_stdin(
+    text_field: str, label_field: str, id_field: str, image_field: str | None,
+    require_labels: bool, skip_bad_images: bool,
+) -> Dataset:
+    """Items piped in (DATA given as ``-``): JSONL when the first non-blank line is a JSON
+    object, else one text per line. Messages name the source ``<stdin>``."""
+    source, text = Path("<stdin>"), sys.stdin.read()
+    if text.lstrip().startswith("{"):
+        rows = _read_jsonl(source, text)
+        return _from_records(rows, source, text_field, label_field, id_field, image_field,
+                             require_labels, skip_bad_images)
+    if require_labels:
+        raise DataError("labelled data piped in must be JSONL (one object with text and label "
+                        "per line); plain lines have no labels")
+    return _from_lines(source, text)
+
+
+def _from_lines(path: Path, text: str | None = None) -> Dataset:
     texts = []
     ids = []
-    with _open_text(path) as f:
+    with _open_text(path, text) as f:
         for lineno, line in enumerate(f, start=1):
             line = line.rstrip("\r\n")
             if line.strip():
@@ -125,7 +146,10 @@ def _from_lines(path: Path) -> Dataset:
     return Dataset(texts, None, ids, "text", str(path))
 
 
-def _open_text(path: Path):
+def _open_text(path: Path, text: str | None = None) -> Any:
+    """The file's lines, or those of ``text`` already read (stdin)."""
+    if text is not None:
+        return io.StringIO(text)
     # utf-8-sig: files saved by Excel/Notepad start with a BOM that would otherwise
     # become part of the first header name or break the first JSON line.
     return open(path, encoding="utf-8-sig", newline="")
@@ -213,9 +237,9 @@ def _read_csv(path: Path, tabs: bool) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _read_jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def _read_jsonl(path: Path, text: str | None = None) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    with _open_text(path) as f:
+    with _open_text(path, text) as f:
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
