@@ -14,6 +14,7 @@ the run goes on without storing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -315,8 +316,12 @@ def embed(
         stored, flushed = done, time.monotonic()
 
     size = batch
+    warn_inputs = getattr(encoder, "warn_inputs", None)
+    if warn_inputs is not None:  # once for the run, not once per call below
+        warn_inputs([items[i] for i in uniq])
+    quiet = getattr(encoder, "inputs_warned", contextlib.nullcontext)
     try:
-        with progress(what, len(uniq), show_progress) as advance:
+        with progress(what, len(uniq), show_progress) as advance, quiet():
             while done < len(uniq):
                 part = uniq[done : done + size]
                 began = time.monotonic()

@@ -1023,3 +1023,19 @@ def test_predict_reads_stdin_and_writes_stdout(model: Path, cache_dir: Path) -> 
     bad = runner.invoke(app, ["predict", str(model), "-", "-o", "-", "--cache-dir",
                               str(cache_dir)], input='{"text": "ok"}\n{broken\n')
     assert_error(bad, 1, "<stdin>:2: malformed JSON")
+
+
+def test_folder_outputs_refuse_stdout_and_hard_links_count_as_inputs(
+    tmp_path: Path, sentiment_jsonl: Path, enc
+) -> None:
+    assert_error(invoke("train", sentiment_jsonl, "-o", "-", *enc, "--no-cache"), 2,
+                 "--output - (stdout) is for row outputs")
+    assert not Path("-").exists()
+    data = tmp_path / "data.jsonl"
+    data.write_text(sentiment_jsonl.read_text())
+    link = tmp_path / "link.jsonl"
+    os.link(data, link)
+    before = data.read_text()
+    assert_error(invoke("audit", link, "-o", data, *enc, "--no-cache", "--force"), 2,
+                 "is also the input DATA")
+    assert data.read_text() == before

@@ -784,6 +784,23 @@ def test_cut_texts_are_counted_in_one_warning(short_bert_dir: Path) -> None:
         TextEncoder(str(short_bert_dir), device="cpu", long_texts="chunk").encode(texts)
 
 
+def test_embed_warns_once_for_the_run_with_the_total(short_bert_dir: Path,
+                                                      tmp_path: Path) -> None:
+    # embed() encodes in many calls; the warning counts every new text, once.
+    from fewshot.cache import EmbeddingCache, embed
+
+    enc = TextEncoder(str(short_bert_dir), device="cpu", show_progress=False, batch_size=2)
+    texts = [_words(300, seed=i) if i % 3 == 0 else f"movie {i}" for i in range(30)]
+    with pytest.warns(UserWarning) as caught:
+        embed(enc, texts, EmbeddingCache(tmp_path / "cache"))
+    assert [str(w.message) for w in caught] == [
+        "10 of 30 texts are longer than the model's 96 tokens and were cut; pass "
+        "long_texts='chunk' (--long-texts chunk) to embed the whole text"]
+    with warnings.catch_warnings():  # all cached now: nothing is embedded, nothing to say
+        warnings.simplefilter("error")
+        embed(enc, texts, EmbeddingCache(tmp_path / "cache"))
+
+
 def test_chunked_long_texts(short_bert_dir: Path) -> None:
     chunk = TextEncoder(str(short_bert_dir), device="cpu", long_texts="chunk")
     cut = TextEncoder(str(short_bert_dir), device="cpu")

@@ -33,11 +33,11 @@ def test_csv_round_trip_is_flat(tmp_path: Path) -> None:
     with open(path, encoding="utf-8", newline="") as f:
         rows = list(csv.DictReader(f))
     assert rows == [
-        {"id": "a", "text": "très bien ☺, \"quoted\"", "label": "pos", "score": "0.75",
-         "p_neg": "0.25", "p_pos": "0.75", "flags": "near_duplicate;outlier",
+        {"id": "a", "text": "très bien ☺, \"quoted\"", "label": "pos", "score": "0.750000",
+         "p_neg": "0.250000", "p_pos": "0.750000", "flags": "near_duplicate;outlier",
          "label_probability": ""},
-        {"id": "b", "text": "line\nbreak", "label": "neg", "score": "0.5", "p_neg": "0.5",
-         "p_pos": "0.5", "flags": "", "label_probability": "0.125"},
+        {"id": "b", "text": "line\nbreak", "label": "neg", "score": "0.500000",
+         "p_neg": "0.500000", "p_pos": "0.500000", "flags": "", "label_probability": "0.125000"},
     ]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Collection, Mapping
@@ -132,7 +133,7 @@ def handle_errors(fn: F) -> F:
             err(f"{e}; install the missing package (pip install 'fewshot[dev]' has all extras)")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err("interrupted; finished embeddings are cached, so a rerun resumes from them")
+            err("interrupted")
             raise typer.Exit(130) from None
         except OSError as e:  # permissions, a folder where a file should go, a full disk
             where = f" {e.filename}" if e.filename else ""
@@ -167,6 +168,8 @@ def check_output(
     (``folder_of``: the names written into it), refuse even with ``force`` a folder
     holding anything else."""
     if is_stdout(path):
+        if folder_of is not None:
+            raise UsageError("--output - (stdout) is for row outputs; give a folder to write")
         return
     check_not_input(path, inputs or {}, folder=folder_of is not None)
     if path.exists() and not force:
@@ -201,7 +204,7 @@ def check_not_input(path: Path, inputs: Inputs, *, folder: bool = False) -> None
             if not inp.exists():
                 continue
             inp = inp.resolve()
-            if out == inp:
+            if out == inp or (out.exists() and os.path.samefile(out, inp)):  # hard links too
                 raise UsageError(
                     f"the output {path} is also the input {name} ({raw}); writing it would "
                     "replace the input: choose another output"

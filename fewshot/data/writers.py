@@ -122,14 +122,21 @@ def write_rows(
 
 
 def _flat(row: dict[str, Any]) -> dict[str, Any]:
-    """One CSV row: lists joined by ``;``, dicts spread over columns, None empty."""
+    """One CSV row: lists joined by ``;``, dicts spread over columns, None empty, and
+    floats in fixed notation (``0.000005``, never ``5e-06``)."""
     out: dict[str, Any] = {}
     for key, value in row.items():
         if isinstance(value, dict):
             prefix = "p_" if key == "probabilities" else f"{key}_"
-            out.update((f"{prefix}{k}", v) for k, v in value.items())
+            out.update((f"{prefix}{k}", _cell(v)) for k, v in value.items())
         elif isinstance(value, list):
             out[key] = ";".join(map(str, value))
         else:
-            out[key] = "" if value is None else value
+            out[key] = _cell(value)
     return out
+
+
+def _cell(value: Any) -> Any:
+    if isinstance(value, float):
+        return f"{value:.6f}"
+    return "" if value is None else value

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import unicodedata
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,20 +185,37 @@ class TextEncoder(Encoder):
                 "text; give strings only (drop or fill missing values such as None or NaN)"
             )
 
+    def warn_inputs(self, items: Sequence[Any]) -> None:
+        """Warn about texts the model reads only in part (cut to its length, unless
+        chunking) or in a script it was not trained on: once per call, with counts."""
+        self._ensure_loaded()
+        texts = [str(t) for t in items]
+        self._check_script(texts)
+        if not self._chunking() and (cut := len(self._windows(texts))):
+            warnings.warn(
+                f"{cut} of {len(texts)} texts are longer than the model's "
+                f"{self.model_.max_seq_length} tokens and were cut; pass long_texts='chunk' "
+                "(--long-texts chunk) to embed the whole text", stacklevel=3)
+
+    @contextlib.contextmanager
+    def inputs_warned(self) -> Iterator[None]:
+        """Encode without warning again: the caller warned about all the items at once."""
+        self._inputs_warned = True
+        try:
+            yield
+        finally:
+            self._inputs_warned = False
+
+    _inputs_warned = False
+
     def _encode(
         self, items: Sequence[Any], batch_size: int, show_progress: bool | None
     ) -> np.ndarray:
         texts = [str(t) for t in items]
-        chunking = self._chunking()
-        self._check_script(texts)
-        windows = self._windows(texts)
+        if not self._inputs_warned:
+            self.warn_inputs(texts)
+        windows = self._windows(texts) if self._chunking() else {}
         if not windows:
-            return self._embed(texts, batch_size, show_progress)
-        if not chunking:
-            warnings.warn(
-                f"{len(windows)} of {len(texts)} texts are longer than the model's "
-                f"{self.model_.max_seq_length} tokens and were cut; pass long_texts='chunk' "
-                "(--long-texts chunk) to embed the whole text", stacklevel=3)
             return self._embed(texts, batch_size, show_progress)
         spans = [windows.get(i, [(0, len(t))]) for i, t in enumerate(texts)]
         owner = np.repeat(np.arange(len(texts)), [len(s) for s in spans])
