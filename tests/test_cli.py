@@ -850,13 +850,11 @@ def test_suggest_help_explains_score() -> None:
 
 
 # -- devices --------------------------------------------------------------------------------------
+@pytest.mark.skipif(__import__("torch").cuda.is_available(),
+                    reason="the refusal needs a machine without CUDA")
 def test_missing_cuda_is_refused_even_when_everything_is_cached(
     model: Path, unlabelled: Path, tmp_path: Path, cache_dir: Path, monkeypatch, capsys
 ) -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("this machine has CUDA")
     from fewshot.cli import main
 
     ok("predict", model, unlabelled, "-o", tmp_path / "p.jsonl", "--cache-dir", cache_dir)
