@@ -1037,3 +1037,16 @@ def test_folder_outputs_refuse_stdout_and_hard_links_count_as_inputs(
     assert_error(invoke("audit", link, "-o", data, *enc, "--no-cache", "--force"), 2,
                  "is also the input DATA")
     assert data.read_text() == before
+
+
+def test_only_one_input_reads_stdin(tmp_path: Path, enc) -> None:
+    result = runner.invoke(app, ["select", "-", "-", "-o", str(tmp_path / "s.jsonl"), *enc],
+                           input='{"text": "a", "label": "x"}\n')
+    assert_error(result, 2, "POOL and QUERIES both read stdin (-); only one input can")
+
+
+def test_stdin_with_a_byte_order_mark_is_jsonl(model: Path, cache_dir: Path) -> None:
+    result = runner.invoke(app, ["predict", str(model), "-", "-o", "-", "--cache-dir",
+                                 str(cache_dir)], input='\ufeff{"id": "a", "text": "a great film"}\n')
+    assert result.exit_code == 0, result.output
+    assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == ["a"]

@@ -192,6 +192,9 @@ def check_not_input(path: Path, inputs: Inputs, *, folder: bool = False) -> None
     data) is fine. Inputs that do not exist are not compared: an encoder name
     such as all-MiniLM-L6-v2 is not a path.
     """
+    piped = [name for name, value in inputs.items() if str(value) == "-"]
+    if len(piped) > 1:
+        raise UsageError(f"{' and '.join(piped)} both read stdin (-); only one input can")
     out = path.expanduser().resolve()
     for name, value in inputs.items():
         values = value if isinstance(value, list | tuple) else [value]

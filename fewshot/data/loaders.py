@@ -121,7 +121,7 @@ def _from_stdin(
 ) -> Dataset:
     """Items piped in (DATA given as ``-``): JSONL when the first non-blank line is a JSON
     object, else one text per line. Messages name the source ``<stdin>``."""
-    source, text = Path("<stdin>"), sys.stdin.read()
+    source, text = Path("<stdin>"), sys.stdin.read().removeprefix("\ufeff")
     if text.lstrip().startswith("{"):
         rows = _read_jsonl(source, text)
         return _from_records(rows, source, text_field, label_field, id_field, image_field,
