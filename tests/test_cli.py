@@ -1046,7 +1046,8 @@ def test_only_one_input_reads_stdin(tmp_path: Path, enc) -> None:
 
 
 def test_stdin_with_a_byte_order_mark_is_jsonl(model: Path, cache_dir: Path) -> None:
+    piped = '\ufeff{"id": "a", "text": "a great film"}\n'
     result = runner.invoke(app, ["predict", str(model), "-", "-o", "-", "--cache-dir",
-                                 str(cache_dir)], input='\ufeff{"id": "a", "text": "a great film"}\n')
+                                 str(cache_dir)], input=piped)
     assert result.exit_code == 0, result.output
     assert [json.loads(x)["id"] for x in result.stdout.splitlines()] == ["a"]
