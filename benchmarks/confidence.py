@@ -1,4 +1,4 @@
-"""Confidence benchmarks: calibration, review, audit, label-name priors, self-training.
+"""Confidence benchmarks: calibration, review, audit, label descriptions, self-training.
 
 Every figure follows ../shared/bench/PROTOCOL.md: few-shot splits from
 ``few_shot_indices`` (seeds 0-4), the whole test split for scoring, nothing from
@@ -380,7 +380,7 @@ def run_audit(b: Bench) -> dict[str, Any]:
     return {"rows": rows, "summary": summary, "markdown": "\n".join(lines)}
 
 
-# -- 4. label-name priors ---------------------------------------------------------------------
+# -- 4. label descriptions --------------------------------------------------------------------
 def run_priors(b: Bench) -> dict[str, Any]:
     rows = []
     for name in DATASETS:

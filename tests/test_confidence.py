@@ -428,7 +428,7 @@ def test_audit_runs_one_knn_search_for_agreement_outliers_and_duplicates(
     assert result.duplicate_groups == near_duplicate_groups(Z, 0.999, k=5) == [[0, 20]]
 
 
-# -- label-name priors ------------------------------------------------------------------------
+# -- label descriptions -----------------------------------------------------------------------
 DESCRIPTIONS = {"pos": "good great excellent wonderful", "neg": "bad awful terrible boring"}
 
 
