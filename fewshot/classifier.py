@@ -62,6 +62,11 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         :class:`~fewshot.tuning.ContrastiveTuner` settings, or a tuner. The
         encoder given is copied, never changed; the tuned one is ``encoder_``
         and is saved with the model (``body.safetensors``).
+    threshold, min_labels:
+        Multi-label models (fitted on label lists): a label is predicted when its
+        probability reaches its own threshold, chosen on out-of-fold probabilities
+        to maximise its F1 (``threshold`` sets one for all labels instead); with
+        ``min_labels=1`` no row is left without a label (its most probable label).
     cache:
         ``True`` for the default embedding cache, a folder or an
         :class:`~fewshot.cache.EmbeddingCache`, or ``False`` to always encode.
@@ -88,6 +93,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         pseudo_label_threshold: float = 0.9,
         pseudo_labels_per_class: int | None = None,
         tune: Any = None,
+        threshold: float | None = None,
+        min_labels: int = 0,
         cache: bool | str | Path | EmbeddingCache = True,
         batch_size: int = 32,
         device: str | None = None,
@@ -95,6 +102,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     ) -> None:
         self.encoder = encoder
         self.tune = tune
+        self.threshold = threshold
+        self.min_labels = min_labels
         self.head = head
         self.calibration = calibration
         self.calibration_folds = calibration_folds
@@ -111,6 +120,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     encoder_ = _view(lambda m: m.encoder, "The fitted (possibly tuned) encoder.")
     head_ = _view(lambda m: m.head, "The fitted head.")
     n_train_ = _view(lambda m: m.n_train, "Labelled items fitted on.")
+    multi_label_ = _view(lambda m: m.multi_label, "Fitted on label lists (multi-label).")
     class_counts_ = _view(lambda m: m.class_counts, "Training rows per class.")
     tuning_ = _view(lambda m: m.tuning, "Tuning settings and report, or None.")
     self_training_ = _view(lambda m: m.self_training, "Self-training report, or None.")
@@ -133,7 +143,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     def fit(
         self, X: Sequence[Any], y: Sequence[Any], *, unlabelled: Sequence[Any] | None = None
     ) -> FewShotClassifier:
-        """Embed ``X`` and fit the head on ``y`` (any hashable labels).
+        """Embed ``X`` and fit the head on ``y``: one hashable label per item, or a list
+        of labels per item (multi-label; an empty list is an item with no label).
 
         With ``label_descriptions``, ``X`` and ``y`` may be empty (zero-shot).
         With ``calibration``, also fits the calibrator on out-of-fold predictions.
@@ -141,7 +152,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         ``self_training_`` reports the rounds.
         """
         from fewshot.training.descriptions import descriptions_for
-        from fewshot.training.fitting import check_calibration, fit_embeddings
+        from fewshot.training.fitting import check_calibration, fit_embeddings, is_multi_label
         from fewshot.training.self_training import fit_self_trained
         from fewshot.tuning import as_tuner
 
@@ -152,6 +163,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         descriptions = descriptions_for(self.label_descriptions, y, modality)
         _check_labels(X, y, descriptions)
         calibration = check_calibration(self.calibration, self.calibration_folds)
+        if is_multi_label(y) and (self.tune or unlabelled is not None):
+            raise UsageError("tuning and self-training work with one label per item; drop "
+                             "tune and unlabelled for multi-label data")
         if unlabelled is not None and calibration is None:
             raise UsageError(
                 "self-training picks pseudo-labels by calibrated confidence; set calibration "
@@ -232,10 +246,14 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             self._estimate_prior(raw)
         return self.model_.adjust(raw) if calibrated else raw
 
-    def predict(self, X: Sequence[Any]) -> np.ndarray:
-        """Predicted labels, as given at fit time."""
+    def predict(self, X: Sequence[Any]) -> Any:
+        """Predicted labels, as given at fit time: an array of labels, or for a
+        multi-label model a list of label lists (in the order of ``classes_``)."""
         proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
-        return self.classes_[np.argmax(proba, axis=1)]
+        if not self.model_.multi_label:
+            return self.classes_[np.argmax(proba, axis=1)]
+        chosen = self.model_.decide(proba, threshold=self.threshold, min_labels=self.min_labels)
+        return [self.classes_[row.astype(bool)].tolist() for row in chosen]
 
     def calibrate(self, proba: np.ndarray) -> np.ndarray:
         """The fitted calibrator applied to head probabilities (unchanged without one)."""
@@ -267,6 +285,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         from fewshot.confidence.label_shift import estimate_label_shift
 
         model = self.model_
+        if model.multi_label:
+            raise UsageError("a class prior moves one distribution over the classes; a "
+                             "multi-label model has independent per-label probabilities")
         if model.calibration is None:
             raise UsageError(
                 "estimating the class prior needs calibrated probabilities and out-of-fold "
@@ -351,13 +372,16 @@ def _check_labels(X: list[Any], y: list[Any], descriptions: dict[Any, str]) -> N
             f"label {missing} is {y[missing]!r}; give every item a label (drop the "
             "unlabelled ones, or pass them as unlabelled=...)"
         )
-    nested = next((i for i, v in enumerate(y) if isinstance(v, list | tuple | set | dict
-                                                             | np.ndarray)), None)
-    if nested is not None:
+    lists = [isinstance(v, list | tuple | set | frozenset) for v in y]
+    odd = next((i for i, v in enumerate(y) if isinstance(v, dict | np.ndarray)
+                or lists[i] != lists[0]), None)  # the first row unlike the first
+    if odd is not None:
         raise DataError(
-            f"label {nested} is a {type(y[nested]).__name__} ({y[nested]!r}); give one label "
-            "(a string or number) per item: multi-label lists are not supported"
+            f"label {odd} is a {type(y[odd]).__name__} ({y[odd]!r}); give one label (a "
+            "string or number) per item, or a list of labels for every item (multi-label)"
         )
+    if any(lists):
+        return  # label lists: checked as they are binarised
     classes = {*y, *descriptions}
     if len(classes) < 2:
         raise DataError(f"the data has a single class ({next(iter(classes))!r}); a classifier "

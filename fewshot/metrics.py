@@ -1,5 +1,6 @@
-"""Scores of predictions: the classification report (scikit-learn's definitions) and
-calibration (ECE, Brier score). ``fewshot evaluate`` and ``fewshot bench`` report these."""
+"""Scores of predictions: the classification report and its multi-label counterpart
+(scikit-learn's definitions) and calibration (ECE, Brier score). ``fewshot evaluate``
+and ``fewshot bench`` report these."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import numpy as np
 from fewshot.errors import UsageError
 
 __all__ = ["brier_score", "calibration_scores", "classification_report",
-           "expected_calibration_error"]
+           "expected_calibration_error", "multilabel_report"]
 
 
 def _kind(label: Any) -> str:
@@ -78,6 +79,79 @@ def classification_report(
             "matrix": confusion_matrix(true, pred, labels=labels).tolist(),
         },
     }
+
+
+def multilabel_report(y_true: Any, y_pred: Any, labels: Sequence[Any]) -> dict[str, Any]:
+    """Multi-label scores: macro-F1 over ``labels`` (the headline), micro- and
+    samples-F1, subset accuracy, Hamming loss and per-label precision/recall/F1/support.
+
+    ``y_true`` and ``y_pred`` are label lists, one per row (an empty list is a row
+    with no label), or 2-D indicator arrays whose columns are ``labels``. Scores are
+    scikit-learn's on the binary indicator matrix (``zero_division=0``: a label never
+    true nor predicted has F1 0, as does a row with neither). Labels outside
+    ``labels`` are a :class:`~fewshot.errors.UsageError` (a ValueError) naming them.
+    """
+    from sklearn.metrics import accuracy_score, f1_score, hamming_loss
+    from sklearn.metrics import precision_recall_fscore_support as prfs
+
+    labels = list(labels)
+    _check_label_types(labels)
+    if not labels:
+        raise UsageError("labels is empty; name the labels to score")
+    if len(set(labels)) != len(labels):
+        raise UsageError(f"labels {labels} name a label twice; give each label once")
+    true = _indicator(y_true, labels, "y_true")
+    pred = _indicator(y_pred, labels, "y_pred")
+    if true.shape[0] != pred.shape[0]:
+        raise UsageError(f"y_true has {true.shape[0]} rows but y_pred has {pred.shape[0]}; "
+                         "give one prediction per row")
+    if true.shape[0] == 0:
+        raise UsageError("y_true has no rows; give at least one row to score")
+    p, r, f, s = prfs(true, pred, average=None, zero_division=0)
+    return {
+        "n": int(true.shape[0]),
+        "macro_f1": float(f1_score(true, pred, average="macro", zero_division=0)),
+        "micro_f1": float(f1_score(true, pred, average="micro", zero_division=0)),
+        "samples_f1": float(f1_score(true, pred, average="samples", zero_division=0)),
+        "subset_accuracy": float(accuracy_score(true, pred)),
+        "hamming_loss": float(hamming_loss(true, pred)),
+        "per_label": {
+            str(lab): {
+                "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                "support": int(s[i]),
+            }
+            for i, lab in enumerate(labels)
+        },
+    }
+
+
+def _indicator(y: Any, labels: list[Any], name: str) -> np.ndarray:
+    """The ``(n, len(labels))`` 0/1 matrix of label lists ``y`` (or of ``y`` itself
+    when it is already a 2-D indicator array)."""
+    if hasattr(y, "toarray"):  # a sparse indicator matrix
+        y = y.toarray()
+    if isinstance(y, np.ndarray) and y.ndim == 2:
+        if y.shape[1] != len(labels) or not np.isin(y, (0, 1)).all():
+            raise UsageError(f"{name} as a matrix is 0/1 with one column per label "
+                             f"({len(labels)}), got shape {y.shape}")
+        return y.astype(np.int64)
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    rows = [row.tolist() if isinstance(row, np.ndarray) else row for row in y]
+    flat = []
+    for row in rows:
+        if isinstance(row, str | bytes) or not hasattr(row, "__iter__"):
+            raise UsageError(f"each row of {name} is a list of labels, got {row!r}; "
+                             "wrap single labels in a list")
+        flat.extend(row)
+    _check_label_types(flat, labels)
+    known = set(labels)
+    unknown = sorted({str(lab) for lab in flat if lab not in known})
+    if unknown:
+        raise UsageError(f"{name} has labels not in labels: {', '.join(unknown[:5])}"
+                         f"{' ...' if len(unknown) > 5 else ''}; add them to labels")
+    binarizer = MultiLabelBinarizer(classes=labels)
+    return np.asarray(binarizer.fit_transform(rows), dtype=np.int64)
 
 
 def expected_calibration_error(proba: Any, y_idx: Any, n_bins: int = 15) -> float:

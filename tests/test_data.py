@@ -305,8 +305,9 @@ def _jsonl_lines(path: Path, *lines: str) -> Path:
 @pytest.mark.parametrize(
     ("label", "message"),
     [
-        ('["positive", "negative"]', "holds a list, not a label; multi-label data goes in a "
-         "'labels' field, which is not supported yet: give one label per row"),
+        ('["positive", 3]', "holds a number (3) in its list; give label names as strings"),
+        ('["positive", "a"]', "holds a list here but one label on line 1; give every row a "
+         "list of labels (multi-label) or every row one label"),
         ('{"name": "positive"}', "holds a dict, not a label; write it as a string"),
         ("true", "holds a bool, not a label; write it as a string"),
         ("false", "holds a bool, not a label; write it as a string"),
@@ -355,23 +356,17 @@ def test_nan_in_parquet_is_named(tmp_path: Path) -> None:
     )
 
 
-def test_multi_label_labels_field_is_not_supported_yet(tmp_path: Path) -> None:
+def test_labels_list_field_is_multi_label(tmp_path: Path) -> None:
+    """(Every multi-label rule: tests/test_multilabel_data.py.)"""
     path = _jsonl(
         tmp_path / "d.jsonl",
         [{"text": "wow", "labels": ["joy", "surprise"]}, {"text": "hm", "labels": ["neutral"]}],
     )
-    with pytest.raises(DataError) as exc:
-        load_dataset(path)
-    assert _message(exc) == (
-        f"{path}:1: no 'label' field, only a 'labels' list; multi-label data is not "
-        "supported yet: give one label per row in a 'label' field"
-    )
-    with pytest.raises(DataError) as exc:
-        load_dataset(path, label_field="labels")
-    assert _message(exc).startswith(f"{path}:1: the 'labels' field holds a list, not a label;")
-    # Unlabelled use (predict, embed) reads the texts and no labels.
-    ds = load_dataset(path, require_labels=False)
-    assert ds.items == ["wow", "hm"] and ds.labels is None
+    for ds in (load_dataset(path), load_dataset(path, label_field="labels"),
+               load_dataset(path, require_labels=False)):
+        assert ds.items == ["wow", "hm"] and ds.labels == [["joy", "surprise"], ["neutral"]]
+        assert ds.multi_label and ds.classes == ["joy", "neutral", "surprise"]
+    assert not load_dataset(_jsonl(tmp_path / "s.jsonl", [{"text": "a", "label": "x"}])).multi_label
 
 
 def test_whitespace_label_is_empty(tmp_path: Path) -> None:

@@ -392,6 +392,14 @@ def test_make_head_unknown_names_choices() -> None:
 
 
 # -- scikit-learn's own estimator checks ----------------------------------------------
-@parametrize_with_checks([KNNHead(), CentroidHead(), LogisticRegressionHead()])
+def _expected_failures(estimator: Head) -> dict[str, str]:
+    if isinstance(estimator, KNNHead):  # the check wants multi-label proba strictly in (0, 1)
+        return {"check_classifiers_multilabel_output_format_predict_proba":
+                "vote shares are exactly 0 or 1 where the neighbours agree"}
+    return {}
+
+
+@parametrize_with_checks([KNNHead(), CentroidHead(), LogisticRegressionHead()],
+                         expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator: Head, check) -> None:
     check(estimator)

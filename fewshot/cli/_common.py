@@ -83,7 +83,22 @@ DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto, cpu, cuda, cuda:1, mps.", callback=_check_device)
 ]
 TextFieldOpt = Annotated[str, typer.Option("--text-field", help="Field holding the text.")]
-LabelFieldOpt = Annotated[str, typer.Option("--label-field", help="Field holding the label.")]
+LabelFieldOpt = Annotated[
+    str,
+    typer.Option(
+        "--label-field",
+        help="Field holding the label, or a list of labels (multi-label). Rows with no "
+        "'label' field but a 'labels' list are read from that.",
+    ),
+]
+LabelSepOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--label-sep",
+        help="Split a CSV/TSV label column on this string into label lists (multi-label; "
+        "for example ';'; an empty cell is no label). JSONL and Parquet rows give a list.",
+    ),
+]
 ImageFieldOpt = Annotated[
     str | None,
     typer.Option("--image-field", help="Field holding image paths (CSV/JSONL of images)."),
@@ -261,12 +276,14 @@ class DataFields(TypedDict):
 def load_data(
     path: Path, split: str | None, *, text_field: str, label_field: str,
     image_field: str | None, require_labels: bool, skip_bad_images: bool = False,
-    skip_reasons: dict[str, str] | None = None,
+    skip_reasons: dict[str, str] | None = None, label_sep: str | None = None,
 ) -> Any:
     """:func:`fewshot.data.load_dataset`, its warnings printed as ``warning:`` lines.
 
     ``skip_reasons``, when given, receives why each image in ``ds.skipped`` was left
-    out (what PIL said), keyed by path.
+    out (what PIL said), keyed by path. ``label_sep`` (``--label-sep``) is passed only
+    for the data whose labels a command reads: it is not one of :class:`DataFields`,
+    which also reach unlabelled inputs (a JSONL pool would refuse it).
     """
     import warnings
 
@@ -275,7 +292,7 @@ def load_data(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         ds = load_dataset(
-            path, split, text_field=text_field, label_field=label_field,
+            path, split, text_field=text_field, label_field=label_field, label_sep=label_sep,
             image_field=image_field, require_labels=require_labels,
             skip_bad_images=skip_bad_images,
         )

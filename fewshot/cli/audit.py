@@ -16,6 +16,7 @@ from fewshot.cli._common import (
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LabelSepOpt,
     NoCacheOpt,
     RowFormatOpt,
     SkipBadOpt,
@@ -74,6 +75,7 @@ def audit(
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
+    label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     skip_bad_images: SkipBadOpt = False,
     batch_size: BatchOpt = 32,
@@ -97,7 +99,7 @@ def audit(
     make_head(head)  # an unknown head is a usage error before any work
     ds = load_data(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
-        require_labels=True, skip_bad_images=skip_bad_images,
+        require_labels=True, skip_bad_images=skip_bad_images, label_sep=label_sep,
     )
     if len(ds.classes) < 2:
         raise DataError(

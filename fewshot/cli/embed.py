@@ -16,6 +16,7 @@ from fewshot.cli._common import (
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LabelSepOpt,
     LongTextsOpt,
     NoCacheOpt,
     SkipBadOpt,
@@ -46,6 +47,7 @@ def embed(
     ] = None,
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
+    label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     skip_bad_images: SkipBadOpt = False,
     batch_size: BatchOpt = 32,
@@ -69,7 +71,7 @@ def embed(
         )
     ds = load_data(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
-        require_labels=False, skip_bad_images=skip_bad_images,
+        require_labels=False, skip_bad_images=skip_bad_images, label_sep=label_sep,
     )
     import numpy as np
 

@@ -15,6 +15,7 @@ from fewshot.cli._common import (
     DeviceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LabelSepOpt,
     ModelEncoderOpt,
     NoCacheOpt,
     SkipBadOpt,
@@ -40,6 +41,7 @@ def evaluate(
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
+    label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     skip_bad_images: SkipBadOpt = False,
     allow_unknown_labels: Annotated[
@@ -73,16 +75,36 @@ def evaluate(
     )
     ds = load_data(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
-        require_labels=True, skip_bad_images=skip_bad_images,
+        require_labels=True, skip_bad_images=skip_bad_images, label_sep=label_sep,
     )
     check_modality(ds, clf.encoder_.modality, data)
     known = {str(c) for c in clf.classes_}
-    unknown = sorted(set(ds.labels) - known)
+    multi = bool(ds.labels) and isinstance(ds.labels[0], list)
+    if multi != clf.multi_label_:
+        raise DataError(
+            f"{ds.source} has {'label lists' if multi else 'one label per row'} but the model "
+            f"was trained on {'label lists' if clf.multi_label_ else 'one label per item'}; "
+            "evaluate on data of the model's kind"
+        )
+    unknown = sorted({y for ys in ds.labels for y in ys} - known if multi
+                     else set(ds.labels) - known)
     if unknown and not allow_unknown_labels:
         raise DataError(
             f"{ds.source} has labels the model was not trained on: {', '.join(unknown[:5])}"
             f"{' ...' if len(unknown) > 5 else ''}; fix the labels or pass --allow-unknown-labels"
         )
+    if multi:
+        from fewshot.metrics import multilabel_report
+
+        report = multilabel_report(ds.labels, clf.predict(ds.items),
+                                   [str(c) for c in clf.classes_] + unknown)
+        report.update(seconds=round(time.perf_counter() - start, 3), model=str(model_dir),
+                      data=ds.source)
+        if as_json:
+            typer.echo(json.dumps(report))
+        else:
+            _print_multilabel(report)
+        return
     raw = clf.predict_proba(ds.items, calibrated=False)
     proba = clf.apply_prior(clf.calibrate(raw))
     pred = [str(p) for p in clf.classes_[proba.argmax(axis=1)]]
@@ -104,6 +126,18 @@ def evaluate(
         typer.echo(json.dumps(report))
     else:
         _print_report(report)
+
+
+def _print_multilabel(report: dict[str, Any]) -> None:
+    typer.echo(
+        f"n={report['n']}  macro-F1={report['macro_f1']:.4f}  micro-F1={report['micro_f1']:.4f}"
+        f"  samples-F1={report['samples_f1']:.4f}  subset accuracy="
+        f"{report['subset_accuracy']:.4f}  Hamming loss={report['hamming_loss']:.4f}"
+    )
+    typer.echo(f"{'label':<24} {'precision':>9} {'recall':>9} {'f1':>9} {'support':>8}")
+    for label, m in report["per_label"].items():
+        typer.echo(f"{label[:24]:<24} {m['precision']:>9.4f} {m['recall']:>9.4f} "
+                   f"{m['f1']:>9.4f} {m['support']:>8}")
 
 
 #: Above this many classes the confusion matrix is too wide to read in a terminal: the

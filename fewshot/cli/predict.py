@@ -93,9 +93,15 @@ def predict(
         info(label_shift_line(clf.label_shift_, list(clf.classes_)))
     classes = [str(c) for c in clf.classes_]
     item_key = "text" if ds.modality == "text" else "path"
+    if clf.multi_label_:  # every label's own probability, and the labels that passed
+        chosen = clf.model_.decide(proba, threshold=clf.threshold, min_labels=clf.min_labels)
+        decided: list[dict[str, Any]] = [
+            {"labels": [c for c, on in zip(classes, row, strict=True) if on]} for row in chosen]
+    else:
+        decided = [{"label": classes[p.argmax()], "score": round(float(p.max()), 6)}
+                   for p in proba]
     rows: list[dict[str, Any]] = [
-        {"id": ds.ids[i], item_key: ds.display(i), "label": classes[p.argmax()],
-         "score": round(float(p.max()), 6),
+        {"id": ds.ids[i], item_key: ds.display(i), **decided[i],
          "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p, strict=True)}}
         for i, p in enumerate(proba)
     ]

@@ -15,6 +15,7 @@ from fewshot.cli._common import (
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LabelSepOpt,
     ModelEncoderOpt,
     NoCacheOpt,
     SkipBadOpt,
@@ -78,6 +79,7 @@ def review(
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "test",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
+    label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     skip_bad_images: SkipBadOpt = False,
     batch_size: BatchOpt = 32,
@@ -113,7 +115,7 @@ def review(
     )
     ds = load_data(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
-        require_labels=False, skip_bad_images=skip_bad_images,
+        require_labels=False, skip_bad_images=skip_bad_images, label_sep=label_sep,
     )
     check_modality(ds, clf.encoder_.modality, data)
     if clf.calibrator_ is None:

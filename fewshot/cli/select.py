@@ -16,6 +16,7 @@ from fewshot.cli._common import (
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LabelSepOpt,
     NoCacheOpt,
     RowFormatOpt,
     SkipBadOpt,
@@ -77,6 +78,7 @@ def select(
     ] = "test",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
+    label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     batch_size: BatchOpt = 32,
     device: DeviceOpt = "auto",
@@ -96,7 +98,7 @@ def select(
         raise UsageError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
     fields = DataFields(text_field=text_field, label_field=label_field,
                         image_field=image_field, skip_bad_images=skip_bad_images)
-    pool_ds = load_data(pool, pool_split, require_labels=True, **fields)
+    pool_ds = load_data(pool, pool_split, require_labels=True, label_sep=label_sep, **fields)
     query_ds = load_data(queries, query_split, require_labels=False, **fields)
     if query_ds.modality != pool_ds.modality:
         raise DataError(
@@ -178,6 +180,7 @@ def suggest(
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
+    label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     batch_size: BatchOpt = 32,
     device: DeviceOpt = "auto",
@@ -239,7 +242,7 @@ def suggest(
     X = embed(enc, pool_ds.items, cache)
     labelled_idx: list[int] = []
     if labelled is not None:
-        lab = load_data(labelled, "train", require_labels=True, **fields)
+        lab = load_data(labelled, "train", require_labels=True, label_sep=label_sep, **fields)
         check_modality(lab, enc.modality, labelled, "the pool and model are")
         known = set(map(enc.item_key, lab.items))
         # Every copy of a labelled item counts as labelled, duplicates in the pool too.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,7 @@ from fewshot.cli._common import (
     ForceOpt,
     ImageFieldOpt,
     LabelFieldOpt,
+    LabelSepOpt,
     LongTextsOpt,
     NoCacheOpt,
     SkipBadOpt,
@@ -139,6 +141,7 @@ def train(
     split: Annotated[str, typer.Option("--split", help="Split of a dataset folder.")] = "train",
     text_field: TextFieldOpt = "text",
     label_field: LabelFieldOpt = "label",
+    label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     skip_bad_images: SkipBadOpt = False,
     batch_size: BatchOpt = 32,
@@ -183,7 +186,7 @@ def train(
         descriptions = read_label_descriptions(label_descriptions)
     fields = DataFields(text_field=text_field, label_field=label_field,
                         image_field=image_field, skip_bad_images=skip_bad_images)
-    ds = load_data(data, split, require_labels=True, **fields)
+    ds = load_data(data, split, require_labels=True, label_sep=label_sep, **fields)
     classes = ds.classes
     if descriptions is not None:
         from fewshot.training.descriptions import check_descriptions_cover
@@ -251,10 +254,9 @@ def train(
         )
     if clf.calibrator_ is not None:
         info(_calibration_line(clf))
-    from collections import Counter
-
     # (with --shots the counts are chosen, and short classes were already warned about)
-    single = sorted(c for c, n in Counter(ds.labels).items() if n == 1) if shots is None else []
+    single = sorted(c for c, n in _label_counts(ds.labels).items() if n == 1) if shots is None \
+        else []
     if single:
         them = "them" if len(single) > 1 else "it"
         why = (f"never held out, so calibration and review thresholds do not cover {them}"
@@ -270,11 +272,16 @@ def train(
         info(label_shift_line(clf.label_shift_, list(clf.classes_)))
 
 
-def _warn_short_classes(labels: list[str], shots: int) -> None:
-    """The protocol takes every example of a class with fewer than --shots; say so."""
-    from collections import Counter
+def _label_counts(labels: list[Any]) -> Counter[str]:
+    """Examples per class (per label, for label lists)."""
+    if labels and isinstance(labels[0], list):
+        return Counter(y for ys in labels for y in ys)
+    return Counter(labels)
 
-    counts = Counter(labels)
+
+def _warn_short_classes(labels: list[Any], shots: int) -> None:
+    """The protocol takes every example of a class with fewer than --shots; say so."""
+    counts = _label_counts(labels)
     short = sorted(c for c, n in counts.items() if n < shots)
     if shots > 0 and short:
         listed = ", ".join(f"{c}: {counts[c]}" for c in short[:5])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Modality = Literal["text", "image"]
 
@@ -19,10 +19,14 @@ class Dataset:
     1-based line the row starts on (as error messages count lines, so ``sed -n Np``
     shows it; a Parquet row's 1-based number), or the image path relative to the
     dataset folder.
+
+    ``labels[i]`` is one string per row, or for a multi-label dataset one list of
+    strings per row (no repeats; an empty list is a row with no label): see
+    :attr:`multi_label`.
     """
 
     items: list
-    labels: list[str] | None
+    labels: list[Any] | None
     ids: list[str]
     modality: Modality
     source: str = ""
@@ -32,15 +36,26 @@ class Dataset:
         return len(self.items)
 
     @property
+    def multi_label(self) -> bool:
+        """True when the labels are lists (a dataset without rows or labels is not)."""
+        return self.labels is not None and bool(self.labels) and isinstance(self.labels[0], list)
+
+    @property
     def classes(self) -> list[str]:
-        """Sorted distinct labels (byte-wise, as the protocol sorts them)."""
+        """Sorted distinct labels (byte-wise, as the protocol sorts them); for label
+        lists, every label any row has."""
+        if self.multi_label:
+            return sorted({y for ys in self.labels or [] for y in ys})
         return sorted(set(self.labels or []))
 
     def subset(self, indices: Sequence[int]) -> Dataset:
         """The rows at ``indices``, in that order."""
         return Dataset(
             items=[self.items[i] for i in indices],
-            labels=None if self.labels is None else [self.labels[i] for i in indices],
+            labels=None if self.labels is None else [
+                list(y) if isinstance(y, list) else y  # a copy: no list shared
+                for y in (self.labels[i] for i in indices)
+            ],
             ids=[self.ids[i] for i in indices],
             modality=self.modality,
             source=self.source,

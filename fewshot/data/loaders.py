@@ -4,7 +4,8 @@ Text: JSONL, CSV/TSV, Parquet (fields ``text``/``label`` by default) and plain t
 (one item per line, no labels). Images: ``<root>/<label>/<file>`` folders, a folder
 of unlabelled images, or a CSV/JSONL/Parquet of image paths (+ labels). A dataset
 folder with ``train``/``test`` splits (the layout of ../shared/data) is read one
-split at a time.
+split at a time. Multi-label rows give a list of labels: a ``labels`` list field
+(JSONL/Parquet), or a CSV/TSV label column split on ``label_sep``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fewshot.data.dataset import Dataset
-from fewshot.errors import DataError
+from fewshot.errors import DataError, UsageError
 
 __all__ = ["IMAGE_SUFFIXES", "TEXT_SUFFIXES", "dataset_splits", "load_dataset", "read_records"]
 
@@ -59,6 +60,7 @@ def load_dataset(
     *,
     text_field: str = "text",
     label_field: str = "label",
+    label_sep: str | None = None,
     id_field: str = "id",
     image_field: str | None = None,
     require_labels: bool = True,
@@ -70,10 +72,18 @@ def load_dataset(
     dataset folder; it is ignored for a plain file or image folder. With
     ``require_labels`` every row must carry a label; otherwise labels are kept
     only when every row has one.
+
+    A label field holding lists makes a multi-label dataset (one list of labels per
+    row); with ``label_field`` left at ``"label"``, rows with no ``label`` but a
+    ``labels`` field are read from that. ``label_sep`` splits a CSV/TSV label column
+    into such lists (an empty cell: no label); for other formats it is a UsageError.
     """
+    if label_sep == "":
+        raise UsageError("--label-sep is empty; give the string that separates labels in a "
+                         "cell (for example ';')")
     if str(path) == "-":
-        return _from_stdin(text_field, label_field, id_field, image_field, require_labels,
-                           skip_bad_images)
+        return _from_stdin(text_field, label_field, label_sep, id_field, image_field,
+                           require_labels, skip_bad_images)
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"no such file or folder: {path}; check the path")
@@ -92,6 +102,7 @@ def load_dataset(
                 )
             path = _split_file(path, split) or path / split
     if path.is_dir():
+        _refuse_label_sep(label_sep, "an image folder's labels are its folder names")
         return _load_image_folder(path, require_labels, skip_bad_images)
     suffix = path.suffix.lower()
     if suffix not in TEXT_SUFFIXES:
@@ -105,30 +116,42 @@ def load_dataset(
                 f"{path} is plain text (one item per line, no labels); labelled data "
                 "must be .jsonl, .csv, .tsv or .parquet"
             )
+        _refuse_label_sep(label_sep, "plain text has no labels")
         return _from_lines(path)
+    if suffix not in (".csv", ".tsv"):
+        _refuse_label_sep(label_sep, f"{'Parquet' if suffix == '.parquet' else 'JSONL'} rows "
+                          "give a list")
     rows = read_records(path)
     if not rows:
         raise DataError(f"{path} has no rows; give a file with at least one record")
     return _from_records(
-        rows, path, text_field, label_field, id_field, image_field, require_labels,
+        rows, path, text_field, label_field, label_sep, id_field, image_field, require_labels,
         skip_bad_images,
     )
 
 
+def _refuse_label_sep(label_sep: str | None, why: str) -> None:
+    """``label_sep`` splits CSV/TSV cells only; given for another format, a UsageError."""
+    if label_sep is not None:
+        raise UsageError(f"--label-sep splits CSV cells; {why} (drop --label-sep)")
+
+
 def _from_stdin(
-    text_field: str, label_field: str, id_field: str, image_field: str | None,
-    require_labels: bool, skip_bad_images: bool,
+    text_field: str, label_field: str, label_sep: str | None, id_field: str,
+    image_field: str | None, require_labels: bool, skip_bad_images: bool,
 ) -> Dataset:
     """Items piped in (DATA given as ``-``): JSONL when the first non-blank line is a JSON
     object, else one text per line. Messages name the source ``<stdin>``."""
     source, text = Path("<stdin>"), sys.stdin.read().removeprefix("\ufeff")
     if text.lstrip().startswith("{"):
+        _refuse_label_sep(label_sep, "JSONL rows give a list")
         rows = _read_jsonl(source, text)
-        return _from_records(rows, source, text_field, label_field, id_field, image_field,
-                             require_labels, skip_bad_images)
+        return _from_records(rows, source, text_field, label_field, None, id_field,
+                             image_field, require_labels, skip_bad_images)
     if require_labels:
         raise DataError("labelled data piped in must be JSONL (one object with text and label "
                         "per line); plain lines have no labels")
+    _refuse_label_sep(label_sep, "plain text has no labels")
     return _from_lines(source, text)
 
 
@@ -278,6 +301,7 @@ def _from_records(
     path: Path,
     text_field: str,
     label_field: str,
+    label_sep: str | None,
     id_field: str,
     image_field: str | None,
     require_labels: bool,
@@ -288,10 +312,16 @@ def _from_records(
         image_field = next((f for f in _IMAGE_FIELDS if f in first), None)
     field_name = image_field or text_field
     what = "a path" if image_field else "text"
+    table = path.suffix.lower() in (".csv", ".tsv")
+    if (label_field == "label" and (label_sep is not None or not table)
+            and not any("label" in rec for _, rec in rows)
+            and any("labels" in rec for _, rec in rows)):
+        label_field = "labels"  # multi-label rows: {"text": ..., "labels": [...]}
     items: list[Any] = []
-    labels: list[str] = []
+    labels: list[str | list[str]] = []
     ids: list[str] = []
     has_label = True
+    kind: tuple[bool, int] | None = None  # (labels are lists, on which line) of the first
     for lineno, rec in rows:
         value = _field(path, lineno, rec, field_name, what)
         if value is None and field_name in rec:
@@ -306,18 +336,39 @@ def _from_records(
                 f"{', '.join(map(str, rec)) or 'none'})"
             )
         items.append(_image_path(path, value) if image_field else value)
-        label = _field(path, lineno, rec, label_field, "a label")
+        label = _field(path, lineno, rec, label_field, "a label", label_sep)
+        if label is not None:
+            listed = isinstance(label, list)
+            if kind is None:
+                kind = (listed, lineno)
+            elif listed != kind[0]:
+                held = ("a list here but one label", "one label here but a list")[kind[0]]
+                raise DataError(
+                    f"{path}:{lineno}: the '{label_field}' field holds {held} on line "
+                    f"{kind[1]}; give every row a list of labels (multi-label) or every row "
+                    "one label"
+                )
         if label is None and require_labels:
+            if label_field in rec and (label_field == "labels" or (kind and kind[0])):
+                raise DataError(
+                    f"{path}:{lineno}: the '{label_field}' field is empty; give a list of "
+                    "labels ([] for none) or remove the row"
+                )
             if label_field in rec:
                 raise DataError(
                     f"{path}:{lineno}: the '{label_field}' field is empty; every "
                     "training/evaluation row needs a label (fill it in or remove the row)"
                 )
-            if isinstance(rec.get("labels"), list):
+            if "labels" in rec and label_field == "label" and table:
                 raise DataError(
-                    f"{path}:{lineno}: no '{label_field}' field, only a 'labels' list; "
-                    f"multi-label data is not supported yet: give one label per row in a "
-                    f"'{label_field}' field"
+                    f"{path}:{lineno}: no 'label' column, only 'labels'; pass --label-sep "
+                    "to split its cells into label lists (for example --label-sep ';'), or "
+                    "--label-field labels for one label per row"
+                )
+            if "labels" in rec and label_field == "label":
+                raise DataError(
+                    f"{path}:{lineno}: no 'label' field but a 'labels' one, while other rows "
+                    "have 'label'; give every row the same label field"
                 )
             raise DataError(
                 f"{path}:{lineno}: no '{label_field}' field; every training/evaluation "
@@ -329,6 +380,11 @@ def _from_records(
             labels.append(label)
         rid = rec.get(id_field)
         ids.append(str(rid) if rid is not None else str(lineno))
+    if label_sep is not None and has_label and labels and not any(
+        label_sep in str(rec.get(label_field, "")) for _, rec in rows
+    ):
+        warnings.warn(f"--label-sep {label_sep!r} splits no label cell in {path}; check the "
+                      "separator", stacklevel=3)
     ds = Dataset(
         items, labels if has_label else None, ids, "image" if image_field else "text", str(path)
     )
@@ -337,15 +393,34 @@ def _from_records(
     return ds
 
 
-def _field(path: Path, lineno: int, rec: dict[str, Any], name: str, what: str) -> str | None:
+def _field(
+    path: Path, lineno: int, rec: dict[str, Any], name: str, what: str,
+    sep: str | None = None,
+) -> str | list[str] | None:
     """The field as a string (numbers are written out); None when it is missing, null or
-    blank. A list, dict, bool, NaN or infinity would become a junk string: a DataError."""
+    blank. A list, dict, bool, NaN or infinity would become a junk string: a DataError.
+
+    A label may be a list of label names (strings, repeats dropped), and ``sep`` splits
+    a label string into one (names stripped, empty ones dropped: a blank cell is [])."""
     value = rec.get(name)
+    if sep is not None and isinstance(value, str) and what == "a label":
+        return list(dict.fromkeys(y for y in map(str.strip, value.split(sep)) if y))
     if isinstance(value, float) and not math.isfinite(value):
         held, fix = json.dumps(value), "fill it in or remove the row"
     elif isinstance(value, list) and what == "a label":
-        held, fix = "a list", ("multi-label data goes in a 'labels' field, which is not "
-                               "supported yet: give one label per row")
+        for y in value:
+            if isinstance(y, str) and y.strip():
+                continue
+            if isinstance(y, str):
+                held, fix = "an empty name", "remove it or fill it in"
+            elif isinstance(y, bool | int | float):
+                kind = "a bool" if isinstance(y, bool) else "a number"
+                held, fix = f"{kind} ({json.dumps(y)})", "give label names as strings"
+            else:
+                held = "null" if y is None else f"a {type(y).__name__}"
+                fix = "give label names as strings"
+            raise DataError(f"{path}:{lineno}: the '{name}' field holds {held} in its list; {fix}")
+        return list(dict.fromkeys(value))
     elif isinstance(value, dict | list | bool):
         held, fix = f"a {type(value).__name__}", "write it as a string"
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import expit, logit
 
 from fewshot.heads.base import Head
 
@@ -16,9 +17,18 @@ class LogisticRegressionHead(Head):
 
     Saved as ``coef`` and ``intercept`` arrays, never as a pickle; a loaded head
     gives the same probabilities as the fitted one.
+
+    Multi-label (``y`` an indicator matrix) is one-vs-rest: a binary logistic
+    regression per label column with these settings, ``coef`` ``(L, d)`` and
+    ``intercept`` ``(L,)``, ``predict_proba = expit(X @ coef.T + intercept)``. A
+    column that is constant in the training rows (a label never or always present)
+    gets zero weights and the intercept of its training rate clipped to
+    ``[RATE_CLIP, 1 - RATE_CLIP]``.
     """
 
     name = "logreg"
+    #: A constant label column's probability stays this far from 0 and 1.
+    RATE_CLIP = 1e-3
 
     def __init__(
         self, *, C: float = 1.0, max_iter: int = 1000, class_weight: str | None = None,
@@ -65,10 +75,40 @@ class LogisticRegressionHead(Head):
     def _proba(self, X: np.ndarray) -> np.ndarray:
         return self.model_.predict_proba(X).astype(np.float32)
 
+    def _fit_multilabel(self, X: np.ndarray, Y: np.ndarray) -> None:
+        n_labels = Y.shape[1]
+        self.coef_ = np.zeros((n_labels, X.shape[1]), dtype=np.float64)
+        self.intercept_ = np.zeros(n_labels, dtype=np.float64)
+        n_iter = np.zeros(n_labels, dtype=np.int32)
+        for j in range(n_labels):
+            column = Y[:, j]
+            if column.min() == column.max():  # constant: nothing to separate
+                rate = np.clip(column.mean(), self.RATE_CLIP, 1 - self.RATE_CLIP)
+                self.intercept_[j] = logit(rate)
+                continue
+            model = self._model().fit(X, column)
+            self.coef_[j] = model.coef_[0]
+            self.intercept_[j] = model.intercept_[0]
+            n_iter[j] = model.n_iter_[0]
+        self.n_iter_ = n_iter
+
+    def _proba_multilabel(self, X: np.ndarray) -> np.ndarray:
+        logits = X.astype(np.float64) @ self.coef_.T + self.intercept_
+        return expit(logits).astype(np.float32)
+
     def _arrays(self) -> dict[str, np.ndarray]:
+        if self.multi_label_:
+            return {"coef": self.coef_, "intercept": self.intercept_}
         return {"coef": self.model_.coef_, "intercept": self.model_.intercept_}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
+        if self.multi_label_:
+            coef, intercept = arrays["coef"], arrays["intercept"]
+            if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
+                raise ValueError(f"coef {coef.shape} and intercept {intercept.shape} do not "
+                                 "make one binary model per label")
+            self.coef_, self.intercept_ = coef, intercept
+            return
         model = self._model()
         model.coef_ = arrays["coef"]
         model.intercept_ = arrays["intercept"]

@@ -150,9 +150,14 @@ def load_model(
             parts[name] = _from_state(file, part.from_saved, manifest[part.key], arrays,
                                       n_classes)
     reports = _from_state(path / MANIFEST, _reports, manifest)
+    # A multi-label head's columns are label indices; the names are the manifest's classes.
+    names = np.asarray(manifest["classes"]) if getattr(head, "multi_label_", False) else None
+    if names is not None and len(names) != n_classes:
+        raise ModelError(f"{path / MANIFEST} is corrupt ({len(names)} classes for "
+                         f"{n_classes} label columns); {_RETRAIN}")
     return FittedModel(
         encoder=_load_encoder(path, manifest["encoder"], encoder, cache, encoder_options),
-        head=head, class_counts=counts, **parts, **reports,
+        head=head, class_counts=counts, label_names=names, **parts, **reports,
     )
 
 

@@ -15,7 +15,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-__all__ = ["RECORDS", "Calibration", "FittedModel", "LabelShift", "UnknownPartError"]
+__all__ = ["RECORDS", "Calibration", "FittedModel", "LabelShift", "Thresholds",
+           "UnknownPartError"]
 
 class UnknownPartError(Exception):
     """A saved part names a kind (a calibration method, say) this fewshot does not know."""
@@ -98,8 +99,37 @@ class LabelShift:
         return cls(config, prior)
 
 
+@dataclass
+class Thresholds:
+    """Multi-label decisions: a label is predicted when its probability reaches its threshold.
+
+    ``values`` holds one threshold per label (columns of ``classes``), chosen on
+    out-of-fold probabilities; ``info`` says how (see
+    :func:`fewshot.training.fitting.label_thresholds`).
+    """
+
+    key: ClassVar[str] = "thresholds"
+    file: ClassVar[str | None] = None
+
+    values: np.ndarray
+    info: dict[str, Any]
+
+    def to_saved(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {**self.info, "values": [float(v) for v in self.values]}, {}
+
+    @classmethod
+    def from_saved(
+        cls, config: dict[str, Any], arrays: dict[str, np.ndarray], n_classes: int
+    ) -> Thresholds:
+        values = np.asarray(config["values"], dtype=np.float64)
+        if values.shape != (n_classes,) or not np.all((values >= 0) & (values <= 1)):
+            raise ValueError(f"thresholds {config['values']!r} do not fit {n_classes} labels")
+        return cls(values, {k: v for k, v in config.items() if k != "values"})
+
+
 #: The optional parts, by attribute name of :class:`FittedModel`.
-PARTS: dict[str, Any] = {"calibration": Calibration, "label_shift": LabelShift}
+PARTS: dict[str, Any] = {"calibration": Calibration, "label_shift": LabelShift,
+                         "thresholds": Thresholds}
 
 
 @dataclass
@@ -117,14 +147,39 @@ class FittedModel:
     n_train: int
     calibration: Calibration | None = None
     label_shift: LabelShift | None = None
+    thresholds: Thresholds | None = None
+    #: Multi-label models: the label names of the head's columns (None: single-label).
+    label_names: np.ndarray | None = None
     label_descriptions: dict[Any, str] | None = None
     tuning: dict[str, Any] | None = None
     self_training: dict[str, Any] | None = None
     distillation: dict[str, Any] | None = None
 
     @property
+    def multi_label(self) -> bool:
+        return self.label_names is not None
+
+    @property
     def classes(self) -> np.ndarray:
-        return np.asarray(self.head.classes_)
+        return self.label_names if self.label_names is not None else np.asarray(
+            self.head.classes_)
+
+    def decide(
+        self, proba: np.ndarray, *, threshold: float | None = None, min_labels: int = 0
+    ) -> np.ndarray:
+        """Multi-label decisions (an indicator matrix) from per-label probabilities.
+
+        ``threshold`` overrides the fitted per-label thresholds; with ``min_labels``
+        the most probable labels are added to a row that has fewer.
+        """
+        cut = (np.full(proba.shape[1], threshold) if threshold is not None
+               else self.thresholds.values if self.thresholds is not None else 0.5)
+        chosen = proba >= cut
+        if min_labels > 0:
+            top = np.argsort(-proba, axis=1, kind="stable")[:, :min_labels]
+            short = chosen.sum(axis=1) < min_labels
+            chosen[np.flatnonzero(short)[:, None], top[short]] = True
+        return chosen.astype(np.int64)
 
     @property
     def training_prior(self) -> np.ndarray:

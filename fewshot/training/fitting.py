@@ -12,9 +12,10 @@ from typing import Any
 import numpy as np
 
 from fewshot.errors import DataError, UsageError
-from fewshot.model.state import Calibration, FittedModel
+from fewshot.model.state import Calibration, FittedModel, Thresholds
 
-__all__ = ["CALIBRATIONS", "DEFAULT_CALIBRATION", "check_calibration", "fit_embeddings"]
+__all__ = ["CALIBRATIONS", "DEFAULT_CALIBRATION", "check_calibration", "fit_embeddings",
+           "is_multi_label", "label_thresholds"]
 
 #: Calibration methods by name (``None`` or ``"none"``: the head's own probabilities).
 CALIBRATIONS = ("temperature", "isotonic")
@@ -66,6 +67,9 @@ def fit_embeddings(
 
     method = check_calibration(calibration, calibration_folds)
     template = make_head(head)
+    if is_multi_label(y):
+        return _fit_multi_label(encoder, Z, y, template, method, calibration_folds,
+                                len(Z) if n_train is None else n_train, records)
     Ze, ye = extra if extra is not None else (Z[:0], [])
     Zp, yp = pseudo if pseudo is not None else (Z[:0], [])
     y_all = np.asarray([*y, *ye, *yp])
@@ -99,3 +103,77 @@ def fit_embeddings(
     model.calibration = Calibration(calibrator, info, proba[held].astype(np.float32),
                                     y_idx[held])
     return model
+
+
+def is_multi_label(y: Sequence[Any]) -> bool:
+    """Whether labels ``y`` are label lists (multi-label rows) rather than one label each."""
+    return any(isinstance(v, list | tuple | set | frozenset) for v in y)
+
+
+#: Held-out positives at which a label's own threshold and the global one weigh the same.
+SHRINK_ROWS = 10
+
+
+def label_thresholds(
+    proba: np.ndarray, Y: np.ndarray, *, shrink_rows: int = SHRINK_ROWS
+) -> tuple[np.ndarray, float]:
+    """``(per-label thresholds, global threshold)`` from held-out probabilities.
+
+    The global threshold maximises micro-F1 over all labels; each label's own
+    maximises its F1, and is shrunk towards the global one by how many held-out
+    positives back it: ``(n_pos * own + shrink_rows * global) / (n_pos + shrink_rows)``.
+    Candidates are 0.05, 0.10, ..., 0.95.
+    """
+    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
+    chosen = proba[:, :, None] >= grid  # (n, L, G)
+    positive = Y.astype(bool)[:, :, None]
+    tp = (chosen & positive).sum(axis=0)  # (L, G)
+    predicted, actual = chosen.sum(axis=0), positive.sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.nan_to_num(2 * tp / (predicted + actual))
+        micro = np.nan_to_num(2 * tp.sum(0) / (predicted.sum(0) + actual.sum(0)))
+    best_global = float(grid[int(np.argmax(micro))])
+    own = grid[np.argmax(f1, axis=1)]
+    n_pos = Y.sum(axis=0)
+    values = (n_pos * own + shrink_rows * best_global) / (n_pos + shrink_rows)
+    return values.astype(np.float64), best_global
+
+
+def _fit_multi_label(
+    encoder: Any, Z: np.ndarray, y: Sequence[Any], template: Any, method: str | None,
+    folds: int, n_train: int, records: dict[str, Any],
+) -> FittedModel:
+    """One-vs-rest on the label lists ``y``; per-label thresholds on out-of-fold
+    probabilities. Probabilities stay the head's own: the thresholds make the decisions."""
+    from sklearn.base import clone
+    from sklearn.model_selection import KFold
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    if records.get("label_descriptions") or records.get("self_training"):
+        raise UsageError("label descriptions and self-training work with one label per item; "
+                         "drop them for multi-label data")
+    binarizer = MultiLabelBinarizer()
+    Y = binarizer.fit_transform([list(v) for v in y])
+    names = np.asarray(binarizer.classes_)
+    if len(names) < 2:
+        raise DataError(f"the data has {len(names)} label(s) ({', '.join(map(str, names))}); "
+                        "a classifier needs at least two: add examples of another label")
+    fitted = clone(template).fit(Z, Y)
+    k = min(folds, len(Z))
+    info: dict[str, Any] = {"folds": k, "shrink_rows": SHRINK_ROWS, "n_held_out": len(Z)}
+    if method is not None:
+        info["calibration"] = (f"{method} not applied: per-label thresholds chosen on "
+                               "out-of-fold probabilities make the decisions")
+    if k < 2:
+        values, info["global"] = np.full(len(names), 0.5), 0.5
+        info["n_held_out"] = 0
+    else:
+        oof = np.zeros(Y.shape, dtype=np.float64)
+        for train, test in KFold(k, shuffle=True, random_state=0).split(Z):
+            oof[test] = clone(template).fit(Z[train], Y[train]).predict_proba(Z[test])
+        values, info["global"] = label_thresholds(oof, Y)
+    return FittedModel(
+        encoder=encoder, head=fitted, n_train=n_train, label_names=names,
+        class_counts=Y.sum(axis=0).astype(np.int64), thresholds=Thresholds(values, info),
+        **records,
+    )
