@@ -92,8 +92,28 @@ def test_cli_train_predict_evaluate_on_label_lists(tiny_text_model_dir: Path,
     report = json.loads(r.stdout)
     assert report["n"] == 16 and report["macro_f1"] > 0.6
     assert {"micro_f1", "subset_accuracy", "hamming_loss", "samples_f1"} <= set(report)
+    r = runner.invoke(app, ["predict", str(tmp_path / "m"), str(data), "-o", "-", "--no-cache",
+                            "--threshold", "1.0", "--min-labels", "1"])
+    assert r.exit_code == 0, r.output
+    assert all(len(json.loads(x)["labels"]) == 1 for x in r.stdout.splitlines())
     single = tmp_path / "single.jsonl"
     single.write_text("".join(json.dumps({"text": t, "label": y}) + "\n" for t, y in SENTIMENT))
     r = runner.invoke(app, ["evaluate", str(tmp_path / "m"), str(single), "--no-cache"])
     assert r.exit_code == 1 and "one label per row but the model was trained on label lists" \
         in r.output
+
+
+def test_decision_options_refused_for_a_single_label_model(tiny_text_model_dir: Path,
+                                                          sentiment_jsonl: Path,
+                                                          tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from fewshot.cli import app
+
+    runner = CliRunner()
+    r = runner.invoke(app, ["train", str(sentiment_jsonl), "-o", str(tmp_path / "m"),
+                            "--encoder", str(tiny_text_model_dir), "--no-cache"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["evaluate", str(tmp_path / "m"), str(sentiment_jsonl), "--no-cache",
+                            "--min-labels", "1"])
+    assert r.exit_code == 2 and "this model gives one label per item" in r.output

@@ -54,6 +54,28 @@ LongTextsOpt = Annotated[
 ]
 
 
+ThresholdOpt = Annotated[
+    float | None,
+    typer.Option("--threshold", min=0.0, max=1.0,
+                 help="Multi-label models: one probability threshold for every label.",
+                 show_default="each label's own, chosen at training on out-of-fold "
+                 "probabilities"),
+]
+MinLabelsOpt = Annotated[
+    int, typer.Option("--min-labels", min=0,
+                      help="Multi-label models: give every item at least this many labels "
+                      "(its most probable ones).")
+]
+
+
+def set_decisions(clf: Any, threshold: float | None, min_labels: int) -> None:
+    """--threshold / --min-labels onto a loaded model (multi-label models only)."""
+    if (threshold is not None or min_labels) and not clf.multi_label_:
+        raise UsageError("--threshold and --min-labels decide label sets; this model gives "
+                         "one label per item: drop them")
+    clf.set_params(threshold=threshold, min_labels=min_labels)
+
+
 def text_encoder_options(long_texts: str, modality: str) -> dict[str, Any]:
     """The encoder settings of --long-texts (none for the default)."""
     if long_texts == "truncate":

@@ -16,14 +16,17 @@ from fewshot.cli._common import (
     ImageFieldOpt,
     LabelFieldOpt,
     LabelSepOpt,
+    MinLabelsOpt,
     ModelEncoderOpt,
     NoCacheOpt,
     SkipBadOpt,
     TextFieldOpt,
+    ThresholdOpt,
     check_modality,
     handle_errors,
     load_data,
     make_cache,
+    set_decisions,
 )
 from fewshot.errors import DataError
 
@@ -44,6 +47,8 @@ def evaluate(
     label_sep: LabelSepOpt = None,
     image_field: ImageFieldOpt = None,
     skip_bad_images: SkipBadOpt = False,
+    threshold: ThresholdOpt = None,
+    min_labels: MinLabelsOpt = 0,
     allow_unknown_labels: Annotated[
         bool,
         typer.Option(
@@ -78,6 +83,7 @@ def evaluate(
         require_labels=True, skip_bad_images=skip_bad_images, label_sep=label_sep,
     )
     check_modality(ds, clf.encoder_.modality, data)
+    set_decisions(clf, threshold, min_labels)
     known = {str(c) for c in clf.classes_}
     multi = bool(ds.labels) and isinstance(ds.labels[0], list)
     if multi != clf.multi_label_:

@@ -13,11 +13,13 @@ from fewshot.cli._common import (
     DeviceOpt,
     ForceOpt,
     ImageFieldOpt,
+    MinLabelsOpt,
     ModelEncoderOpt,
     NoCacheOpt,
     RowFormatOpt,
     SkipBadOpt,
     TextFieldOpt,
+    ThresholdOpt,
     check_modality,
     check_output,
     handle_errors,
@@ -26,6 +28,7 @@ from fewshot.cli._common import (
     load_data,
     make_cache,
     output_name,
+    set_decisions,
 )
 
 
@@ -56,6 +59,8 @@ def predict(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     force: ForceOpt = False,
+    threshold: ThresholdOpt = None,
+    min_labels: MinLabelsOpt = 0,
     adapt_prior: Annotated[
         bool,
         typer.Option(
@@ -88,6 +93,7 @@ def predict(
         require_labels=False, skip_bad_images=skip_bad_images, skip_reasons=skipped,
     )
     check_modality(ds, clf.encoder_.modality, data)
+    set_decisions(clf, threshold, min_labels)
     proba = clf.predict_proba(ds.items, adapt_prior=adapt_prior)
     if adapt_prior:
         info(label_shift_line(clf.label_shift_, list(clf.classes_)))
