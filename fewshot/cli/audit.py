@@ -29,7 +29,7 @@ from fewshot.cli._common import (
     make_cache,
     output_name,
 )
-from fewshot.errors import DataError
+from fewshot.errors import DataError, UsageError
 
 
 @handle_errors
@@ -101,6 +101,9 @@ def audit(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
         require_labels=True, skip_bad_images=skip_bad_images, label_sep=label_sep,
     )
+    if ds.multi_label:
+        raise UsageError("audit ranks one label per example; label lists (multi-label) are not "
+                         "audited yet")
     if len(ds.classes) < 2:
         raise DataError(
             f"{ds.source} has a single class ({ds.classes[0]}); auditing labels needs two or more"

@@ -113,6 +113,9 @@ def review(
         model_dir, encoder=encoder, cache=make_cache(cache_dir, no_cache), device=device,
         batch_size=batch_size,
     )
+    if clf.multi_label_:
+        raise UsageError("review accepts or queues one predicted label per item; a multi-label "
+                         "model's per-label thresholds are not reviewed yet")
     ds = load_data(
         data, split, text_field=text_field, label_field=label_field, image_field=image_field,
         require_labels=False, skip_bad_images=skip_bad_images, label_sep=label_sep,

@@ -122,18 +122,28 @@ def label_thresholds(
     The global threshold maximises micro-F1 over all labels; each label's own
     maximises its F1, and is shrunk towards the global one by how many held-out
     positives back it: ``(n_pos * own + shrink_rows * global) / (n_pos + shrink_rows)``.
-    Candidates are 0.05, 0.10, ..., 0.95.
+    Candidates are quantiles of the probabilities (2% to 98%), per label for its own
+    threshold and over all labels for the global one: a head whose probabilities
+    sit far from 0.5 (logistic regression on a few rows of a rare label) still
+    gets thresholds inside its range.
     """
-    grid = np.round(np.arange(0.05, 0.951, 0.05), 2)
-    chosen = proba[:, :, None] >= grid  # (n, L, G)
+    qs = np.linspace(0.02, 0.98, 49)
+    grids = np.quantile(proba, qs, axis=0).T  # (L, G): each label's own candidates
+    shared = np.quantile(proba, qs)  # (G,)
     positive = Y.astype(bool)[:, :, None]
-    tp = (chosen & positive).sum(axis=0)  # (L, G)
-    predicted, actual = chosen.sum(axis=0), positive.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        f1 = np.nan_to_num(2 * tp / (predicted + actual))
-        micro = np.nan_to_num(2 * tp.sum(0) / (predicted.sum(0) + actual.sum(0)))
-    best_global = float(grid[int(np.argmax(micro))])
-    own = grid[np.argmax(f1, axis=1)]
+
+    def f1(chosen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        tp = (chosen & positive).sum(axis=0)  # (L, G)
+        predicted, actual = chosen.sum(axis=0), positive.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_label = np.nan_to_num(2 * tp / (predicted + actual))
+            micro = np.nan_to_num(2 * tp.sum(0) / (predicted.sum(0) + actual.sum(0)))
+        return per_label, micro
+
+    per_label, _ = f1(proba[:, :, None] >= grids[None, :, :])
+    _, micro = f1(proba[:, :, None] >= shared)
+    best_global = float(shared[int(np.argmax(micro))])
+    own = grids[np.arange(len(grids)), np.argmax(per_label, axis=1)]
     n_pos = Y.sum(axis=0)
     values = (n_pos * own + shrink_rows * best_global) / (n_pos + shrink_rows)
     return values.astype(np.float64), best_global
