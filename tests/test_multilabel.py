@@ -81,6 +81,7 @@ def test_cli_train_predict_evaluate_on_label_lists(tiny_text_model_dir: Path,
     runner, common = CliRunner(), ["--encoder", str(tiny_text_model_dir), "--no-cache"]
     r = runner.invoke(app, ["train", str(data), "-o", str(tmp_path / "m"), *common])
     assert r.exit_code == 0, r.output
+    assert "thresholds: one per label, chosen on 16 out-of-fold rows (5 folds)" in r.output
     r = runner.invoke(app, ["predict", str(tmp_path / "m"), str(data), "-o",
                             str(tmp_path / "p.jsonl"), "--no-cache"])
     assert r.exit_code == 0, r.output

@@ -254,6 +254,11 @@ def train(
         )
     if clf.calibrator_ is not None:
         info(_calibration_line(clf))
+    if clf.model_.thresholds is not None:
+        t = clf.model_.thresholds
+        info(f"thresholds: one per label, chosen on {t.info['n_held_out']} out-of-fold rows "
+             f"({t.info['folds']} folds), {t.values.min():.3g}-{t.values.max():.3g} "
+             f"(global {t.info['global']:.3g}); probabilities are the head's own")
     # (with --shots the counts are chosen, and short classes were already warned about)
     single = sorted(c for c, n in _label_counts(ds.labels).items() if n == 1) if shots is None \
         else []
