@@ -67,13 +67,7 @@ def classification_report(
         # scikit-learn's default: every label seen in y_true or y_pred (as fewshot bench)
         "macro_f1": float(f1_score(true, pred, average="macro", zero_division=0)),
         "mcc": float(matthews_corrcoef(true, pred)),
-        "per_class": {
-            str(lab): {
-                "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                "support": int(s[i]),
-            }
-            for i, lab in enumerate(labels)
-        },
+        "per_class": _per_label(labels, p, r, f, s),
         "confusion_matrix": {
             "labels": [str(lab) for lab in labels],
             "matrix": confusion_matrix(true, pred, labels=labels).tolist(),
@@ -115,13 +109,7 @@ def multilabel_report(y_true: Any, y_pred: Any, labels: Sequence[Any]) -> dict[s
         "samples_f1": float(f1_score(true, pred, average="samples", zero_division=0)),
         "subset_accuracy": float(accuracy_score(true, pred)),
         "hamming_loss": float(hamming_loss(true, pred)),
-        "per_label": {
-            str(lab): {
-                "precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
-                "support": int(s[i]),
-            }
-            for i, lab in enumerate(labels)
-        },
+        "per_label": _per_label(labels, p, r, f, s),
     }
 
 
@@ -205,3 +193,9 @@ def calibration_scores(
         out["ece_uncalibrated"] = expected_calibration_error(uncalibrated[rows], y_idx, n_bins)
         out["brier_uncalibrated"] = brier_score(uncalibrated[rows], y_idx)
     return out
+
+
+def _per_label(labels: Sequence[Any], p: Any, r: Any, f: Any, s: Any) -> dict[str, Any]:
+    """``{label: {precision, recall, f1, support}}`` from precision_recall_fscore_support."""
+    return {str(lab): {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]),
+                       "support": int(s[i])} for i, lab in enumerate(labels)}

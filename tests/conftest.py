@@ -10,11 +10,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fewshot.heads import CentroidHead, KNNHead, LogisticRegressionHead
+
 # No test may touch the network: make every hub client fail fast instead.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
+#: Every head with representative settings, built fresh per test.
+ALL_HEADS = [
+    pytest.param(lambda: KNNHead(k=3), id="knn"),
+    pytest.param(lambda: KNNHead(k=4, weights="uniform"), id="knn-uniform"),
+    pytest.param(lambda: CentroidHead(), id="centroid"),
+    pytest.param(lambda: CentroidHead(center=True, temperature=5.0), id="centroid-center"),
+    pytest.param(lambda: LogisticRegressionHead(C=0.5), id="logreg"),
+]
 SHARED = Path(os.environ.get("FEWSHOT_SHARED", REPO.parent / "shared"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

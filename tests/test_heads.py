@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import pytest
+from conftest import ALL_HEADS
 from safetensors.numpy import load, save
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -47,14 +48,6 @@ def blobs():
     Xq = Xq + 0.1 * rng.normal(size=Xq.shape).astype(np.float32)
     return X, y, Xq, yq
 
-
-ALL_HEADS = [
-    pytest.param(lambda: KNNHead(k=3), id="knn"),
-    pytest.param(lambda: KNNHead(k=4, weights="uniform"), id="knn-uniform"),
-    pytest.param(lambda: CentroidHead(), id="centroid"),
-    pytest.param(lambda: CentroidHead(center=True, temperature=5.0), id="centroid-center"),
-    pytest.param(lambda: LogisticRegressionHead(C=0.5), id="logreg"),
-]
 
 
 # -- the classifier contract ----------------------------------------------------------

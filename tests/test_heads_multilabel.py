@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import ALL_HEADS
 from safetensors.numpy import load, save
 from scipy.sparse import csr_matrix
 from scipy.special import expit, logit
@@ -43,14 +44,6 @@ def data():
     Xq, Yq = _multilabel(40, seed=1)
     return X, Y, Xq, Yq
 
-
-ALL_HEADS = [
-    pytest.param(lambda: KNNHead(k=3), id="knn"),
-    pytest.param(lambda: KNNHead(k=4, weights="uniform"), id="knn-uniform"),
-    pytest.param(lambda: CentroidHead(), id="centroid"),
-    pytest.param(lambda: CentroidHead(center=True, temperature=5.0), id="centroid-center"),
-    pytest.param(lambda: LogisticRegressionHead(C=0.5), id="logreg"),
-]
 
 
 # -- the contract -----------------------------------------------------------------------
