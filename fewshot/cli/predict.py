@@ -97,20 +97,11 @@ def predict(
     proba = clf.predict_proba(ds.items, adapt_prior=adapt_prior)
     if adapt_prior:
         info(label_shift_line(clf.label_shift_, list(clf.classes_)))
-    classes = [str(c) for c in clf.classes_]
     item_key = "text" if ds.modality == "text" else "path"
-    if clf.multi_label_:  # every label's own probability, and the labels that passed
-        chosen = clf.model_.decide(proba, threshold=clf.threshold, min_labels=clf.min_labels)
-        decided: list[dict[str, Any]] = [
-            {"labels": [c for c, on in zip(classes, row, strict=True) if on]} for row in chosen]
-    else:
-        decided = [{"label": classes[p.argmax()], "score": round(float(p.max()), 6)}
-                   for p in proba]
-    rows: list[dict[str, Any]] = [
-        {"id": ds.ids[i], item_key: ds.display(i), **decided[i],
-         "probabilities": {c: round(float(v), 6) for c, v in zip(classes, p, strict=True)}}
-        for i, p in enumerate(proba)
-    ]
+    answers = clf.model_.prediction_rows(proba, threshold=clf.threshold,
+                                         min_labels=clf.min_labels)
+    rows: list[dict[str, Any]] = [{"id": ds.ids[i], item_key: ds.display(i), **answer}
+                                  for i, answer in enumerate(answers)]
     if skip_bad_images:  # every row has the field, so CSV has the column
         for row in rows:
             row["error"] = None

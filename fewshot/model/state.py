@@ -181,6 +181,27 @@ class FittedModel:
             chosen[np.flatnonzero(short)[:, None], top[short]] = True
         return chosen.astype(np.int64)
 
+    def prediction_rows(
+        self, proba: np.ndarray, *, threshold: float | None = None, min_labels: int = 0
+    ) -> list[dict[str, Any]]:
+        """One answer per row, the shape ``fewshot predict`` and ``fewshot serve`` write.
+
+        Single-label: ``{"label", "score", "probabilities"}``; multi-label:
+        ``{"labels", "probabilities"}`` with every label's own probability.
+        """
+        classes = [str(c) for c in self.classes]
+        if self.multi_label:
+            chosen = self.decide(proba, threshold=threshold, min_labels=min_labels)
+            decided: list[dict[str, Any]] = [
+                {"labels": [c for c, on in zip(classes, row, strict=True) if on]}
+                for row in chosen]
+        else:
+            decided = [{"label": classes[int(p.argmax())], "score": round(float(p.max()), 6)}
+                       for p in proba]
+        return [{**d, "probabilities": {c: round(float(v), 6)
+                                        for c, v in zip(classes, p, strict=True)}}
+                for d, p in zip(decided, proba, strict=True)]
+
     @property
     def training_prior(self) -> np.ndarray:
         return self.class_counts.astype(np.float64) / float(self.class_counts.sum())
