@@ -9,7 +9,19 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from fewshot._version import __version__
-from fewshot.cli import audit, bench, distill, embed, evaluate, predict, review, train
+from fewshot.cli import (
+    audit,
+    bench,
+    distill,
+    embed,
+    evaluate,
+    export,
+    index,
+    predict,
+    review,
+    serve,
+    train,
+)
 from fewshot.cli import select as select_cmd
 
 __all__ = ["app", "main"]
@@ -57,9 +69,10 @@ for _name, _fn in (
     ("embed", embed.embed), ("train", train.train), ("predict", predict.predict),
     ("evaluate", evaluate.evaluate), ("bench", bench.bench), ("review", review.review),
     ("audit", audit.audit), ("distill", distill.distill), ("select", select_cmd.select),
-    ("suggest", select_cmd.suggest),
+    ("suggest", select_cmd.suggest), ("export", export.export), ("serve", serve.serve),
 ):
     app.command(_name, cls=_Command, no_args_is_help=True)(_fn)
+app.add_typer(index.app, name="index")
 
 
 def _version(value: bool) -> None:
