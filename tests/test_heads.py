@@ -20,6 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from fewshot.errors import UsageError
 from fewshot.heads import (
     HEADS,
+    AutoHead,
     CentroidHead,
     Head,
     KNNHead,
@@ -28,6 +29,9 @@ from fewshot.heads import (
 )
 
 LABELS = ["zebra", "ant", "moth"]  # deliberately not in sorted order
+#: Every head, ``auto`` with its default settings and with three folds.
+HEADS_HERE = [*ALL_HEADS, pytest.param(lambda: AutoHead(), id="auto"),
+              pytest.param(lambda: AutoHead(folds=3, random_state=1), id="auto-3-folds")]
 
 
 def _blobs(n_per: int = 10, dim: int = 16, seed: int = 0, spread: float = 0.6):
@@ -51,7 +55,7 @@ def blobs():
 
 
 # -- the classifier contract ----------------------------------------------------------
-@pytest.mark.parametrize("make", ALL_HEADS)
+@pytest.mark.parametrize("make", HEADS_HERE)
 def test_contract(make, blobs) -> None:
     X, y, Xq, yq = blobs
     head = make()
@@ -72,7 +76,7 @@ def test_contract(make, blobs) -> None:
     assert head.score(Xq, yq) == pytest.approx(np.mean(pred == yq))
 
 
-@pytest.mark.parametrize("make", ALL_HEADS)
+@pytest.mark.parametrize("make", HEADS_HERE)
 def test_proba_columns_follow_classes(make, blobs) -> None:
     X, y, _, _ = blobs
     head = make().fit(X, y)
@@ -83,7 +87,7 @@ def test_proba_columns_follow_classes(make, blobs) -> None:
         assert head.predict(centre)[0] == label
 
 
-@pytest.mark.parametrize("make", ALL_HEADS)
+@pytest.mark.parametrize("make", HEADS_HERE)
 def test_non_string_labels_kept(make, blobs) -> None:
     X, y, Xq, _ = blobs
     y_int = np.array([{"zebra": 30, "ant": 10, "moth": 20}[v] for v in y])
@@ -92,7 +96,7 @@ def test_non_string_labels_kept(make, blobs) -> None:
     assert set(head.predict(Xq).tolist()) <= {10, 20, 30}
 
 
-@pytest.mark.parametrize("make", ALL_HEADS)
+@pytest.mark.parametrize("make", HEADS_HERE)
 def test_unfitted_and_wrong_width(make, blobs) -> None:
     X, y, _, _ = blobs
     head = make()
@@ -262,8 +266,154 @@ def test_centroid_center_differs_from_plain() -> None:
     assert np.mean(cl2n.predict(X) == y) >= np.mean(plain.predict(X) == y)
 
 
+# -- auto: cross-validation among a centroid and balanced logistic regressions ---------
+def _ordinal(n_per: int, seed: int):
+    """Three classes along one direction (-1, 0, +1) under five noisy directions: the
+    middle class has a centroid near zero after centring, so only a linear head with
+    intercepts separates it."""
+    rng = np.random.default_rng(seed)
+    y_idx = np.repeat(np.arange(3), n_per)
+    X = np.zeros((len(y_idx), 6), np.float32)
+    X[:, 0] = y_idx - 1.0 + 0.15 * rng.normal(size=len(y_idx))
+    X[:, 1:] = 3.0 * rng.normal(size=(len(y_idx), 5))
+    return X, np.array(["lo", "mid", "hi"])[y_idx]
+
+
+def _few_shot_many_classes(seed: int = 0):
+    """30 classes, one with 8 examples, the others 1 or 2: the regime where the
+    default logistic regression names the big class too often."""
+    rng = np.random.default_rng(seed)
+    protos = rng.normal(size=(30, 32))
+    counts = np.array([8] + [1, 2] * 14 + [1])
+    y = np.repeat(np.arange(30), counts)
+    yq = np.repeat(np.arange(30), 20)
+    X, Xq = (protos[v] + 0.8 * rng.normal(size=(len(v), 32)) for v in (y, yq))
+    return X.astype(np.float32), y, Xq.astype(np.float32), yq
+
+
+def _cv_by_hand(X, y, folds=5, random_state=0):
+    """Each candidate's held-out accuracy, computed apart from AutoHead."""
+    from fewshot.heads.auto import _fold_ids
+
+    y_idx = np.unique(y, return_inverse=True)[1]
+    fold = _fold_ids(y_idx, folds, random_state)
+    out = {}
+    for name, (cls, params) in AutoHead.CANDIDATES.items():
+        right = 0
+        for f in np.unique(fold[fold >= 0]):
+            test = fold == f
+            head = cls(**params)
+            if "C" in params:
+                head = head.set_params(C=params["C"] * len(y) / (~test).sum())
+            right += np.sum(head.fit(X[~test], y_idx[~test]).predict(X[test]) == y_idx[test])
+        out[name] = right / (fold >= 0).sum()
+    return out
+
+
+def test_auto_fold_ids_hold_out_no_singleton_and_keep_every_class() -> None:
+    from fewshot.heads.auto import _fold_ids
+
+    y_idx = np.array([0] * 7 + [1] * 2 + [2])
+    fold = _fold_ids(y_idx, 5, 0)
+    assert fold[-1] == -1  # one example: never held out
+    assert sorted(np.bincount(fold[:7])) == [1, 1, 1, 2, 2]  # 7 rows dealt over 5 folds
+    assert sorted(fold[7:9].tolist()) == sorted(set(fold[7:9].tolist()))  # 2 rows, 2 folds
+    for f in range(5):
+        assert set(y_idx[fold != f]) == {0, 1, 2}
+    assert (_fold_ids(np.arange(4), 5, 0) == -1).all()  # all singletons: nothing held out
+
+
+def test_auto_picks_logreg_where_centroids_cannot_separate() -> None:
+    X, y = _ordinal(20, seed=0)
+    Xq, yq = _ordinal(100, seed=1)
+    head = AutoHead().fit(X, y)
+    expected = _cv_by_hand(X, y)
+    assert head.cv_accuracy_ == pytest.approx(expected)
+    assert head.chosen_ == max(expected, key=expected.get) == "logreg C=10"
+    assert expected["centroid"] < 0.6 < 0.9 < expected["logreg C=10"]
+    ref = LogisticRegressionHead(C=10.0, class_weight="balanced").fit(X, y)
+    np.testing.assert_array_equal(head.predict_proba(Xq), ref.predict_proba(Xq))
+    assert np.mean(head.predict(Xq) == yq) >= 0.95
+    assert np.mean(CentroidHead(center=True).fit(X, y).predict(Xq) == yq) < 0.6
+
+
+def test_auto_picks_the_centroid_on_one_or_two_examples_per_class() -> None:
+    X, y, Xq, yq = _few_shot_many_classes()
+    head = AutoHead().fit(X, y)
+    assert head.chosen_ == "centroid"
+    ref = CentroidHead(center=True).fit(X, y)
+    np.testing.assert_array_equal(head.predict_proba(Xq), ref.predict_proba(Xq))
+    auto_acc = np.mean(head.predict(Xq) == yq)
+    plain = np.mean(LogisticRegressionHead().fit(X, y).predict(Xq) == yq)
+    assert auto_acc >= plain + 0.05  # 0.96 against 0.89
+
+
+def test_auto_with_one_example_per_class_is_the_centroid() -> None:
+    X, _, _, _ = _few_shot_many_classes()
+    X, y = X[:4], np.array(["d", "c", "b", "a"])
+    head = AutoHead().fit(X, y)
+    assert head.chosen_ == "centroid" and head.cv_accuracy_ == {}
+    np.testing.assert_array_equal(head.predict(X), y)
+
+
+def test_auto_cross_validates_from_24_rows_and_3_per_class() -> None:
+    X, y = _ordinal(8, seed=0)  # 24 rows, 8 per class
+    assert set(AutoHead().fit(X, y).cv_accuracy_) == set(AutoHead.CANDIDATES)
+    assert AutoHead().fit(X[1:], y[1:]).cv_accuracy_ == {}  # 23 rows: few
+    keep = np.r_[0:2, 8:10, 16:24]  # 12 rows, median 2 per class: few
+    assert AutoHead(few_rows=0).fit(X[keep], y[keep]).chosen_ == "centroid"
+    assert AutoHead(few_rows=0).fit(X[np.r_[0:3, 8:11, 16:19]], y[np.r_[0:3, 8:11, 16:19]]
+                                    ).cv_accuracy_ != {}  # 3 per class: cross-validated
+    fold = AutoHead().for_subsample(0.8)
+    assert (fold.few_rows, fold.few_per_class) == pytest.approx((19.2, 2.4))
+    fitted = AutoHead().fit(*_ordinal(20, seed=0))  # chooses logreg C=10
+    fold = fitted.for_subsample(0.8)  # the choice, regularised for 80% of the rows
+    assert isinstance(fold, LogisticRegressionHead) and not hasattr(fold, "classes_")
+    assert (fold.C, fold.class_weight) == (12.5, "balanced")
+
+
+@pytest.mark.parametrize("data", ["ordinal", "few"])
+def test_auto_state_round_trip_names_the_choice(data) -> None:
+    X, y = _ordinal(20, 0) if data == "ordinal" else _few_shot_many_classes()[:2]
+    head = AutoHead().fit(X, y)
+    config, arrays = head.get_state()
+    config2 = json.loads(json.dumps(config))
+    assert config2["chosen"]["name"] == head.chosen_
+    restored = HEADS["auto"].from_state(config2, load(save(arrays)))
+    assert restored.chosen_ == head.chosen_
+    assert type(restored.head_) is type(head.head_)
+    np.testing.assert_array_equal(restored.predict_proba(X), head.predict_proba(X))
+    for bad in ({"chosen": None}, {"chosen": {**config["chosen"], "type": "svm"}},
+                {"chosen": {"name": "x", "type": "logreg"}}):
+        with pytest.raises(ValueError, match="its chosen head .* is not one of centroid, "
+                                             "logreg with its name and params"):
+            AutoHead.from_state({**config2, **bad}, arrays)
+
+
+def test_auto_multi_label_follows_the_positives_per_label() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 8)).astype(np.float32)
+    Y = (X[:, :3] > 0).astype(int)  # about 20 positives per label
+    head = AutoHead().fit(X, Y)
+    assert head.multi_label_ and head.chosen_ == "logreg C=1"
+    np.testing.assert_array_equal(head.predict_proba(X),
+                                  LogisticRegressionHead(C=1.0).fit(X, Y).predict_proba(X))
+    few = AutoHead().fit(X[:4], Y[:4])  # at most 4 positives per label, below 5 folds
+    assert few.chosen_ == "centroid"
+    config, arrays = few.get_state()
+    restored = AutoHead.from_state(json.loads(json.dumps(config)), load(save(arrays)))
+    np.testing.assert_array_equal(restored.predict_proba(X), few.predict_proba(X))
+
+
+def test_auto_bad_folds_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="head 'auto': folds must be at least 2, got 1"):
+        make_head("auto", folds=1)
+    with pytest.raises(UsageError, match="head 'auto': few_rows must be a number, 0 or more"):
+        make_head("auto", few_rows=-1)
+
+
 # -- saving as arrays -----------------------------------------------------------------
-@pytest.mark.parametrize("make", ALL_HEADS)
+@pytest.mark.parametrize("make", HEADS_HERE)
 def test_state_round_trip_through_safetensors(make, blobs) -> None:
     X, y, Xq, _ = blobs
     head = make().fit(X, y)
@@ -307,7 +457,7 @@ def test_get_state_needs_fit() -> None:
 
 
 # -- scikit-learn composition ---------------------------------------------------------
-@pytest.mark.parametrize("make", ALL_HEADS)
+@pytest.mark.parametrize("make", HEADS_HERE)
 def test_clone(make, blobs) -> None:
     X, y, _, _ = blobs
     head = make().fit(X, y)
@@ -317,7 +467,7 @@ def test_clone(make, blobs) -> None:
     assert not hasattr(copy, "classes_")
 
 
-@pytest.mark.parametrize("make", ALL_HEADS)
+@pytest.mark.parametrize("make", HEADS_HERE)
 def test_pipeline_with_scaler(make, blobs) -> None:
     X, y, Xq, yq = blobs
     pipe = make_pipeline(StandardScaler(), make()).fit(X, y)
@@ -354,7 +504,8 @@ def test_make_head_by_name() -> None:
     assert isinstance(make_head("centroid", center=True), CentroidHead)
     assert make_head("centroid", center=True).center is True
     assert make_head("logreg", C=3.0).C == 3.0
-    assert set(HEADS) == {"knn", "centroid", "logreg"}
+    assert make_head("auto", folds=3).folds == 3
+    assert set(HEADS) == {"knn", "centroid", "logreg", "auto"}
 
 
 def test_make_head_from_instance() -> None:
@@ -380,7 +531,7 @@ def test_make_head_unknown_setting_names_the_settings() -> None:
 def test_make_head_unknown_names_choices() -> None:
     with pytest.raises(UsageError) as exc:
         make_head("nope")
-    assert str(exc.value) == "unknown head 'nope'; choose one of centroid, knn, logreg"
+    assert str(exc.value) == "unknown head 'nope'; choose one of auto, centroid, knn, logreg"
     assert isinstance(exc.value, ValueError) and exc.value.exit_code == 2
 
 
@@ -392,7 +543,7 @@ def _expected_failures(estimator: Head) -> dict[str, str]:
     return {}
 
 
-@parametrize_with_checks([KNNHead(), CentroidHead(), LogisticRegressionHead()],
+@parametrize_with_checks([KNNHead(), CentroidHead(), LogisticRegressionHead(), AutoHead()],
                          expected_failed_checks=_expected_failures)
 def test_sklearn_estimator_checks(estimator: Head, check) -> None:
     check(estimator)

@@ -7,23 +7,26 @@ import numbers
 from typing import Any
 
 from fewshot.errors import UsageError
+from fewshot.heads.auto import AutoHead
 from fewshot.heads.base import Head
 from fewshot.heads.centroid import CentroidHead
 from fewshot.heads.knn import KNNHead
 from fewshot.heads.logreg import LogisticRegressionHead
 
-__all__ = ["HEADS", "CentroidHead", "Head", "KNNHead", "LogisticRegressionHead", "make_head"]
+__all__ = ["HEADS", "AutoHead", "CentroidHead", "Head", "KNNHead", "LogisticRegressionHead",
+           "make_head"]
 
 #: Head name (as used by the CLI and saved models) -> class.
 HEADS: dict[str, type[Head]] = {
     KNNHead.name: KNNHead,
     CentroidHead.name: CentroidHead,
     LogisticRegressionHead.name: LogisticRegressionHead,
+    AutoHead.name: AutoHead,
 }
 
 
 def make_head(head: str | Head, **params: Any) -> Head:
-    """A head from its name (``knn``, ``centroid``, ``logreg``) or an instance."""
+    """A head from its name (``knn``, ``centroid``, ``logreg``, ``auto``) or an instance."""
     if isinstance(head, Head):
         if not params:
             return head

@@ -151,6 +151,7 @@ class Head(ClassifierMixin, BaseEstimator):
     @classmethod
     def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]) -> Head:
         head = cls(**config["params"])
+        head._read_config(config)
         dtype = config.get("classes_dtype")
         if dtype is not None:
             try:
@@ -175,6 +176,10 @@ class Head(ClassifierMixin, BaseEstimator):
         head._restore(arrays)
         head._check_restored()
         return head
+
+    def _read_config(self, config: dict[str, Any]) -> None:
+        """Read what a head keeps in its config beyond the base keys (before
+        ``_restore``); a value that makes no sense is a ``ValueError``."""
 
     def _check_restored(self) -> None:
         """Saved arrays that disagree with the saved classes or feature count (a head
