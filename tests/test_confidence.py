@@ -16,8 +16,10 @@ from fewshot.confidence.audit import audit_labels, near_duplicate_groups
 from fewshot.confidence.calibration import (
     IdentityCalibration,
     IsotonicCalibration,
+    LabelCalibration,
     TemperatureScaling,
     fit_calibrator,
+    fit_label_calibrator,
     fold_ids,
     out_of_fold_proba,
 )
@@ -621,3 +623,44 @@ def test_review_threshold_is_honest_with_isotonic_calibration() -> None:
             precisions.append(s[accepted].mean())
     assert len(precisions) >= 30
     assert np.mean(precisions) >= 0.89  # in-sample isotonic thresholds gave 0.87
+
+
+# -- multi-label: per-label Platt maps --------------------------------------------------------
+def _platt_data(n: int = 4000) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Probabilities of 3 labels whose truth is sigmoid(a * logit(p) + b), known a and b."""
+    rng = np.random.default_rng(0)
+    a, b = np.array([2.0, 0.5, 1.0]), np.array([-1.0, 0.5, 0.0])
+    z = rng.normal(-1.0, 1.5, (n, 3))
+    truth = 1 / (1 + np.exp(-(a * z + b)))
+    Y = (rng.uniform(size=(n, 3)) < truth).astype(np.int64)
+    return 1 / (1 + np.exp(-z)), Y, a, b
+
+
+def test_label_calibration_recovers_each_labels_map() -> None:
+    P, Y, a, b = _platt_data()
+    raw = fit_label_calibrator("platt_per_label_raw", P, Y)
+    np.testing.assert_allclose(raw.a, a, atol=0.15)
+    np.testing.assert_allclose(raw.b, b, atol=0.15)
+    shared = fit_label_calibrator("platt", P, Y)
+    assert np.ptp(shared.a) == 0 and np.ptp(shared.b) == 0  # one map for every label
+    # Shrinkage pulls each label's map towards the shared one, the more so on few rows.
+    for rows in (P.shape[0], 60):
+        raw_few = fit_label_calibrator("platt_per_label_raw", P[:rows], Y[:rows])
+        shrunk = fit_label_calibrator("platt_per_label", P[:rows], Y[:rows])
+        centre = fit_label_calibrator("platt", P[:rows], Y[:rows])
+        gap = np.hypot(shrunk.a - centre.a, shrunk.b - centre.b)
+        assert np.all(gap < np.hypot(raw_few.a - centre.a, raw_few.b - centre.b))
+    assert np.all(gap < 0.5)  # 60 rows: close to the shared map
+    none = fit_label_calibrator("none", P, Y)
+    np.testing.assert_array_equal(none.transform(P), P.astype(np.float32))
+    # The fitted map lowers the per-label Brier score of the data it describes.
+    assert ((raw.transform(P) - Y) ** 2).mean() < ((P - Y) ** 2).mean() - 0.005
+    config, arrays = raw.get_state()
+    again = LabelCalibration.from_state(config, arrays)
+    np.testing.assert_array_equal(again.transform(P), raw.transform(P))
+    # Vote shares of exactly 0 and 1 stay finite.
+    assert np.isfinite(raw.transform(np.array([[0.0, 1.0, 0.5]]))).all()
+    with pytest.raises(UsageError) as exc:
+        LabelCalibration("isotonic")
+    assert str(exc.value) == ("unknown label calibration 'isotonic'; choose one of none, platt, "
+                              "platt_per_label, platt_per_label_raw")

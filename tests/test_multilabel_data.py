@@ -222,14 +222,50 @@ def test_csv_labels_column(tmp_path: Path) -> None:
     assert load_dataset(path, label_field="labels", require_labels=False).labels is None
 
 
-def test_label_sep_that_splits_nothing_warns(tmp_path: Path) -> None:
-    path = _table(tmp_path / "d.csv", ["text", "label"], [("a", "x"), ("b", "y, z")])
-    ds, said = _load_quietly(path, label_sep=";")
-    assert ds.labels == [["x"], ["y, z"]]
-    assert said == [f"--label-sep ';' splits no label cell in {path}; check the separator"]
-    # Nothing to split when no labels are read: no warning.
-    _, said = _load_quietly(path, label_sep=";", label_field="other", require_labels=False)
-    assert said == []
+def test_label_sep_that_splits_nothing_is_an_error(tmp_path: Path) -> None:
+    path = _table(tmp_path / "d.csv", ["text", "label"],
+                  [("a", "x"), ("b", ""), ("c", "y, z"), ("d", "w")])
+    for require in (True, False):
+        with pytest.raises(DataError) as exc:
+            load_dataset(path, label_sep=";", require_labels=require)
+        assert _message(exc) == (
+            f"{path}:4: --label-sep ';' splits no label cell (this one is 'y, z'); pass the "
+            "separator the cells use (they hold ','), or drop --label-sep for one label per row"
+        )
+    # No other separator in sight: the first label cell is named.
+    single = _table(tmp_path / "s.csv", ["text", "label"], [("a", ""), ("b", "x"), ("c", "y")])
+    with pytest.raises(DataError) as exc:
+        load_dataset(single, label_sep="|")
+    assert _message(exc) == (
+        f"{single}:3: --label-sep '|' splits no label cell (this one is 'x'); pass the "
+        "separator the cells use, or drop --label-sep for one label per row"
+    )
+    # Nothing to split when no labels are read, or every cell is blank: no error.
+    ds, said = _load_quietly(path, label_sep=";", label_field="other", require_labels=False)
+    assert ds.labels is None and said == []
+    blank = _table(tmp_path / "b.csv", ["text", "label"], [("a", ""), ("b", "")])
+    assert load_dataset(blank, label_sep=";").labels == [[], []]
+    # One row with two labels is enough to show the separator is right.
+    assert load_dataset(_table(tmp_path / "o.csv", ["text", "label"],
+                               [("a", "x"), ("b", "x;y")]), label_sep=";").labels == [
+        ["x"], ["x", "y"]]
+
+
+def test_a_number_among_label_lists(tmp_path: Path) -> None:
+    for value, shown in (("3", "3"), ("2.5", "2.5")):
+        path = _jsonl_lines(tmp_path / "d.jsonl", f'{{"text": "a", "labels": {value}}}',
+                            '{"text": "b", "labels": ["joy"]}', "")
+        for require in (True, False):
+            with pytest.raises(DataError) as exc:
+                load_dataset(path, require_labels=require)
+            assert _message(exc) == (
+                f"{path}:1: the 'labels' field holds a number ({shown}), not a list of labels "
+                f'(line 2 has one); write a list of label names, e.g. ["{shown}"]'
+            )
+    # One number per row and no list anywhere: single-label data, numbers written out.
+    numbers = _jsonl_lines(tmp_path / "n.jsonl", '{"text": "a", "label": 3}',
+                           '{"text": "b", "label": 4}')
+    assert load_dataset(numbers).labels == ["3", "4"]
 
 
 def test_label_sep_outside_csv_is_a_usage_error(
@@ -329,10 +365,13 @@ def test_embed_keeps_label_lists(tmp_path: Path, tiny_text_model_dir: Path) -> N
     assert "warning" not in result.stderr
     sidecar = json.loads((tmp_path / "emb.ids.json").read_text())
     assert sidecar["labels"] == [["pos", "cinema"], ["neg"]]
-    result = ok("embed", data, "-o", out, "--encoder", tiny_text_model_dir, "--no-cache",
-                "--label-sep", "|", "--force")
-    assert f"warning: --label-sep '|' splits no label cell in {data}; check the separator" \
-        in result.stderr
+    line = assert_error(invoke("embed", data, "-o", out, "--encoder", tiny_text_model_dir,
+                               "--no-cache", "--label-sep", "|", "--force"), 1)
+    assert line == (
+        f"error: {data}:2: --label-sep '|' splits no label cell (this one is 'pos;cinema'); "
+        "pass the separator the cells use (they hold ';'), or drop --label-sep for one label "
+        "per row"
+    )
 
 
 def test_cli_label_sep_for_jsonl(tmp_path: Path, tiny_text_model_dir: Path) -> None:
@@ -341,3 +380,73 @@ def test_cli_label_sep_for_jsonl(tmp_path: Path, tiny_text_model_dir: Path) -> N
         invoke("train", data, "-o", tmp_path / "m", "--encoder", tiny_text_model_dir,
                "--label-sep", ";"), 2)
     assert line == f"error: {JSONL_SEP}"
+
+
+# -- bad input through the CLI: one line, the line or label named, a non-zero exit --------------
+ML_TEXTS = ["a good movie", "great film", "excellent plot", "wonderful actor", "a bad movie",
+            "awful film", "terrible plot", "boring actor"]
+ML_LABELS = [["pos"], ["pos", "cinema"], ["pos"], ["pos"], ["neg"], ["neg", "cinema"], ["neg"],
+             []]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ('{"text": "b", "labels": ["joy", 7]}',
+         "the 'labels' field holds a number (7) in its list; give label names as strings"),
+        ('{"text": "b", "labels": ["joy", ["anger"]]}',
+         "the 'labels' field holds a list in its list; give label names as strings"),
+        ('{"text": "b", "labels": 7}',
+         "the 'labels' field holds a number (7), not a list of labels (line 1 has one); "
+         'write a list of label names, e.g. ["7"]'),
+    ],
+)
+def test_cli_bad_label_values(tmp_path: Path, tiny_text_model_dir: Path, row: str,
+                              message: str) -> None:
+    data = _jsonl_lines(tmp_path / "d.jsonl", '{"text": "a", "labels": ["joy"]}', row)
+    line = assert_error(invoke("train", data, "-o", tmp_path / "m", "--encoder",
+                               tiny_text_model_dir, "--no-cache"), 1)
+    assert line == f"error: {data}:2: {message}"
+    assert not (tmp_path / "m").exists()
+
+
+def test_cli_label_sep_that_splits_nothing(tmp_path: Path, tiny_text_model_dir: Path) -> None:
+    data = _table(tmp_path / "d.csv", ["text", "label"],
+                  [(t, ",".join(y)) for t, y in zip(ML_TEXTS, ML_LABELS, strict=True)])
+    line = assert_error(invoke("train", data, "-o", tmp_path / "m", "--encoder",
+                               tiny_text_model_dir, "--no-cache", "--label-sep", ";"), 1)
+    assert line == (
+        f"error: {data}:3: --label-sep ';' splits no label cell (this one is 'pos,cinema'); "
+        "pass the separator the cells use (they hold ','), or drop --label-sep for one label "
+        "per row"
+    )
+    ok("train", data, "-o", tmp_path / "m", "--encoder", tiny_text_model_dir, "--no-cache",
+       "--label-sep", ",")
+
+
+def test_cli_evaluate_label_never_trained_on(tmp_path: Path, tiny_text_model_dir: Path) -> None:
+    train = _jsonl(tmp_path / "train.jsonl", [{"text": t, "labels": y}
+                                              for t, y in zip(ML_TEXTS, ML_LABELS, strict=True)])
+    model = tmp_path / "m"
+    ok("train", train, "-o", model, "--encoder", tiny_text_model_dir, "--no-cache")
+    test = _jsonl(tmp_path / "test.jsonl", [
+        {"text": "a good film", "labels": ["pos", "cinema"]},
+        {"text": "the worst story", "labels": ["neg", "sarcasm"]},
+        {"text": "it was fine", "labels": ["irony"]},
+        {"text": "dull plot", "labels": ["neg"]},
+    ])
+    line = assert_error(invoke("evaluate", model, test, "--no-cache"), 1)
+    assert line == (
+        f"error: {test} has labels the model was not trained on: irony, sarcasm; fix the "
+        "labels or pass --allow-unknown-labels"
+    )
+    report = json.loads(ok("evaluate", model, test, "--no-cache", "--json",
+                           "--allow-unknown-labels").stdout)
+    # The unknown labels are scored (never predicted: recall 0) and count in macro-F1.
+    assert list(report["per_label"]) == ["cinema", "neg", "pos", "irony", "sarcasm"]
+    for label in ("irony", "sarcasm"):
+        assert report["per_label"][label] == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                              "support": 1}
+    f1s = [m["f1"] for m in report["per_label"].values()]
+    assert report["macro_f1"] == pytest.approx(sum(f1s) / 5)
+    assert report["n"] == 4

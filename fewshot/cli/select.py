@@ -87,7 +87,11 @@ def select(
     skip_bad_images: SkipBadOpt = False,
     force: ForceOpt = False,
 ) -> None:
-    """Pick K labelled examples from POOL for each item in QUERIES, in prompt order."""
+    """Pick K labelled examples from POOL for each item in QUERIES, in prompt order.
+
+    A multi-label POOL (label lists) gives each example its "labels" list; a
+    template's ex.label shows them joined by ", " and ex.labels is the list.
+    """
     from fewshot.data.writers import row_format, write_rows
     from fewshot.selection import STRATEGIES, ExampleSelector, PromptTemplate
 
@@ -117,11 +121,13 @@ def select(
     ).fit(pool_ds.items, pool_ds.labels)
     chosen = selector.select(query_ds.items)
     key = "text" if pool_ds.modality == "text" else "path"
+    # A multi-label pool's examples carry their label lists, named as in the data.
+    label_key = "labels" if pool_ds.multi_label else "label"
     rows = []
     for qi, demos in enumerate(chosen):
         examples = [
             {"index": d.index, "id": pool_ds.ids[d.index], key: pool_ds.display(d.index),
-             "label": d.label, "score": round(d.score, 6)}
+             label_key: d.label, "score": round(d.score, 6)}
             for d in demos
         ]
         row: dict[str, Any] = {"id": query_ds.ids[qi], key: query_ds.display(qi),
@@ -195,12 +201,18 @@ def suggest(
     score, higher first: for diverse, the item's cosine similarity to the centre
     of its k-means region (how typical it is of an unlabelled region); for
     uncertain and hybrid, the model's uncertainty, 1 - (top probability - second
-    probability), so 1 is a tie between two labels; for random, 0.
+    probability), so 1 is a tie between two labels (a multi-label model: its closest
+    call, exp(-min over labels of |logit(p) - logit(threshold)|), so 1 is a label on
+    its threshold); for random, 0. --labelled may hold label lists (multi-label).
     """
     from fewshot.data.writers import row_format, write_rows
     from fewshot.selection import ANNOTATION_STRATEGIES
     from fewshot.selection import suggest as suggest_indices
-    from fewshot.selection.annotation import labelled_model, labelled_model_margins
+    from fewshot.selection.annotation import (
+        decision_thresholds,
+        labelled_model,
+        labelled_model_margins,
+    )
 
     row_format(output, name="--output", fmt=fmt)
     check_output(output, force, inputs={
@@ -265,7 +277,8 @@ def suggest(
     if note is not None:
         info(f"hybrid: {note}")
     picks = suggest_indices(X, budget, strategy=strategy, labelled=labelled_idx, proba=proba,
-                            seed=seed, prototypes=prototypes)
+                            seed=seed, prototypes=prototypes,
+                            thresholds=None if proba is None else decision_thresholds(clf))
     key = "text" if pool_ds.modality == "text" else "path"
     write_rows(output, fmt=fmt, rows=(
         {"rank": rank, "index": s.index, "id": pool_ds.ids[s.index],

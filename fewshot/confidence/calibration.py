@@ -356,3 +356,99 @@ def held_out_calibrated(clf: Any, oof: np.ndarray, y: np.ndarray, folds: int = 5
         test = fold == k
         out[test] = IsotonicCalibration().fit(oof[~test], y[~test]).transform(oof[test])
     return out
+
+
+# -- multi-label: one map per label ------------------------------------------------------
+#: Label calibration methods: ``platt`` (one shared map), ``platt_per_label`` (one per
+#: label, shrunk towards the shared one), ``platt_per_label_raw`` (one per label alone).
+LABEL_CALIBRATIONS = ("none", "platt", "platt_per_label", "platt_per_label_raw")
+#: Clip for log-odds of probabilities that can be exactly 0 or 1 (kNN vote shares).
+LOGIT_CLIP = 1e-4
+#: Weight of the shared map in a label's own fit, in held-out rows' worth of evidence.
+LABEL_SHRINK = 10.0
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), LOGIT_CLIP, 1 - LOGIT_CLIP)
+    return np.log(p) - np.log1p(-p)
+
+
+def _platt(z: np.ndarray, y: np.ndarray, centre: tuple[float, float], penalty: float
+           ) -> tuple[float, float]:
+    """``(a, b)`` minimising the summed log-loss of ``sigmoid(a z + b)`` against ``y`` plus
+    ``penalty / 2 * |(a, b) - centre|^2``."""
+    from scipy.optimize import minimize
+    from scipy.special import expit
+
+    z, y = z.ravel(), y.ravel().astype(np.float64)
+    c = np.asarray(centre, dtype=np.float64)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        s = w[0] * z + w[1]
+        # log(1 + e^s) - y s, written stably
+        value = float(np.sum(np.logaddexp(0.0, s) - y * s)) + 0.5 * penalty * float(
+            np.sum((w - c) ** 2))
+        r = expit(s) - y
+        grad = np.array([np.dot(r, z), r.sum()]) + penalty * (w - c)
+        return value, grad
+
+    res = minimize(loss, c.copy(), jac=True, method="L-BFGS-B")
+    return float(res.x[0]), float(res.x[1])
+
+
+class LabelCalibration:
+    """Per-label Platt scaling of independent per-label probabilities (multi-label).
+
+    Label ``j``'s probability ``p`` becomes ``sigmoid(a_j * logit(p) + b_j)``; with
+    ``a = 1, b = 0`` it is unchanged. Fitted on out-of-fold probabilities and the
+    indicator matrix of their labels. Maps are monotone, so each label's ranking (and
+    what its own threshold can separate) is kept; what moves is how labels compare
+    with each other and with one shared threshold.
+    """
+
+    def __init__(self, method: str = "platt_per_label", a: Any = None, b: Any = None) -> None:
+        if method not in LABEL_CALIBRATIONS:
+            from fewshot.errors import UsageError
+
+            raise UsageError(f"unknown label calibration '{method}'; choose one of "
+                             f"{', '.join(LABEL_CALIBRATIONS)}")
+        self.method = method
+        self.a = None if a is None else np.asarray(a, dtype=np.float64)
+        self.b = None if b is None else np.asarray(b, dtype=np.float64)
+
+    def fit(self, proba: np.ndarray, Y: np.ndarray) -> LabelCalibration:
+        proba, Y = np.asarray(proba, dtype=np.float64), np.asarray(Y)
+        n_labels = proba.shape[1]
+        self.a, self.b = np.ones(n_labels), np.zeros(n_labels)
+        if self.method == "none" or len(proba) == 0:
+            return self
+        z = _logit(proba)
+        # A small ridge keeps a label its rows separate perfectly from running off.
+        shared = _platt(z, Y, (1.0, 0.0), 1e-3)
+        if self.method == "platt":
+            self.a[:], self.b[:] = shared
+            return self
+        penalty = LABEL_SHRINK if self.method == "platt_per_label" else 1e-3
+        for j in range(n_labels):
+            self.a[j], self.b[j] = _platt(z[:, j], Y[:, j], shared, penalty)
+        return self
+
+    def transform(self, proba: np.ndarray) -> np.ndarray:
+        from scipy.special import expit
+
+        if self.a is None or self.b is None:
+            return np.asarray(proba, dtype=np.float32)
+        return expit(self.a * _logit(proba) + self.b).astype(np.float32)
+
+    def get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        return {"method": self.method}, {"a": np.asarray(self.a), "b": np.asarray(self.b)}
+
+    @classmethod
+    def from_state(cls, config: dict[str, Any], arrays: dict[str, np.ndarray]
+                   ) -> LabelCalibration:
+        return cls(str(config["method"]), arrays["a"], arrays["b"])
+
+
+def fit_label_calibrator(method: str, proba: np.ndarray, Y: np.ndarray) -> LabelCalibration:
+    """A :class:`LabelCalibration` by ``method`` fitted on held-out ``proba`` and labels ``Y``."""
+    return LabelCalibration(method).fit(proba, Y)

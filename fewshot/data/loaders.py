@@ -322,7 +322,17 @@ def _from_records(
     ids: list[str] = []
     has_label = True
     kind: tuple[bool, int] | None = None  # (labels are lists, on which line) of the first
+    # Among label lists a bare number is a list left out, not a label name: say so on its line.
+    lists_at = next((n for n, rec in rows if isinstance(rec.get(label_field), list)), None)
     for lineno, rec in rows:
+        number = rec.get(label_field)
+        if (lists_at is not None and isinstance(number, int | float)
+                and not isinstance(number, bool) and math.isfinite(number)):
+            raise DataError(
+                f"{path}:{lineno}: the '{label_field}' field holds a number ({json.dumps(number)})"
+                f", not a list of labels (line {lists_at} has one); write a list of label "
+                f"names, e.g. [\"{number}\"]"
+            )
         value = _field(path, lineno, rec, field_name, what)
         if value is None and field_name in rec:
             raise DataError(
@@ -380,17 +390,36 @@ def _from_records(
             labels.append(label)
         rid = rec.get(id_field)
         ids.append(str(rid) if rid is not None else str(lineno))
-    if label_sep is not None and has_label and labels and not any(
-        label_sep in str(rec.get(label_field, "")) for _, rec in rows
-    ):
-        warnings.warn(f"--label-sep {label_sep!r} splits no label cell in {path}; check the "
-                      "separator", stacklevel=3)
+    if label_sep is not None and has_label and labels:
+        _check_label_sep(path, rows, label_field, label_sep)
     ds = Dataset(
         items, labels if has_label else None, ids, "image" if image_field else "text", str(path)
     )
     if image_field:
         _check_images(ds, skip_bad_images)
     return ds
+
+
+#: Strings that often separate labels in a cell, named when --label-sep is not the one.
+_LABEL_SEPARATORS = (",", ";", "|", "/")
+
+
+def _check_label_sep(
+    path: Path, rows: list[tuple[int, dict[str, Any]]], field: str, sep: str
+) -> None:
+    """``--label-sep`` that splits no label cell is a DataError naming a cell and the
+    separator its cells use: a wrong separator would read every list as one label."""
+    cells = [(n, str(rec.get(field) or "").strip()) for n, rec in rows]
+    cells = [(n, cell) for n, cell in cells if cell]
+    if not cells or any(sep in cell for _, cell in cells):
+        return
+    used = [s for s in _LABEL_SEPARATORS if s != sep and any(s in c for _, c in cells)]
+    n, cell = next(((n, c) for n, c in cells if used and used[0] in c), cells[0])
+    hint = f" (they hold {used[0]!r})" if used else ""
+    raise DataError(
+        f"{path}:{n}: --label-sep {sep!r} splits no label cell (this one is {cell!r}); pass "
+        f"the separator the cells use{hint}, or drop --label-sep for one label per row"
+    )
 
 
 def _field(

@@ -3,6 +3,7 @@
 from fewshot.selection.annotation import (
     ANNOTATION_STRATEGIES,
     Suggestion,
+    decision_thresholds,
     informative_model,
     labelled_model,
     labelled_model_margins,
@@ -18,6 +19,7 @@ __all__ = [
     "ExampleSelector",
     "PromptTemplate",
     "Suggestion",
+    "decision_thresholds",
     "informative_model",
     "labelled_model",
     "labelled_model_margins",

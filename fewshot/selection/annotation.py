@@ -28,6 +28,16 @@
   are followed untested, and the note says so.)
 - ``random``: a seeded uniform draw, the baseline.
 
+Multi-label models (independent per-label probabilities, each label decided by its
+own threshold) have no "top two labels": with ``thresholds``, an item's uncertainty
+is that of its closest call, ``exp(-min_j |logit(p_j) - logit(t_j)|)``: 1 when some
+label's probability sits on its threshold, falling as every label's decision gets
+clearer (the least-confident binary decision, "BinMin" in Brinker 2006, on the
+log-odds scale the one-vs-rest heads work in, so a rare label's threshold of 0.05
+is as open to doubt as a common one's 0.5). A multi-label model keeps no
+out-of-fold predictions to test against a guess, so ``hybrid`` follows its margins
+untested, and says so.
+
 With ``prototypes`` (the embedded label descriptions, one row per class),
 ``diverse`` and ``hybrid`` stratify by the class each item's nearest description
 names: the budget is dealt over those strata (the stratum with the fewest items
@@ -49,8 +59,8 @@ import numpy as np
 from fewshot.errors import DataError, UsageError
 from fewshot.heads.base import l2n
 
-__all__ = ["ANNOTATION_STRATEGIES", "Suggestion", "informative_model", "labelled_model",
-           "labelled_model_margins", "suggest"]
+__all__ = ["ANNOTATION_STRATEGIES", "Suggestion", "decision_thresholds", "informative_model",
+           "labelled_model", "labelled_model_margins", "suggest"]
 
 ANNOTATION_STRATEGIES = ("diverse", "uncertain", "hybrid", "random")
 
@@ -240,12 +250,14 @@ def labelled_model(
 ) -> Any:
     """The model whose margins ``uncertain`` and ``hybrid`` follow when none is given:
     a FewShotClassifier fitted on the items labelled so far, or None below two labels.
+    ``labels`` may be label lists (multi-label): the model is then one-vs-rest.
 
     Class-weighted logistic regression, as the labels picked so far are rarely
     balanced; temperature-calibrated, which keeps the out-of-fold predictions
-    :func:`labelled_model_margins` tests it on.
+    :func:`labelled_model_margins` tests it on (single-label).
     """
-    if len(set(labels)) < 2:
+    lists = any(isinstance(y, list | tuple | set | frozenset) for y in labels)
+    if len({y for ys in labels for y in ys} if lists else set(labels)) < 2:
         return None
     from fewshot.classifier import FewShotClassifier
     from fewshot.heads import make_head
@@ -271,6 +283,11 @@ def labelled_model_margins(
     proba = model.head_.predict_proba(embeddings)
     if strategy != "hybrid":
         return proba, None
+    if model.multi_label_:
+        return proba, (
+            "the model is multi-label and keeps no out-of-fold predictions to test it on; "
+            "its margins (each label's distance from its threshold) are followed untested"
+        )
     if model.calibrator_ is None:
         return proba, (
             "the model was fitted without calibration, so it keeps no out-of-fold "
@@ -283,6 +300,18 @@ def labelled_model_margins(
     return None, f"picks stay diverse; {why}"
 
 
+def decision_thresholds(model: Any) -> np.ndarray | None:
+    """The per-label thresholds a multi-label FewShotClassifier decides by (its
+    ``threshold`` override for every label when set), or None for a single-label one."""
+    if model is None or not model.multi_label_:
+        return None
+    n = len(model.classes_)
+    if model.threshold is not None:
+        return np.full(n, float(model.threshold))
+    fitted = model.model_.thresholds
+    return np.full(n, 0.5) if fitted is None else np.asarray(fitted.values, dtype=np.float64)
+
+
 def _margin_uncertainty(proba: np.ndarray) -> np.ndarray:
     if proba.shape[1] < 2:
         return np.zeros(len(proba), dtype=np.float32)
@@ -290,10 +319,30 @@ def _margin_uncertainty(proba: np.ndarray) -> np.ndarray:
     return 1.0 - (top2[:, 0] - top2[:, 1])
 
 
+#: Log-odds are taken of probabilities clipped this far from 0 and 1 (vote shares).
+_LOGIT_CLIP = 1e-4
+
+
+def _threshold_uncertainty(proba: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Multi-label: ``exp(-min_j |logit(p_j) - logit(t_j)|)``, 1 on a threshold."""
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        p = np.clip(p, _LOGIT_CLIP, 1 - _LOGIT_CLIP)
+        return np.log(p) - np.log1p(-p)
+
+    gap = np.abs(logit(proba) - logit(np.asarray(thresholds, dtype=np.float64)))
+    return np.exp(-gap.min(axis=1)) if proba.shape[1] else np.zeros(len(proba))
+
+
+def _uncertainty(proba: np.ndarray, thresholds: np.ndarray | None) -> np.ndarray:
+    p = np.asarray(proba, dtype=np.float64)
+    return _margin_uncertainty(p) if thresholds is None else _threshold_uncertainty(
+        p, thresholds)
+
+
 def _uncertain(
-    x: np.ndarray, proba: np.ndarray, budget: int, exclude: set[int], seed: int
+    x: np.ndarray, unc: np.ndarray, budget: int, exclude: set[int], seed: int
 ) -> list[Suggestion]:
-    unc = _margin_uncertainty(np.asarray(proba, dtype=np.float64))
     order = np.argsort(-unc, kind="stable")
     keep = np.ones(len(unc), dtype=bool)
     keep[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = False
@@ -329,6 +378,7 @@ def suggest(
     proba: np.ndarray | None = None,
     seed: int = 0,
     prototypes: np.ndarray | None = None,
+    thresholds: np.ndarray | None = None,
 ) -> list[Suggestion]:
     """``budget`` pool indices to label next, best first.
 
@@ -337,6 +387,10 @@ def suggest(
     class probabilities for every pool item (needed by ``uncertain``);
     ``prototypes`` are label descriptions embedded by the same encoder, one row
     per class, which ``diverse`` and ``hybrid`` spread the picks over.
+    ``thresholds`` (one per column of ``proba``) say ``proba`` are a multi-label
+    model's independent per-label probabilities, each label decided by its
+    threshold (:func:`decision_thresholds`); uncertainty is then each item's
+    closest call (see the module notes).
     """
     if strategy not in ANNOTATION_STRATEGIES:
         raise UsageError(
@@ -382,6 +436,16 @@ def suggest(
         )
     if proba is not None and len(proba) != n:
         raise DataError(f"got probabilities for {len(proba)} items but the pool has {n}")
+    if thresholds is not None:
+        cuts = np.asarray(thresholds, dtype=np.float64)
+        if proba is None:
+            raise UsageError("thresholds go with a multi-label model's probabilities; "
+                             "pass proba= too, or drop thresholds")
+        if cuts.shape != (np.shape(proba)[1],) or not np.all((cuts >= 0) & (cuts <= 1)):
+            raise UsageError(
+                f"thresholds must be one number in [0, 1] per column of proba "
+                f"({np.shape(proba)[1]}), got shape {cuts.shape}"
+            )
     protos = None
     if prototypes is not None:
         try:
@@ -419,9 +483,10 @@ def suggest(
                 "strategy 'uncertain' needs a model's probabilities: pass proba= (CLI: --model "
                 "MODEL_DIR, or --labelled FILE with at least two labels)"
             )
-        return _uncertain(x, proba, budget, set(labelled_arr.tolist()), seed)
+        return _uncertain(x, _uncertainty(proba, thresholds), budget,
+                          set(labelled_arr.tolist()), seed)
     if strategy == "hybrid" and proba is not None:
-        unc = _margin_uncertainty(np.asarray(proba, dtype=np.float64))
+        unc = _uncertainty(proba, thresholds)
         if protos is not None:
             return _strata(x, budget, labelled_arr, seed, protos, uncertainty=unc)
         return _per_region(x, budget, labelled_arr, seed, uncertainty=unc)

@@ -10,6 +10,12 @@ showed nearest neighbours beat random demonstrations by large margins):
   ``labels_per_query`` labels closest to the query) is shown;
 - ``random``: a seeded uniform draw, the baseline.
 
+A multi-label pool (a list of labels per item; an empty list is an item with no
+label) works with every strategy, and each demonstration carries its item's label
+list. For ``balanced`` an item counts for each of its labels and is shown once:
+a label's turn takes its nearest example not already shown; items with no label
+are shown only to fill up ``k``.
+
 Examples come back in prompt order: by default the most similar last, right
 before the query (``order="ascending"``), as KATE found best.
 """
@@ -35,7 +41,8 @@ Strategy = Literal["nearest", "mmr", "balanced", "random"]
 
 
 class Demonstration(NamedTuple):
-    """One selected pool example: its pool index, the item, its label, its cosine."""
+    """One selected pool example: its pool index, the item, its label (a list of labels
+    for a multi-label pool), its cosine."""
 
     # Shadows tuple.index (mypy: assignment); renaming it would break the public API.
     index: int  # type: ignore[assignment]
@@ -111,7 +118,8 @@ class ExampleSelector:
         *,
         embeddings: np.ndarray | None = None,
     ) -> ExampleSelector:
-        """Embed and index the pool; ``labels`` are needed for ``balanced``.
+        """Embed and index the pool; ``labels`` (one per item, or a list of labels per
+        item) are needed for ``balanced``.
 
         ``embeddings`` (one row per item, from the same encoder) skips embedding.
         """
@@ -124,6 +132,8 @@ class ExampleSelector:
             raise DataError("the pool is empty; give at least k labelled examples")
         if labels is not None and len(labels) != len(items):
             raise DataError(f"got {len(items)} pool items but {len(labels)} labels")
+        if labels is not None:
+            labels = _check_pool_labels(labels)
         if self.strategy == "balanced" and labels is None:
             raise UsageError("strategy 'balanced' needs pool labels; give a labelled pool")
         if embeddings is not None and self.encoder is None:
@@ -146,10 +156,26 @@ class ExampleSelector:
             self.embeddings_ = self._embed(items)
         self.index_ = VectorIndex(self.embeddings_.shape[1]).add(self.embeddings_)
         if self.labels_ is not None:
-            self.classes_, self.label_ids_ = np.unique(
-                np.asarray(self.labels_, dtype=object).astype(str), return_inverse=True
-            )
+            self.multi_label_ = isinstance(self.labels_[0], list)
+            if self.multi_label_:
+                # Each label's members, in pool order; an item may be in several.
+                self.classes_ = np.asarray(sorted({str(y) for ys in self.labels_ for y in ys}))
+                where = {c: i for i, c in enumerate(self.classes_.tolist())}
+                groups: list[list[int]] = [[] for _ in self.classes_]
+                for i, ys in enumerate(self.labels_):
+                    for y in ys:
+                        groups[where[str(y)]].append(i)
+                self._members = [np.asarray(g, dtype=np.int64) for g in groups]
+            else:
+                self.classes_, self.label_ids_ = np.unique(
+                    np.asarray(self.labels_, dtype=object).astype(str), return_inverse=True
+                )
+                self._members = [np.flatnonzero(self.label_ids_ == c)
+                                 for c in range(len(self.classes_))]
             self._class_index: dict[int, VectorIndex] = {}
+            if self.strategy == "balanced" and not len(self.classes_):
+                raise DataError("no pool item has a label, so 'balanced' has no label to "
+                                "show; give labelled items or choose another strategy")
         return self
 
     # -- selection --------------------------------------------------------------------
@@ -237,28 +263,38 @@ class ExampleSelector:
 
         n_classes = len(self.classes_)
         m = min(self.labels_per_query or n_classes, n_classes, k)
-        per = -(-k // m)  # ceil: examples fetched per label
+        per = -(-k // m)  # ceil: turns per label
+        # One label's members may be shown for another label first (multi-label): a
+        # turn skips those, so fetch deeper.
+        depth = k if self.multi_label_ else per
         best = np.empty((len(q), n_classes), dtype=np.float32)
         found: list[tuple[np.ndarray, np.ndarray]] = []
         for c in range(n_classes):
-            members = np.flatnonzero(self.label_ids_ == c)
+            members = self._members[c]
             if c not in self._class_index:
                 self._class_index[c] = VectorIndex(self.embeddings_.shape[1]).add(
                     self.embeddings_[members]
                 )
-            s, i = self._class_index[c].search(q, min(per, len(members)))
+            s, i = self._class_index[c].search(q, min(depth, len(members)))
             found.append((s, np.where(i >= 0, members[np.maximum(i, 0)], -1)))
             best[:, c] = s[:, 0]
         out = []
         for row in range(len(q)):
             labels = np.argsort(-best[row], kind="stable")[:m]
             picks: list[tuple[int, float]] = []
-            # Round-robin over the m closest labels: each label's nearest first.
-            for r in range(per):
-                for c in labels:
+            shown: set[int] = set()
+            at = dict.fromkeys(labels.tolist(), 0)  # each label's next candidate
+            # Round-robin over the m closest labels: each label's nearest not yet shown.
+            for _ in range(per):
+                for c in labels.tolist():
                     s, i = found[c]
-                    if r < i.shape[1] and i[row, r] >= 0 and len(picks) < k:
-                        picks.append((int(i[row, r]), float(s[row, r])))
+                    while at[c] < i.shape[1] and (i[row, at[c]] < 0
+                                                  or int(i[row, at[c]]) in shown):
+                        at[c] += 1
+                    if at[c] < i.shape[1] and len(picks) < k:
+                        picks.append((int(i[row, at[c]]), float(s[row, at[c]])))
+                        shown.add(picks[-1][0])
+                        at[c] += 1
             if len(picks) < k:  # small classes: fill with the nearest not yet taken,
                 picks += self._fill(q[row], picks, k, labels)  # of the shown labels first
             out.append(picks)
@@ -273,11 +309,14 @@ class ExampleSelector:
         taken = {p[0] for p in picks}
         cand: list[tuple[int, float]] = []
         for c in labels:
-            members = np.flatnonzero(self.label_ids_ == c)
+            members = self._members[c]
             s, i = self._class_index[c].search(q[None, :], min(k, len(members)))
             cand += [(int(members[j]), float(sc)) for j, sc in zip(i[0], s[0], strict=True)
                      if j >= 0 and int(members[j]) not in taken]
-        cand.sort(key=lambda c: -c[1])
+        once: dict[int, float] = {}  # an item of several shown labels is a candidate once
+        for item, score in cand:
+            once.setdefault(item, score)
+        cand = sorted(once.items(), key=lambda c: -c[1])
         if len(cand) < need:  # the shown labels are used up: any label, nearest first
             taken |= {c[0] for c in cand}
             s, i = self.index_.search(q[None, :], min(len(self.items_), k + len(taken)))
@@ -294,3 +333,19 @@ class ExampleSelector:
             sims = self.embeddings_[idx] @ q[row]
             out.append(list(zip(idx.tolist(), sims.tolist(), strict=True)))
         return out
+
+
+def _check_pool_labels(labels: Sequence[Any]) -> list[Any]:
+    """The pool's labels as a list: one label per item, or a list of labels for every
+    item (multi-label; tuples and sets become sorted lists). A mix is a DataError."""
+    out = list(labels)
+    lists = [isinstance(y, list | tuple | set | frozenset) for y in out]
+    odd = next((i for i, is_list in enumerate(lists) if is_list != lists[0]), None)
+    if odd is not None:
+        raise DataError(
+            f"pool label {odd} is {out[odd]!r} but label 0 is {out[0]!r}; give one label per "
+            "item, or a list of labels for every item (multi-label)"
+        )
+    if out and lists[0]:
+        return [list(y) if isinstance(y, list | tuple) else sorted(y) for y in out]
+    return out

@@ -2,7 +2,10 @@
 
 A template sees ``query`` (the query text or image path) and ``examples``, a
 list in prompt order whose items have ``text`` (or ``path``), ``label``,
-``score`` and ``index``::
+``labels``, ``score`` and ``index``. ``labels`` is the example's label list
+(``[label]`` for a single-label pool); for a multi-label pool ``label`` is that
+list joined by ``", "`` (``""`` for an item with no label), so one template serves
+both::
 
     Classify the support ticket.
     {% for ex in examples %}Ticket: {{ ex.text }}
@@ -24,7 +27,7 @@ from fewshot.errors import DataError, UsageError
 
 __all__ = ["PromptTemplate"]
 
-FIELDS = "query, examples (each with text or path, label, score, index)"
+FIELDS = "query, examples (each with text or path, label, labels, score, index)"
 
 
 class PromptTemplate:
@@ -72,8 +75,9 @@ class PromptTemplate:
                     f"{', '.join(needed)} (as ExampleSelector's picks have)"
                 )
         exs = [
-            {"index": e["index"], "label": e["label"], "score": e["score"],
-             key: str(e["item"])}
+            {"index": e["index"], "label": _label_text(e["label"]),
+             "labels": list(e["label"]) if isinstance(e["label"], list | tuple) else [e["label"]],
+             "score": e["score"], key: str(e["item"])}
             for e in examples
         ]
         try:
@@ -84,3 +88,8 @@ class PromptTemplate:
             ) from e
         except jinja2.exceptions.SecurityError as e:
             raise UsageError(f"template does something unsafe ({e}); remove it") from e
+
+
+def _label_text(label: Any) -> Any:
+    """What ``{{ ex.label }}`` shows: the label, or a label list joined by ", "."""
+    return ", ".join(map(str, label)) if isinstance(label, list | tuple) else label
