@@ -845,3 +845,16 @@ def test_english_only_model_warns_on_other_scripts(
         warnings.simplefilter("error")
         enc.encode(["a good movie", "très bien", "good 很好"])
         TextEncoder(str(tiny_text_model_dir), device="cpu").encode(["我非常喜欢这个耳机"])
+
+
+# -- without PyTorch -----------------------------------------------------------------------
+def test_require_torch_names_the_extra() -> None:
+    from fewshot.encoders.base import MissingTorchError, require_torch
+    from fewshot.errors import FewShotError
+
+    require_torch("anything", ("numpy",))  # installed: no error
+    with pytest.raises(MissingTorchError) as info:
+        require_torch("the text encoder x", ("torch", "fewshot_no_such_module"))
+    assert str(info.value) == ("the text encoder x needs PyTorch (fewshot_no_such_module not "
+                               "installed): pip install 'fewshot[torch]'")
+    assert isinstance(info.value, FewShotError) and isinstance(info.value, ImportError)

@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from fewshot.encoders.base import Encoder, check_device, resolve_device
+from fewshot.encoders.base import Encoder, MissingTorchError, check_device, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_IMAGE_ENCODER,
     DEFAULT_TEXT_ENCODER,
@@ -20,6 +20,8 @@ __all__ = [
     "DEFAULT_TEXT_ENCODER",
     "Encoder",
     "ImageEncoder",
+    "MissingTorchError",
+    "OnnxEncoder",
     "ResolvedModel",
     "TextEncoder",
     "check_device",
@@ -41,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from fewshot.encoders.image import ImageEncoder
 
         return ImageEncoder
+    if name == "OnnxEncoder":
+        from fewshot.encoders.onnx import OnnxEncoder
+
+        return OnnxEncoder
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -12,7 +12,30 @@ from typing import Any, ClassVar
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
-__all__ = ["Encoder", "item_list", "resolve_device"]
+from fewshot.errors import FewShotError
+
+__all__ = ["Encoder", "MissingTorchError", "item_list", "require_torch", "resolve_device"]
+
+
+class MissingTorchError(FewShotError, ImportError):
+    """A PyTorch code path (train, tune, embed with a PyTorch encoder) without PyTorch."""
+
+
+def require_torch(what: str, modules: Sequence[str] = ("torch",)) -> None:
+    """Raise :class:`MissingTorchError` naming ``what`` when a module of ``modules`` is not
+    installed (an install of ``fewshot[runtime]`` runs exported models only)."""
+    import importlib.util
+
+    def absent(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):  # a broken or blocked install cannot be used either
+            return True
+
+    missing = [m for m in modules if absent(m)]
+    if missing:
+        raise MissingTorchError(f"{what} needs PyTorch ({', '.join(missing)} not installed): "
+                                "pip install 'fewshot[torch]'")
 
 
 def check_device(device: str) -> str:
@@ -42,6 +65,7 @@ def resolve_device(device: str | None) -> str:
     An explicit device is checked here, so a typo or a missing GPU is one clear
     :class:`~fewshot.errors.UsageError` rather than a torch traceback on load.
     """
+    require_torch(f"device '{device or 'auto'}' of a PyTorch encoder")
     import torch
 
     mps = getattr(torch.backends, "mps", None)

@@ -11,7 +11,7 @@ from typing import Any, cast
 import numpy as np
 
 from fewshot._progress import progress
-from fewshot.encoders.base import Encoder, resolve_device
+from fewshot.encoders.base import Encoder, require_torch, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_IMAGE_ENCODER,
     check_hub,
@@ -58,6 +58,8 @@ class ImageEncoder(Encoder):
     _LIBRARIES = ("torch", "torchvision", "timm", "pillow")
 
     def _load(self) -> None:
+        require_torch(f"the image encoder {self.model if isinstance(self.model, str) else ''}"
+                      .rstrip(), ("torch", "torchvision", "timm"))
         import timm
         import torch
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from fewshot._progress import progress, quiet_library_bars
-from fewshot.encoders.base import Encoder, resolve_device
+from fewshot.encoders.base import Encoder, require_torch, resolve_device
 from fewshot.encoders.resolve import (
     DEFAULT_TEXT_ENCODER,
     check_hub,
@@ -83,6 +83,8 @@ class TextEncoder(Encoder):
     _LIBRARIES = ("torch", "transformers", "tokenizers", "sentence-transformers")
 
     def _load(self) -> None:
+        require_torch(f"the text encoder {self.model if isinstance(self.model, str) else ''}"
+                      .rstrip(), ("torch", "sentence_transformers"))
         from sentence_transformers import SentenceTransformer
 
         device = resolve_device(self.device)

@@ -2,6 +2,13 @@
 
 Loading reads JSON and safetensors only, so it never executes code from the
 folder. Every problem is a :class:`~fewshot.errors.ModelError` naming the fix.
+
+An exported model (``fewshot export``) is the same folder with its encoder as
+files instead of a name: ``encoder.onnx``, ``encoder.json`` and, for text,
+``tokenizer.json`` (see :mod:`fewshot.encoders.onnx`), and its manifest's encoder
+says ``"format": "onnx"``. The layout version stays 1: a fewshot that predates
+exports loads the PyTorch encoder by name, whose id never matches the exported
+one, so it refuses the folder (EncoderMismatchError) rather than predict with it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fewshot._version import __version__
+from fewshot.encoders.onnx import ONNX_FILES
 from fewshot.errors import EncoderMismatchError, EncoderNotFoundError, ModelError, UsageError
 from fewshot.model.state import PARTS, RECORDS, FittedModel, UnknownPartError
 
@@ -29,7 +37,7 @@ HEAD_FILE = "head.safetensors"
 #: The tuned encoder's changed tensors; only in folders of tuned models.
 BODY_FILE = "body.safetensors"
 #: Everything a model folder may hold; saving with ``overwrite`` replaces only such folders.
-MODEL_FILES = (MANIFEST, HEAD_FILE, BODY_FILE,
+MODEL_FILES = (MANIFEST, HEAD_FILE, BODY_FILE, *ONNX_FILES,
                *(part.file for part in PARTS.values() if part.file))
 _RETRAIN = "re-run fewshot train to rebuild the model"
 
@@ -46,6 +54,7 @@ def save_model(model: FittedModel, path: str | Path, *, overwrite: bool = False)
     resolved = getattr(model.encoder, "resolved_", None)
     if resolved is not None:
         ref["resolved_from"] = {"source": resolved.source, "location": resolved.location}
+    exported = ref.get("format") == "onnx"
     manifest: dict[str, Any] = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fewshot_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "encoder": ref, "head": head_config,
@@ -66,7 +75,12 @@ def save_model(model: FittedModel, path: str | Path, *, overwrite: bool = False)
             for name, arrays in files.items():
                 save_file({k: np.ascontiguousarray(v) for k, v in arrays.items()},
                           str(tmp / name), metadata=meta)
-            if model.encoder.is_tuned:
+            if exported:
+                import shutil
+
+                for file in model.encoder.files():
+                    shutil.copyfile(file, tmp / file.name)
+            elif model.encoder.is_tuned:
                 from safetensors.torch import save_file as save_torch
 
                 save_torch(model.encoder.tuned_state(), str(tmp / BODY_FILE), metadata=meta)
@@ -206,6 +220,8 @@ def _load_encoder(
     """The saved encoder (or ``given``), checked by id; tuned tensors put back in."""
     from fewshot.encoders import Encoder, get_encoder
 
+    if ref.get("format") == "onnx":
+        return _load_onnx_encoder(path, ref, given, cache, options)
     if isinstance(given, Encoder):
         enc = get_encoder(given, ref["modality"])
     else:
@@ -253,4 +269,29 @@ def _load_encoder(
     if enc.id != ref["id"]:
         raise ModelError(f"{file} does not give the tuned encoder the model was saved with "
                          f"(id {enc.id}, expected {ref['id']}); {_RETRAIN}")
+    return enc
+
+
+def _load_onnx_encoder(
+    path: Path, ref: dict[str, Any], given: Any, cache: Any, options: dict[str, Any]
+) -> Any:
+    """The exported encoder in the folder itself, checked by the hash of its files."""
+    from fewshot.encoders.onnx import load_onnx_encoder
+
+    if given is not None:
+        raise UsageError(f"{path} is an exported model: its encoder is in the folder "
+                         "(encoder.onnx); drop --encoder (encoder= in Python)")
+    missing = [f for f in ref.get("files", []) if not (path / f).is_file()]
+    if missing:
+        raise ModelError(f"{path} is incomplete (missing {', '.join(missing)}); export the "
+                         "model again with fewshot export")
+    enc = load_onnx_encoder(path, normalize=bool(ref.get("normalize", True)), **options)
+    enc.export_record = ref.get("export")
+    enc_id = cache.identify(enc) if cache is not None else enc.id
+    if enc_id != ref["id"]:
+        raise EncoderMismatchError(
+            f"the exported encoder in {path} has id {enc_id}, but the model was saved with "
+            f"{ref['id']} (a file was changed or replaced); export the model again with "
+            "fewshot export"
+        )
     return enc
