@@ -72,7 +72,9 @@ for _name, _fn in (
     ("suggest", select_cmd.suggest), ("export", export.export), ("serve", serve.serve),
 ):
     app.command(_name, cls=_Command, no_args_is_help=True)(_fn)
-app.add_typer(index.app, name="index")
+app.add_typer(index.app, name="index", cls=_Group)
+for _info in index.app.registered_commands:  # the same help style for `fewshot index X`
+    _info.cls = _Command
 
 
 def _version(value: bool) -> None:

@@ -85,6 +85,12 @@ def select(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     skip_bad_images: SkipBadOpt = False,
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", help="A fewshot index build folder of POOL's embeddings "
+                     "(same encoder, POOL's order): searched memory-mapped instead of "
+                     "embedding POOL."),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Pick K labelled examples from POOL for each item in QUERIES, in prompt order.
@@ -97,7 +103,8 @@ def select(
 
     row_format(output, (".jsonl", ".parquet"), name="--output", fmt=fmt)
     check_output(output, force, inputs={"POOL": pool, "QUERIES": queries,
-                                        "--template": template, "--encoder": encoder})
+                                        "--template": template, "--encoder": encoder,
+                                        "--index": index})
     if strategy not in STRATEGIES:
         raise UsageError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
     fields = DataFields(text_field=text_field, label_field=label_field,
@@ -114,11 +121,17 @@ def select(
     prompt = (PromptTemplate.from_file(template, modality=pool_ds.modality)
               if template is not None else None)
     checked = cast("Strategy", strategy)  # a member of STRATEGIES, checked above
+    saved = None
+    if index is not None:
+        from fewshot.index import load_index
+
+        saved = load_index(index)
+        saved.check_ids(pool_ds.ids, "POOL")
     selector = ExampleSelector(
         encoder, k=k, strategy=checked, mmr_lambda=mmr_lambda,
         labels_per_query=labels_per_query, seed=seed, cache=make_cache(cache_dir, no_cache),
         batch_size=batch_size, device=device,
-    ).fit(pool_ds.items, pool_ds.labels)
+    ).fit(pool_ds.items, pool_ds.labels, index=saved)
     chosen = selector.select(query_ds.items)
     key = "text" if pool_ds.modality == "text" else "path"
     # A multi-label pool's examples carry their label lists, named as in the data.
@@ -193,6 +206,12 @@ def suggest(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     skip_bad_images: SkipBadOpt = False,
+    index: Annotated[
+        Path | None,
+        typer.Option("--index", help="A fewshot index build folder of POOL's embeddings "
+                     "(same encoder, POOL's order): its vectors are read instead of "
+                     "embedding POOL."),
+    ] = None,
     force: ForceOpt = False,
 ) -> None:
     """Choose the BUDGET items of POOL whose labels would help most, best first.
@@ -217,7 +236,7 @@ def suggest(
     row_format(output, name="--output", fmt=fmt)
     check_output(output, force, inputs={
         "POOL": pool, "--labelled": labelled, "--model": model,
-        "--label-descriptions": label_descriptions, "--encoder": encoder,
+        "--label-descriptions": label_descriptions, "--encoder": encoder, "--index": index,
     })
     if strategy not in ANNOTATION_STRATEGIES:
         raise UsageError(
@@ -251,7 +270,15 @@ def suggest(
                 "drop it for images"
             )
         prototypes = embed(enc, list(descriptions.values()), cache)
-    X = embed(enc, pool_ds.items, cache)
+    if index is not None:
+        from fewshot.index import load_index
+
+        saved = load_index(index)
+        saved.check_ids(pool_ds.ids, "POOL")
+        saved.check_encoder(enc)
+        X = saved.vectors[:]  # k-means needs every vector: this skips embedding, not memory
+    else:
+        X = embed(enc, pool_ds.items, cache)
     labelled_idx: list[int] = []
     if labelled is not None:
         lab = load_data(labelled, "train", require_labels=True, label_sep=label_sep, **fields)

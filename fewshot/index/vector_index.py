@@ -8,12 +8,44 @@ from typing import Any, Literal
 
 import numpy as np
 
-__all__ = ["VectorIndex"]
+__all__ = ["VectorIndex", "search_filled"]
 
 Kind = Literal["auto", "flat", "ivf", "hnsw"]
 
 # Up to this many vectors, exact search is fast enough (and exact).
 FLAT_MAX = 50_000
+
+
+def search_filled(
+    index: Any, queries: np.ndarray, k: int, nprobe: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search(queries, k)`` that fills every row an IVF search leaves short.
+
+    An IVF index scans only ``nprobe`` lists (``nprobe``, else the index's own); a
+    query whose lists hold fewer than ``k`` vectors is searched again with four times
+    the lists, up to all of them, so -1 comes back only when ``k`` exceeds the index.
+    """
+    import faiss
+
+    if not isinstance(index, faiss.IndexIVF):
+        return index.search(queries, k)
+    nprobe = min(index.nlist, nprobe or index.nprobe)
+
+    def probe(x: np.ndarray, lists: int) -> tuple[np.ndarray, np.ndarray]:
+        # faiss's wrapper takes SearchParametersIVF(nprobe=...), its stubs don't.
+        params = faiss.SearchParametersIVF()
+        params.nprobe = lists
+        return index.search(x, k, params=params)
+
+    scores, idx = probe(queries, nprobe)
+    want = min(k, index.ntotal)
+    short = np.flatnonzero((idx >= 0).sum(axis=1) < want)
+    while len(short) and nprobe < index.nlist:
+        nprobe = min(index.nlist, 4 * nprobe)
+        s, i = probe(queries[short], nprobe)
+        scores[short], idx[short] = s, i
+        short = short[(i >= 0).sum(axis=1) < want]
+    return scores, idx
 
 
 class VectorIndex:
@@ -136,24 +168,7 @@ class VectorIndex:
         if k < 1:
             raise ValueError(f"k must be at least 1, got {k}")
         self._build()
-        scores, idx = self._index.search(queries, k)
-        import faiss
-
-        index = self._index
-        if isinstance(index, faiss.IndexIVF):
-            # The probed lists held fewer than k vectors for some queries: probe more.
-            want = min(k, index.ntotal)
-            short = np.flatnonzero((idx >= 0).sum(axis=1) < want)
-            nprobe = index.nprobe
-            while len(short) and nprobe < index.nlist:
-                nprobe = min(index.nlist, 4 * nprobe)
-                # faiss's wrapper takes SearchParametersIVF(nprobe=...), its stubs don't.
-                params = faiss.SearchParametersIVF()
-                params.nprobe = nprobe
-                s, i = index.search(queries[short], k, params=params)
-                scores[short], idx[short] = s, i
-                short = short[(i >= 0).sum(axis=1) < want]
-        return scores, idx
+        return search_filled(self._index, queries, k)
 
     def reconstruct_all(self) -> np.ndarray:
         """All stored vectors, in the order added (exact: flat, IVF and HNSW all store them).

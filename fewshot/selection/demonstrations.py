@@ -117,11 +117,15 @@ class ExampleSelector:
         labels: Sequence[Any] | None = None,
         *,
         embeddings: np.ndarray | None = None,
+        index: Any = None,
     ) -> ExampleSelector:
         """Embed and index the pool; ``labels`` (one per item, or a list of labels per
         item) are needed for ``balanced``.
 
         ``embeddings`` (one row per item, from the same encoder) skips embedding.
+        ``index`` (a :class:`~fewshot.index.SavedIndex` built from the pool's embeddings,
+        one row per item in pool order) skips embedding and indexing: searches run on
+        the memory-mapped index, and mmr, balanced and random read the rows they need.
         """
         from fewshot.encoders import Encoder, get_encoder, guess_modality
         from fewshot.index import VectorIndex
@@ -147,14 +151,25 @@ class ExampleSelector:
             )
         self.items_ = items
         self.labels_ = None if labels is None else list(labels)
-        if embeddings is not None:
+        if index is not None:
+            if embeddings is not None:
+                raise UsageError("give the pool's embeddings or its index, not both")
+            if len(index) != len(items):
+                raise DataError(f"the index holds {len(index)} vectors for {len(items)} pool "
+                                "items; build it from this pool's embeddings")
+            if self.encoder_ is not None:
+                index.check_encoder(self.encoder_)
+            self.embeddings_ = index.vectors  # rows read from the index when needed
+            self.index_ = index
+        elif embeddings is not None:
             if len(embeddings) != len(items):
                 raise DataError(f"got {len(embeddings)} embeddings for {len(items)} items")
             # Cosine scores and MMR need unit vectors; encoders' own output already is.
             self.embeddings_ = l2n(np.ascontiguousarray(embeddings, dtype=np.float32))
         else:
             self.embeddings_ = self._embed(items)
-        self.index_ = VectorIndex(self.embeddings_.shape[1]).add(self.embeddings_)
+        if index is None:
+            self.index_ = VectorIndex(self.embeddings_.shape[1]).add(self.embeddings_)
         if self.labels_ is not None:
             self.multi_label_ = isinstance(self.labels_[0], list)
             if self.multi_label_:
