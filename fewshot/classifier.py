@@ -63,15 +63,26 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         encoder given is copied, never changed; the tuned one is ``encoder_``
         and is saved with the model (``body.safetensors``).
     threshold, min_labels:
-        Multi-label models (fitted on label lists): a label is predicted when its
-        probability reaches its own threshold, chosen on out-of-fold probabilities
-        to maximise its F1 (``threshold`` sets one for all labels instead); with
-        ``min_labels=1`` no row is left without a label (its most probable label).
+        Multi-label models (fitted on label lists or an indicator matrix): a label
+        is predicted when its probability reaches its own threshold, chosen on
+        out-of-fold probabilities to maximise its F1 (``threshold`` sets one for
+        all labels instead); with ``min_labels=1`` no row is left without a label
+        (its most probable label).
     cache:
         ``True`` for the default embedding cache, a folder or an
         :class:`~fewshot.cache.EmbeddingCache`, or ``False`` to always encode.
         Tuned encoders have their own id, so frozen-encoder vectors are never
         served for them.
+
+    Multi-label data comes as label lists (``[["billing", "urgent"], [], ...]``;
+    ``predict`` then returns label lists) or, as in scikit-learn, as a 0/1
+    indicator matrix of shape ``(n_items, n_labels)`` (NumPy, SciPy sparse or a
+    pandas DataFrame); ``predict`` then returns an indicator matrix with the same
+    columns. The label names of the columns are ``fit(..., label_names=[...])``,
+    a DataFrame's column names, or else the column numbers 0..n_labels-1;
+    ``classes_`` is then in column order. ``multi_label_`` is True for both;
+    ``predict_proba`` gives every label's own probability, columns in
+    ``classes_`` order.
 
     The fitted state is ``model_`` (a :class:`~fewshot.model.FittedModel`);
     ``classes_``, ``encoder_``, ``head_`` and the reports below read from it.
@@ -120,7 +131,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     encoder_ = _view(lambda m: m.encoder, "The fitted (possibly tuned) encoder.")
     head_ = _view(lambda m: m.head, "The fitted head.")
     n_train_ = _view(lambda m: m.n_train, "Labelled items fitted on.")
-    multi_label_ = _view(lambda m: m.multi_label, "Fitted on label lists (multi-label).")
+    multi_label_ = _view(lambda m: m.multi_label,
+                         "Multi-label: fitted on label lists or an indicator matrix.")
     class_counts_ = _view(lambda m: m.class_counts, "Training rows per class.")
     tuning_ = _view(lambda m: m.tuning, "Tuning settings and report, or None.")
     self_training_ = _view(lambda m: m.self_training, "Self-training report, or None.")
@@ -141,10 +153,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------
     def fit(
-        self, X: Sequence[Any], y: Sequence[Any], *, unlabelled: Sequence[Any] | None = None
+        self, X: Sequence[Any], y: Any, *, unlabelled: Sequence[Any] | None = None,
+        label_names: Sequence[Any] | None = None,
     ) -> FewShotClassifier:
-        """Embed ``X`` and fit the head on ``y``: one hashable label per item, or a list
-        of labels per item (multi-label; an empty list is an item with no label).
+        """Embed ``X`` and fit the head on ``y``: one hashable label per item, a list
+        of labels per item (multi-label; an empty list is an item with no label), or a
+        0/1 indicator matrix (multi-label, one column per label, named by
+        ``label_names``; ``predict`` then returns an indicator matrix too).
 
         With ``label_descriptions``, ``X`` and ``y`` may be empty (zero-shot).
         With ``calibration``, also fits the calibrator on out-of-fold predictions.
@@ -157,15 +172,16 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         from fewshot.tuning import as_tuner
 
         self.__dict__.pop("model_", None)  # a failed refit leaves no half-fitted model
-        X, y = item_list(X, "fit()"), list(y)
+        X = item_list(X, "fit()")
+        y, names = _from_indicator(y, label_names)
         pool = item_list(unlabelled, "fit(unlabelled=...)") if unlabelled is not None else []
         modality = guess_modality(X) if X else "text"
         descriptions = descriptions_for(self.label_descriptions, y, modality)
         _check_labels(X, y, descriptions)
         calibration = check_calibration(self.calibration, self.calibration_folds)
-        if is_multi_label(y) and (self.tune or unlabelled is not None):
-            raise UsageError("tuning and self-training work with one label per item; drop "
-                             "tune and unlabelled for multi-label data")
+        if is_multi_label(y) and unlabelled is not None:
+            raise UsageError("self-training works with one label per item; drop unlabelled "
+                             "for multi-label data")
         if unlabelled is not None and calibration is None:
             raise UsageError(
                 "self-training picks pseudo-labels by calibrated confidence; set calibration "
@@ -193,7 +209,13 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
                 show_progress=self.show_progress, **options,
             )
         else:
-            self.model_ = fit_embeddings(encoder, Z, y, **options)
+            model = fit_embeddings(encoder, Z, y, **options)
+            if names is not None:  # fitted on column numbers: the columns get their names
+                assert model.thresholds is not None
+                model = dataclasses.replace(
+                    model, label_names=names, thresholds=dataclasses.replace(
+                        model.thresholds, info={**model.thresholds.info, "y": INDICATOR}))
+            self.model_ = model
         return self
 
     def _make_encoder(self, modality: str) -> Encoder:
@@ -247,13 +269,23 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         return self.model_.adjust(raw) if calibrated else raw
 
     def predict(self, X: Sequence[Any]) -> Any:
-        """Predicted labels, as given at fit time: an array of labels, or for a
-        multi-label model a list of label lists (in the order of ``classes_``)."""
+        """Predicted labels, as given at fit time: an array of labels; for a
+        multi-label model a list of label lists (in the order of ``classes_``), or a
+        0/1 indicator matrix (int64, columns ``classes_``) if fitted on one."""
         proba = self.predict_proba(X)  # first, so an unfitted model raises NotFittedError
         if not self.model_.multi_label:
             return self.classes_[np.argmax(proba, axis=1)]
         chosen = self.model_.decide(proba, threshold=self.threshold, min_labels=self.min_labels)
+        if self.fitted_on_indicator_:
+            return chosen
         return [self.classes_[row.astype(bool)].tolist() for row in chosen]
+
+    @property
+    def fitted_on_indicator_(self) -> bool:
+        """Fitted on an indicator matrix (``predict`` returns one)."""
+        check_is_fitted(self, "model_")
+        t = self.model_.thresholds
+        return t is not None and t.info.get("y") == INDICATOR
 
     def calibrate(self, proba: np.ndarray) -> np.ndarray:
         """The fitted calibrator applied to head probabilities (unchanged without one)."""
@@ -357,6 +389,39 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         )
         self.model_ = model
         return self
+
+
+#: ``Thresholds.info["y"]`` of a model fitted on an indicator matrix (saved with it).
+INDICATOR = "indicator"
+
+
+def _from_indicator(y: Any, label_names: Sequence[Any] | None) -> tuple[list[Any], Any]:
+    """``(labels, names)``: an indicator matrix becomes label lists of column numbers
+    (so the fitted columns keep their order) and the names of its columns; other
+    labels pass through as a list, with names None."""
+    columns = getattr(y, "columns", None)
+    dense = y.toarray() if hasattr(y, "toarray") else y  # SciPy sparse
+    if not (isinstance(dense, np.ndarray) and dense.ndim == 2 or columns is not None):
+        if label_names is not None:
+            raise UsageError("label_names names the columns of an indicator matrix; y is not "
+                             "one: drop label_names, or pass y as a 0/1 array of shape "
+                             "(n_items, n_labels)")
+        return list(y), None
+    Y = np.asarray(dense)
+    if Y.ndim != 2 or not np.isin(Y, (0, 1)).all():
+        raise DataError("an indicator matrix y holds only 0 and 1 (or False and True), one "
+                        "column per label; binarise it first")
+    if label_names is None:
+        label_names = list(columns) if columns is not None else list(range(Y.shape[1]))
+    names = list(label_names)
+    if len(names) != Y.shape[1] or len(set(names)) != len(names):
+        raise UsageError(f"label_names has {len(names)} names ({len(set(names))} distinct) for "
+                         f"{Y.shape[1]} columns of y; give one distinct name per column")
+    empty = [str(names[j]) for j in np.flatnonzero(Y.sum(axis=0) == 0)]
+    if empty:
+        raise DataError(f"label(s) {', '.join(empty[:5])} have no positive row in y; drop "
+                        "those columns or add examples of them")
+    return [np.flatnonzero(row).tolist() for row in Y], np.asarray(names)
 
 
 def _check_labels(X: list[Any], y: list[Any], descriptions: dict[Any, str]) -> None:

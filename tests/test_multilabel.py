@@ -62,8 +62,9 @@ def test_multi_label_errors(tiny_text_encoder) -> None:
         clf.fit(TEXTS[:4], [["pos"], ["neg"], "pos", ["neg"]])
     with pytest.raises(DataError, match="needs at least two"):
         clf.fit(TEXTS[:4], [["pos"], ["pos"], [], ["pos"]])
-    with pytest.raises(UsageError, match="one label per item; drop tune and unlabelled"):
-        FewShotClassifier(tiny_text_encoder, tune=True, cache=False).fit(TEXTS, LABELS)
+    with pytest.raises(UsageError, match="self-training works with one label per item; drop "
+                       "unlabelled for multi-label data"):
+        FewShotClassifier(tiny_text_encoder, cache=False).fit(TEXTS, LABELS, unlabelled=TEXTS)
     fitted = clf.fit(TEXTS, LABELS)
     with pytest.raises(UsageError, match="independent per-label probabilities"):
         fitted.adapt_prior(TEXTS)

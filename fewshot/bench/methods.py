@@ -2,7 +2,9 @@
 
 A method gets a :class:`Task` (the split's items, labels and, for methods that
 use them, frozen embeddings) and returns predictions with its fit and predict
-wall times. New methods (contrastive tuning, other libraries) register a
+wall times. On a multi-label dataset labels and predictions are label lists;
+fewshot's methods then decide by per-label thresholds, as ``FewShotClassifier``
+does. New methods (contrastive tuning, other libraries) register a
 factory under a name with :func:`register_method`; the runner needs no change.
 """
 
@@ -31,26 +33,35 @@ __all__ = [
 
 @dataclass
 class Task:
-    """One fit: a dataset's few-shot split (``n_shot``, ``seed``) and its test set."""
+    """One fit: a dataset's few-shot split (``n_shot``, ``seed``) and its test set.
+
+    ``train_labels``/``test_labels``: one label per item, or (``multi_label``) a list
+    of labels per item.
+    """
 
     dataset: str
     modality: str
     n_shot: int
     seed: int
     train_items: list[Any]
-    train_labels: list[str]
+    train_labels: list[Any]
     test_items: list[Any]
-    test_labels: list[str]
+    test_labels: list[Any]
     encoder: Any
     train_embeddings: np.ndarray | None = None
     test_embeddings: np.ndarray | None = None
+    multi_label: bool = False
 
 
 @dataclass
 class MethodResult:
-    predictions: list[str]
+    #: One label per test item, or (multi-label) a list of labels per test item.
+    predictions: list[Any]
     fit_seconds: float
     predict_seconds: float
+    #: CPU seconds of the fit (every thread of this process): on a shared machine less
+    #: swayed than wall time by what else runs. None where a method does not measure it.
+    fit_cpu_seconds: float | None = None
 
 
 class Method(Protocol):
@@ -120,6 +131,15 @@ class HeadMethod:
 
         assert task.train_embeddings is not None and task.test_embeddings is not None
         head = make_head(self.head, **self.params)
+        if task.multi_label:
+            from fewshot.training.fitting import fit_embeddings
+
+            start = time.perf_counter()
+            model = fit_embeddings(task.encoder, task.train_embeddings, task.train_labels,
+                                   head=head, calibration=None)
+            fitted = time.perf_counter()
+            rows = _predict(model, task.test_embeddings)
+            return MethodResult(rows, fitted - start, time.perf_counter() - fitted)
         start = time.perf_counter()
         head.fit(task.train_embeddings, np.asarray(task.train_labels))
         fitted = time.perf_counter()
@@ -166,23 +186,36 @@ class TunedMethod:
 
         encoder = task.encoder
         encoder.fit()  # loaded once per dataset; the copy below stands in for a load
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         tuned = encoder.loaded_copy()
         tuner = ContrastiveTuner(seed=task.seed, show_progress=False, **self.tuner_params)
         tuner.tune(tuned, task.train_items, task.train_labels)
         model = fit_embeddings(tuned, tuned.encode(task.train_items, show_progress=False),
                                task.train_labels, head=self.head, calibration=None)
-        fitted = time.perf_counter()
-        pred = model.head.predict(tuned.encode(task.test_items, show_progress=False))
+        fitted, cpu = time.perf_counter(), time.process_time() - cpu
+        pred = _predict(model, tuned.encode(task.test_items, show_progress=False))
         done = time.perf_counter()
-        return MethodResult([str(p) for p in pred], fitted - start, done - fitted)
+        return MethodResult(pred, fitted - start, done - fitted, cpu)
+
+
+def _predict(model: Any, Z: np.ndarray) -> list[Any]:
+    """Labels of embeddings ``Z``: label lists by the per-label thresholds for a
+    multi-label model, else the head's labels (as strings)."""
+    if model.multi_label:
+        chosen = model.decide(model.head.predict_proba(Z))
+        return [[str(model.classes[j]) for j in np.flatnonzero(row)] for row in chosen]
+    return [str(p) for p in model.head.predict(Z)]
 
 
 class SetFitLibMethod:
     """The ``setfit`` library with the SetFit paper's settings, on the same body.
 
     Batch 16, 20 pair-generation iterations, 1 epoch, body learning rate 2e-5,
-    logistic-regression head. Needs ``pip install 'fewshot[compare]'``.
+    logistic-regression head. On a multi-label dataset, setfit's own multi-label
+    mode: ``multi_target_strategy="one-vs-rest"`` (pairs positive when the rows
+    share a label, one logistic regression per label, its 0.5 threshold), on
+    label-indicator rows over the training split's labels. Needs
+    ``pip install 'fewshot[compare]'``.
     """
 
     name = "setfit-lib"
@@ -214,8 +247,12 @@ class SetFitLibMethod:
         body = resolved.location if resolved is not None else encoder.name
         import tempfile
 
-        start = time.perf_counter()
-        model = SetFitModel.from_pretrained(body, device=encoder.device_)
+        names = sorted({c for row in task.train_labels for c in row}) if task.multi_label else []
+        labels: list[Any] = ([[int(c in row) for c in names] for row in task.train_labels]
+                             if task.multi_label else task.train_labels)
+        extra = {"multi_target_strategy": "one-vs-rest"} if task.multi_label else {}
+        start, cpu = time.perf_counter(), time.process_time()
+        model = SetFitModel.from_pretrained(body, device=encoder.device_, **extra)
         with tempfile.TemporaryDirectory(prefix="fewshot-setfit-") as tmp:
             # setfit writes checkpoints to ./checkpoints by default: keep them out of cwd.
             args = TrainingArguments(
@@ -223,12 +260,15 @@ class SetFitLibMethod:
                 body_learning_rate=2e-5, seed=task.seed, report_to="none",
                 show_progress_bar=False, save_strategy="no",
             )
-            train = Dataset.from_dict({"text": task.train_items, "label": task.train_labels})
+            train = Dataset.from_dict({"text": task.train_items, "label": labels})
             Trainer(model=model, args=args, train_dataset=train).train()
-        fitted = time.perf_counter()
+        fitted, cpu = time.perf_counter(), time.process_time() - cpu
         pred = model.predict(task.test_items, batch_size=64, as_numpy=True)
         done = time.perf_counter()
-        return MethodResult([str(p) for p in pred], fitted - start, done - fitted)
+        if task.multi_label:
+            rows = [[names[j] for j in np.flatnonzero(row)] for row in np.asarray(pred)]
+            return MethodResult(rows, fitted - start, done - fitted, cpu)
+        return MethodResult([str(p) for p in pred], fitted - start, done - fitted, cpu)
 
 
 METHODS: dict[str, Callable[[], Method]] = {
@@ -244,6 +284,10 @@ METHODS: dict[str, Callable[[], Method]] = {
     "tuned-supcon-logreg": lambda: TunedMethod("tuned-supcon-logreg", "logreg",
                                                objective="supcon"),
     "tuned-pairs-logreg": lambda: TunedMethod("tuned-pairs-logreg", "logreg", objective="pairs"),
+    # Multi-label data: pairs positive when the rows share a label (the default grades
+    # them by Jaccard overlap); the same on one-label data.
+    "tuned-shared-logreg": lambda: TunedMethod("tuned-shared-logreg", "logreg",
+                                               label_overlap="shared"),
 }
 
 

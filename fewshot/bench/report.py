@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from fewshot._io import atomic_file
-from fewshot.bench.runner import primary_metric
+from fewshot.bench.runner import MULTI_LABEL_METRICS, primary_metric
 
 __all__ = ["aggregate", "plot", "write_summary"]
 
@@ -28,7 +28,8 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         groups[(r["dataset"], r["encoder"], r["method"], r["n_shot"])].append(r)
     out = []
     for (dataset, encoder, method, n_shot), rs in sorted(groups.items()):
-        metric = primary_metric(dataset)
+        multi = any(r.get("multi_label") for r in rs)
+        metric = primary_metric(dataset, multi)
         ok = [r for r in rs if not r.get("error")]
         vals = [r[metric] for r in ok]
         fits = [r["fit_seconds"] for r in ok]
@@ -50,7 +51,11 @@ def aggregate(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "predict_seconds": statistics.fmean(predicts) if predicts else None,
             "macro_f1": statistics.fmean(f1s) if f1s else None,
             "macro_f1_std": statistics.stdev(f1s) if len(f1s) > 1 else 0.0 if f1s else None,
+            "multi_label": multi,
         })
+        if multi:  # the other multi-label scores, as means over seeds
+            out[-1].update({k: statistics.fmean(r[k] for r in ok) if ok else None
+                            for k in MULTI_LABEL_METRICS[1:]})
     return out
 
 
@@ -67,7 +72,8 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
         "them and recorded once per run as `encode_seconds` in results.jsonl). A cell "
         "marked `mixes N encoder ids` (or `method settings`) averages seeds run with "
         "different encoder (or head and tuner) settings under one name: re-run it into a "
-        "fresh output folder.",
+        "fresh output folder. Multi-label datasets: macro-F1 over labels (the headline), "
+        "micro-F1, samples-F1, subset accuracy and Hamming loss (means over seeds).",
         "",
     ]
     by_ds: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -78,6 +84,9 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
         methods = list(dict.fromkeys(a["method"] for a in items))
         cell = {(a["method"], a["n_shot"]): a for a in items}
         lines += [f"## {dataset} ({items[0]['metric']}, encoder {encoder})", ""]
+        if items[0]["multi_label"]:
+            lines += _multi_label_table(methods, shots, cell)
+            continue
         lines.append("| method | " + " | ".join(
             f"{n}-shot | macro-F1 | fit s | predict s" for n in shots) + " |")
         lines.append("| --- |" + " ---: | ---: | ---: | ---: |" * len(shots))
@@ -104,6 +113,38 @@ def write_summary(rows: list[dict[str, Any]], path: Path) -> str:
     with atomic_file(path, "w") as f:
         f.write(text)
     return text
+
+
+def _notes(e: dict[str, Any]) -> str:
+    note = f" ({e['n_seeds']} seeds)" if e["n_failed"] else ""
+    if e["n_encoder_ids"] > 1:
+        note += f" (mixes {e['n_encoder_ids']} encoder ids)"
+    if e["n_method_configs"] > 1:
+        note += f" (mixes {e['n_method_configs']} method settings)"
+    return note
+
+
+def _multi_label_table(methods: list[str], shots: list[int],
+                       cell: dict[tuple[str, int], dict[str, Any]]) -> list[str]:
+    """Methods as rows; per shot count: macro-F1 +- std, the other scores, times."""
+    head = ("macro-F1", "micro-F1", "samples-F1", "subset acc", "Hamming", "fit s",
+            "predict s")
+    lines = ["| method | " + " | ".join(f"{n}-shot {h}" if h == "macro-F1" else h
+                                      for n in shots for h in head) + " |",
+             "| --- |" + " ---: |" * len(head) * len(shots)]
+    for m in methods:
+        cells: list[str] = []
+        for n in shots:
+            e = cell.get((m, n))
+            if e is None or e["mean"] is None:
+                cells += [f"failed x{e['n_failed']}" if e else "-"] + ["-"] * (len(head) - 1)
+                continue
+            predict = "-" if e["predict_seconds"] is None else f"{e['predict_seconds']:.2f}"
+            cells += [f"{e['mean']:.3f} +- {e['std']:.3f}{_notes(e)}",
+                      *(f"{e[k]:.3f}" for k in MULTI_LABEL_METRICS[1:]),
+                      f"{e['fit_seconds']:.2f}", predict]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def plot(rows: list[dict[str, Any]], output: Path) -> list[Path]:
@@ -133,7 +174,7 @@ def plot(rows: list[dict[str, Any]], output: Path) -> list[Path]:
         ax.get_xaxis().set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.set_title(dataset)
         ax.set_xlabel("shots per class")
-        ax.set_ylabel(items[0]["metric"])
+        ax.set_ylabel(items[0]["metric"].replace("_", "-"))
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(datasets):]:
         ax.axis("off")
@@ -152,7 +193,7 @@ def plot(rows: list[dict[str, Any]], output: Path) -> list[Path]:
                        label=method, alpha=0.8)
     ax.set_xscale("log")
     ax.set_xlabel("mean fit time per run (s, log)")
-    ax.set_ylabel("accuracy (MCC for amazon_counterfactual_en)")
+    ax.set_ylabel("accuracy (MCC for amazon_counterfactual_en, macro-F1 multi-label)")
     ax.set_title("fit time vs accuracy (each point: dataset x shots)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -16,16 +16,25 @@ from fewshot._version import __version__
 from fewshot.bench.methods import Task, get_method, method_settings, settings_fingerprint
 from fewshot.data import few_shot_indices, load_dataset
 from fewshot.errors import UsageError
-from fewshot.metrics import classification_report
+from fewshot.metrics import classification_report, multilabel_report
 
-__all__ = ["RESULTS", "load_results", "parse_int_list", "primary_metric", "run_bench"]
+__all__ = ["MULTI_LABEL_METRICS", "RESULTS", "load_results", "parse_int_list",
+           "primary_metric", "run_bench"]
 
 RESULTS = "results.jsonl"
 #: Datasets scored by MCC rather than accuracy (as in the SetFit paper).
 MCC_DATASETS = frozenset({"amazon_counterfactual_en"})
+#: The scores of a multi-label run (the protocol's; macro-F1 over labels is the headline).
+MULTI_LABEL_METRICS = ("macro_f1", "micro_f1", "samples_f1", "subset_accuracy",
+                       "hamming_loss")
+SINGLE_LABEL_METRICS = ("accuracy", "macro_f1", "mcc")
 
 
-def primary_metric(dataset: str) -> str:
+def primary_metric(dataset: str, multi_label: bool = False) -> str:
+    """The headline score: macro-F1 for multi-label sets, MCC for
+    amazon_counterfactual_en (as in the SetFit paper), accuracy elsewhere."""
+    if multi_label:
+        return "macro_f1"
     return "mcc" if dataset in MCC_DATASETS else "accuracy"
 
 
@@ -107,6 +116,10 @@ def run_bench(
     settings (``method_config``: a changed head or tuner default is a new one), are
     not redone, so an interrupted run resumes where it stopped. A method that raises
     is recorded with its error and the others go on.
+
+    A multi-label dataset (label lists) is split by the protocol's multi-label
+    sampling and scored by :data:`MULTI_LABEL_METRICS`; its rows have
+    ``"multi_label": true``.
     """
     from fewshot._progress import progress
     from fewshot.cache import as_cache, embed
@@ -129,6 +142,10 @@ def run_bench(
         # load_dataset's require_labels (on by default) raises on any unlabelled row.
         assert train.labels is not None and test.labels is not None
         train_labels, test_labels = train.labels, test.labels
+        multi = train.multi_label or test.multi_label
+        if train.multi_label != test.multi_label:
+            raise UsageError(f"{folder}: one of train and test has label lists and the other "
+                             "one label per row; give both splits the same kind of labels")
         name = folder.name
         chosen = encoder if train.modality == "text" else image_encoder
         enc = chosen if isinstance(chosen, Encoder) else get_encoder(
@@ -173,7 +190,7 @@ def run_bench(
                     train_labels=[train_labels[i] for i in idx],
                     test_items=test.items, test_labels=test_labels, encoder=enc,
                     train_embeddings=train_emb[idx] if train_emb is not None else None,
-                    test_embeddings=test_emb,
+                    test_embeddings=test_emb, multi_label=multi,
                 )
                 row = _run_one(task, method, enc, settings[method.name])
                 if method.uses_embeddings:
@@ -181,8 +198,9 @@ def run_bench(
                     row["encode_seconds"] = round(encode_seconds, 4)
                 _append(results_path, row)
                 new_rows.append(row)
+                metric = primary_metric(name, multi)
                 status = f"error: {row['error']}" if row["error"] else (
-                    f"{primary_metric(name)}={row[primary_metric(name)]:.4f}"
+                    f"{metric}={row[metric]:.4f}"
                 )
                 say(f"{name} n={n} seed={s} {method.name}: {status}")
                 advance()
@@ -195,20 +213,35 @@ def _run_one(task: Task, method: Any, enc: Any, settings: dict[str, Any]) -> dic
         "seed": task.seed, "method": method.name, "encoder": enc.name, "encoder_id": enc.id,
         "method_config": settings_fingerprint(settings), "method_settings": settings,
         "n_train": len(task.train_items), "n_test": len(task.test_items),
-        "n_classes": len(set(task.train_labels)),
+        "n_classes": len(_label_set(task.train_labels, task.multi_label)),
     }
+    metrics = MULTI_LABEL_METRICS if task.multi_label else SINGLE_LABEL_METRICS
+    if task.multi_label:
+        row["multi_label"] = True
     try:
         result = method.run(task)
-        report = classification_report(task.test_labels, result.predictions)
-        row.update({k: report[k] for k in ("accuracy", "macro_f1", "mcc")})
+        if task.multi_label:
+            # Labels only in the test split count too: a method never predicts them (F1 0).
+            labels = sorted(_label_set(task.train_labels, True)
+                            | _label_set(task.test_labels, True))
+            report = multilabel_report(task.test_labels, result.predictions, labels)
+        else:
+            report = classification_report(task.test_labels, result.predictions)
+        row.update({k: report[k] for k in metrics})
         row.update(fit_seconds=round(result.fit_seconds, 4),
                    predict_seconds=round(result.predict_seconds, 4), error=None)
+        if result.fit_cpu_seconds is not None:
+            row["fit_cpu_seconds"] = round(result.fit_cpu_seconds, 4)
     except Exception as e:  # one method's failure must not stop the others
-        row.update(accuracy=None, macro_f1=None, mcc=None, fit_seconds=None,
+        row.update(dict.fromkeys(metrics), fit_seconds=None,
                    predict_seconds=None, error=f"{type(e).__name__}: {e}",
                    traceback=traceback.format_exc(limit=5))
     row.update(fewshot_version=__version__, time=time.strftime("%Y-%m-%dT%H:%M:%S"))
     return row
+
+
+def _label_set(labels: Sequence[Any], multi_label: bool) -> set[Any]:
+    return {c for row in labels for c in row} if multi_label else set(labels)
 
 
 def _append(path: Path, row: dict[str, Any]) -> None:

@@ -42,7 +42,7 @@ def fit_embeddings(
     Z: np.ndarray,
     y: Sequence[Any],
     *,
-    head: Any = "logreg",
+    head: Any = "auto",
     calibration: str | None = DEFAULT_CALIBRATION,
     calibration_folds: int = 5,
     extra: tuple[np.ndarray, Sequence[Any]] | None = None,
@@ -90,7 +90,8 @@ def fit_embeddings(
     from fewshot.confidence.calibration import fit_calibrator, out_of_fold_proba
 
     y_idx, ye_idx = y_idx_all[: len(Z)], y_idx_all[len(Z) : len(Z) + len(Ze)]
-    proba, held = out_of_fold_proba(template, Z, y_idx, len(classes),
+    # The fitted head hands each fold its own choice (auto's pick), so folds need no search.
+    proba, held = out_of_fold_proba(fitted, Z, y_idx, len(classes),
                                     n_splits=calibration_folds, extra=(Ze, ye_idx))
     calibrator, fallback = fit_calibrator(method, proba, y_idx,
                                           zero_probabilities=template.zero_probabilities)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["class_balanced_batches", "random_pairs", "sample_pairs"]
+__all__ = ["class_balanced_batches", "label_groups", "random_pairs", "sample_label_list_pairs",
+           "sample_pairs"]
 
 
 def class_balanced_batches(
@@ -84,3 +85,66 @@ def random_pairs(
     right = rng.integers(0, n, len(left))
     order = rng.permutation(len(left))
     return left[order], right[order]
+
+
+def label_groups(Y: np.ndarray) -> np.ndarray:
+    """A group per row of an indicator matrix, for class-aware batches of label lists.
+
+    Each row goes to its rarest label (fewest rows; the lower column on a tie), so
+    every row of the rarest labels is grouped with rows of the same label and has
+    a positive in its batch, and common labels (which appear on many rows) fill
+    the rest. Rows without a label form one more group, ``Y.shape[1]``.
+    """
+    Y = np.asarray(Y, dtype=bool)
+    n_labels = Y.shape[1]
+    key = Y.sum(axis=0) * n_labels + np.arange(n_labels)  # by count, then by column
+    keyed = np.where(Y, key[None, :], np.iinfo(np.int64).max)
+    return np.where(Y.any(axis=1), keyed.argmin(axis=1), n_labels)
+
+
+def sample_label_list_pairs(
+    Y: np.ndarray, pairs_per_item: int, rng: np.random.Generator, overlap: str = "shared"
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """SetFit-style pairs for label lists (an indicator matrix ``Y``).
+
+    For each row, ``pairs_per_item`` positives (a random one of its labels, then a
+    random other row with that label) and as many negatives (rows sharing no
+    label; a row without labels is a negative of every labelled row, and two
+    rows without labels are never paired). Targets: 1 (``overlap="shared"``) or
+    the pair's Jaccard overlap for positives, 0 for negatives. Returns
+    ``(left, right, target)``, shuffled.
+    """
+    Y = np.asarray(Y, dtype=bool)
+    n = len(Y)
+    members = [np.flatnonzero(Y[:, c]) for c in range(Y.shape[1])]
+    sizes = Y.sum(axis=1)
+    left, right = [], []
+    for i in range(n):
+        labels = [c for c in np.flatnonzero(Y[i]) if len(members[c]) > 1]
+        if labels:
+            picked = rng.choice(labels, pairs_per_item)
+            for c in picked:
+                rows = members[c]
+                j = rows[rng.integers(len(rows) - 1)]
+                right.append(rows[-1] if j == i else j)  # any other row with label c
+            left.extend([i] * pairs_per_item)
+        # Negatives: rows that share no label with i (and are not both unlabelled).
+        candidates = rng.integers(0, n, 20 * pairs_per_item)
+        ok = candidates[~(Y[candidates] & Y[i]).any(axis=1) & ((sizes[candidates] > 0)
+                                                              | (sizes[i] > 0))]
+        if len(ok) < pairs_per_item:
+            pool = np.flatnonzero(~(Y & Y[i]).any(axis=1) & ((sizes > 0) | (sizes[i] > 0)))
+            ok = rng.choice(pool, pairs_per_item) if len(pool) else ok[:0]
+        left.extend([i] * len(ok[:pairs_per_item]))
+        right.extend(ok[:pairs_per_item].tolist())
+    if not left:
+        return np.zeros(0, int), np.zeros(0, int), np.zeros(0)
+    a, b = np.asarray(left, dtype=np.int64), np.asarray(right, dtype=np.int64)
+    shared = (Y[a] & Y[b]).sum(axis=1)
+    union = (Y[a] | Y[b]).sum(axis=1)
+    if overlap == "jaccard":
+        target = shared / np.maximum(union, 1)
+    else:
+        target = (shared > 0).astype(np.float64)
+    perm = rng.permutation(len(a))
+    return a[perm], b[perm], target[perm].astype(np.float64)

@@ -26,12 +26,19 @@ from fewshot.errors import DataError, UsageError
 from fewshot.tuning.objectives import (
     IN_BATCH,
     OBJECTIVES,
+    OVERLAPS,
     inbatch_cosine_loss,
     pair_cosine_loss,
     resolve_objective,
     supcon_loss,
 )
-from fewshot.tuning.sampling import class_balanced_batches, random_pairs, sample_pairs
+from fewshot.tuning.sampling import (
+    class_balanced_batches,
+    label_groups,
+    random_pairs,
+    sample_label_list_pairs,
+    sample_pairs,
+)
 
 __all__ = ["ContrastiveTuner", "TuningReport", "as_tuner"]
 
@@ -111,6 +118,15 @@ class ContrastiveTuner(BaseEstimator):
         each epoch, stop after ``patience`` epochs without improvement and keep
         the best weights. ``tune(..., validation=(items, labels))`` gives an
         explicit validation set instead.
+    label_overlap:
+        Label lists (multi-label rows): ``"jaccard"`` (default) makes a pair's
+        target its Jaccard overlap (shared labels over the labels of either row),
+        ``"shared"`` makes it 1 whenever the two rows share a label (as the setfit
+        library does); see :mod:`fewshot.tuning.objectives`. The default was set
+        before measuring; docs/benchmarks.md ("Tuned vs the setfit library") has
+        the comparison's status. Batches group each row with others
+        of its rarest label, so rare labels always have positives in a batch. No
+        effect on one-label-per-item data.
     mixed_precision:
         ``"auto"`` (bfloat16 autocast on a GPU that supports it, off on CPU),
         ``"bf16"``, ``"fp16"`` or ``"no"``.
@@ -138,6 +154,7 @@ class ContrastiveTuner(BaseEstimator):
         augment: bool = False,
         validation_fraction: float = 0.0,
         patience: int = 2,
+        label_overlap: str = "jaccard",
         mixed_precision: str = "auto",
         seed: int = 0,
         show_progress: bool | None = None,
@@ -158,6 +175,7 @@ class ContrastiveTuner(BaseEstimator):
         self.augment = augment
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.label_overlap = label_overlap
         self.mixed_precision = mixed_precision
         self.seed = seed
         self.show_progress = show_progress
@@ -193,6 +211,9 @@ class ContrastiveTuner(BaseEstimator):
             raise UsageError(
                 f"validation_fraction must be in [0, 1), got {self.validation_fraction}"
             )
+        if self.label_overlap not in OVERLAPS:
+            raise UsageError(f"unknown label_overlap '{self.label_overlap}'; choose "
+                             f"{' or '.join(OVERLAPS)}")
         if self.mixed_precision not in ("auto", "bf16", "fp16", "no"):
             raise UsageError(
                 f"unknown mixed_precision '{self.mixed_precision}'; choose auto, bf16, fp16 or no"
@@ -220,6 +241,8 @@ class ContrastiveTuner(BaseEstimator):
     ) -> TuningReport:
         """Fine-tune ``encoder`` in place on ``items``/``labels``; returns a report.
 
+        ``labels``: one label per item, or a list of labels per item (multi-label;
+        an empty list is an item with no label, a negative for every labelled one).
         ``teacher`` (the ``distill`` objective): a teacher's embeddings of
         ``items``, whose cosine similarities the encoder learns to match.
 
@@ -233,16 +256,22 @@ class ContrastiveTuner(BaseEstimator):
             raise UsageError("the distill objective, and it alone, tunes on a teacher's "
                              "embeddings; use fewshot.distillation.distill (fewshot distill)")
         self.teacher_ = None if teacher is None else normalize(np.asarray(teacher, np.float32))
-        items, y_raw = list(items), np.asarray(list(labels))
-        if len(items) != len(y_raw):
-            raise DataError(f"got {len(items)} items but {len(y_raw)} labels; give one per item")
-        classes, y = np.unique(y_raw, return_inverse=True)
+        items, labels = list(items), list(labels)
+        if len(items) != len(labels):
+            raise DataError(f"got {len(items)} items but {len(labels)} labels; give one per item")
+        self._indicator: np.ndarray | None = None
+        if any(isinstance(v, list | tuple | set | frozenset) for v in labels):
+            classes, y = self._label_lists(labels, validation)
+        else:
+            classes, y = np.unique(np.asarray(labels), return_inverse=True)
         if len(classes) < 2:
             raise DataError(
                 "contrastive tuning needs at least two classes; add examples of another class "
                 "or train without tuning"
             )
-        if np.bincount(y).max() < 2:
+        counts = (self._indicator.sum(axis=0) if self._indicator is not None
+                  else np.bincount(y))
+        if counts.max() < 2:
             raise DataError(
                 "contrastive tuning needs a class with at least two examples; add examples "
                 "or train without tuning"
@@ -257,6 +286,8 @@ class ContrastiveTuner(BaseEstimator):
         base_id = previous.get("base_id") or encoder.id
         prepared = encoder.training_items([items[i] for i in train_idx])
         y_train = y[train_idx]
+        if self._indicator is not None:
+            self._indicator = self._indicator[train_idx]
         val_prepared = encoder.training_items(val_items) if val_items else []
         used = (self._used_parameters(encoder, module, prepared)
                 if self.trainable_fraction < 1.0 else None)
@@ -285,6 +316,7 @@ class ContrastiveTuner(BaseEstimator):
                 self._train(encoder, module, named, prepared, y_train, val_prepared, val_y,
                             report)
             finally:
+                self._indicator = None
                 random.setstate(random_state)
                 for p in module.parameters():
                     p.grad = None  # the last step's gradients would hold memory
@@ -292,6 +324,25 @@ class ContrastiveTuner(BaseEstimator):
                 module.eval()
         encoder.mark_tuned(info)
         return report
+
+    def _label_lists(
+        self, labels: list[Any], validation: Any
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Label lists -> ``(label names, batch group per row)``; the indicator matrix
+        is kept for the losses while tuning runs."""
+        from sklearn.preprocessing import MultiLabelBinarizer
+
+        odd = next((i for i, v in enumerate(labels)
+                    if not isinstance(v, list | tuple | set | frozenset)), None)
+        if odd is not None:
+            raise DataError(f"label {odd} is {labels[odd]!r} but other items have label lists; "
+                            "give every item a list of labels (multi-label) or one label each")
+        if validation is not None or self.validation_fraction > 0:
+            raise UsageError("validation and early stopping score one label per item; set "
+                             "validation_fraction=0 and validation=None for multi-label data")
+        binarizer = MultiLabelBinarizer()
+        self._indicator = binarizer.fit_transform([list(v) for v in labels]).astype(np.int8)
+        return np.asarray(binarizer.classes_), label_groups(self._indicator)
 
     #: ``(epochs, learning_rate, temperature, per_class)`` used when left as None, per
     #: modality (chosen in pilot runs; see docs/benchmarks.md, "Contrastive tuning").
@@ -361,6 +412,9 @@ class ContrastiveTuner(BaseEstimator):
             # pairs are never reached, and all at once cost 2 x pairs x dim floats.
             left, right = random_pairs(len(y), self.pairs_per_item, rng)
             target = np.full(len(left), np.nan, np.float32)
+        elif self._indicator is not None:
+            left, right, target = sample_label_list_pairs(
+                self._indicator, self.pairs_per_item, rng, self.label_overlap)
         else:
             left, right, target = sample_pairs(y, self.pairs_per_item, rng)
         half = max(1, self.batch_size // 2)  # two forward passes per pair
@@ -400,7 +454,9 @@ class ContrastiveTuner(BaseEstimator):
             optimizer, int(self.warmup_ratio * total), total
         )
         autocast, scaler = self._precision(encoder.device_)
-        labels_t = torch.as_tensor(y, device=encoder.device_)
+        # Label lists: the indicator matrix, from which the losses take pair targets.
+        labels_t = torch.as_tensor(y if self._indicator is None else self._indicator,
+                                   device=encoder.device_)
 
         def snapshot() -> dict[str, Any]:
             return {n: p.detach().to("cpu", copy=True) for n, p in named}
@@ -476,8 +532,8 @@ class ContrastiveTuner(BaseEstimator):
             batch_labels = labels[torch.as_tensor(idx, device=labels.device)]
             with _no_autocast(emb):  # similarities / temperature need float32
                 if self.objective_ == "cosine":
-                    return inbatch_cosine_loss(emb, batch_labels)
-                return supcon_loss(emb, batch_labels, self.temperature_)
+                    return inbatch_cosine_loss(emb, batch_labels, self.label_overlap)
+                return supcon_loss(emb, batch_labels, self.temperature_, self.label_overlap)
         left, right, target = batch
         if self.teacher_ is not None:
             target = np.einsum("ij,ij->i", self.teacher_[left], self.teacher_[right])
