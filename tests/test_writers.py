@@ -145,3 +145,64 @@ def test_format_option_checks() -> None:
     with pytest.raises(UsageError) as e:
         row_format("-", (".jsonl", ".parquet"), fmt="csv")
     assert str(e.value) == "--format must be jsonl or parquet, got 'csv'"
+
+
+# -- RowStream: rows written chunk by chunk ----------------------------------------------------
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.csv", "rows.parquet"])
+def test_row_stream_equals_write_rows(tmp_path: Path, name: str) -> None:
+    from fewshot.data.writers import RowStream
+
+    stream = RowStream(tmp_path / "streamed" / name)
+    for row in ROWS:
+        stream.write([row])
+        stream.commit()
+    assert not (tmp_path / "streamed" / name).exists()  # only complete files appear
+    stream.finish()
+    write_rows(tmp_path / name, ROWS)
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(tmp_path / "streamed" / name).to_pylist() == ROWS
+        assert pq.ParquetFile(tmp_path / "streamed" / name).num_row_groups == 2
+        assert not (tmp_path / "streamed" / f"{name}.parts").exists()
+    else:
+        assert (tmp_path / "streamed" / name).read_bytes() == (tmp_path / name).read_bytes()
+        assert not (tmp_path / "streamed" / f"{name}.partial").exists()
+
+
+@pytest.mark.parametrize("name", ["rows.jsonl", "rows.csv", "rows.parquet"])
+def test_row_stream_resume_drops_what_was_not_committed(tmp_path: Path, name: str) -> None:
+    from fewshot.data.writers import RowStream
+
+    stream = RowStream(tmp_path / name)
+    stream.write([ROWS[0]])
+    state = stream.commit()
+    stream.write([ROWS[1]])  # never committed: a kill here loses it, and only it
+    stream.write([ROWS[1]])
+    stream.close()
+    resumed = RowStream(tmp_path / name, resume=state)
+    resumed.write([ROWS[1]])
+    resumed.commit()
+    resumed.finish()
+    write_rows(tmp_path / f"whole-{name}", ROWS)
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        assert pq.read_table(tmp_path / name).to_pylist() == ROWS
+    else:
+        assert (tmp_path / name).read_bytes() == (tmp_path / f"whole-{name}").read_bytes()
+
+
+def test_merge_parquet_types_a_column_null_in_one_part(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from fewshot.data.writers import merge_parquet
+
+    pq.write_table(pa.Table.from_pylist([{"id": "a", "error": None}]), tmp_path / "p0.parquet")
+    pq.write_table(pa.Table.from_pylist([{"id": "b", "error": "bad"}]), tmp_path / "p1.parquet")
+    with open(tmp_path / "all.parquet", "wb") as f:
+        assert merge_parquet([tmp_path / "p0.parquet", tmp_path / "p1.parquet"], f) == 2
+    table = pq.read_table(tmp_path / "all.parquet")
+    assert table.schema.field("error").type == pa.string()
+    assert table.to_pylist() == [{"id": "a", "error": None}, {"id": "b", "error": "bad"}]

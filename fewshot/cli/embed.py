@@ -1,8 +1,7 @@
-"""``fewshot embed``: embeddings of a dataset to .npy or .safetensors."""
+"""``fewshot embed``: embeddings of a dataset to .npy, .safetensors or .parquet."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
@@ -25,20 +24,29 @@ from fewshot.cli._common import (
     check_output,
     handle_errors,
     info,
-    load_data,
     make_cache,
     text_encoder_options,
 )
 from fewshot.errors import UsageError
 
+ChunkOpt = Annotated[
+    int, typer.Option("--chunk-size", min=1,
+                      help="Rows read, embedded and written together: memory and the work a "
+                      "resumed run repeats grow with it.")]
+ResumeOpt = Annotated[
+    bool, typer.Option("--resume",
+                       help="Continue the killed run that left OUTPUT.progress.json, after its "
+                       "last finished chunk (same DATA, encoder and options).")]
+
 
 @handle_errors
 def embed(
     data: Annotated[
-        Path, typer.Argument(metavar="DATA", help="JSONL/CSV/Parquet/TXT file or image folder.")
+        Path, typer.Argument(metavar="DATA",
+                             help="JSONL/CSV/Parquet/TXT file, image folder, or - (stdin).")
     ],
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Output .npy or .safetensors file.")
+        Path, typer.Option("--output", "-o", help="Output .npy, .safetensors or .parquet file.")
     ],
     encoder: EncoderOpt = None,
     long_texts: LongTextsOpt = "truncate",
@@ -55,42 +63,43 @@ def embed(
     cache_dir: CacheDirOpt = None,
     no_cache: NoCacheOpt = False,
     force: ForceOpt = False,
+    chunk_size: ChunkOpt = 4096,
+    resume: ResumeOpt = False,
 ) -> None:
-    """Embed DATA; writes the vectors to OUTPUT and ids/labels to OUTPUT's .ids.json."""
+    """Embed DATA; writes the vectors to OUTPUT and ids/labels to OUTPUT's .ids.json
+    (.npy, .safetensors), or rows of id, label and embedding (.parquet).
+
+    DATA is read and OUTPUT written in chunks, so any size fits in memory; a killed
+    run continues with --resume.
+    """
     suffix = output.suffix.lower()
-    if suffix not in (".npy", ".safetensors"):
-        raise UsageError(f"--output must end in .npy or .safetensors, got '{output.name}'")
+    if suffix not in (".npy", ".safetensors", ".parquet"):
+        raise UsageError(f"--output must end in .npy or .safetensors (vectors, ids beside) "
+                         f"or .parquet (rows of id and embedding), got '{output.name}'")
     sidecar = output.with_suffix(".ids.json")
     inputs = {"DATA": data, "--encoder": encoder}
-    check_output(output, force, inputs=inputs)
-    check_not_input(sidecar, inputs)
-    if sidecar.exists() and not force:
-        raise UsageError(
-            f"{sidecar} (the ids file written beside {output.name}) already exists, perhaps "
-            f"from an embedding in another format; choose another output name or pass --force"
-        )
-    ds = load_data(
-        data, split, text_field=text_field, label_field=label_field, image_field=image_field,
-        require_labels=False, skip_bad_images=skip_bad_images, label_sep=label_sep,
-    )
-    import numpy as np
-
-    from fewshot._io import atomic_file
-    from fewshot.cache import embed as cached_embed
+    check_output(output, force and not resume, inputs=inputs)
+    if suffix != ".parquet":
+        check_not_input(sidecar, inputs)
+        if sidecar.exists() and not force:
+            raise UsageError(
+                f"{sidecar} (the ids file written beside {output.name}) already exists, perhaps "
+                f"from an embedding in another format; choose another output name or pass --force"
+            )
+    if label_sep is not None and not str(data).lower().endswith((".csv", ".tsv")):
+        raise UsageError("--label-sep splits CSV cells; drop --label-sep for this data")
+    from fewshot.cache import as_cache
+    from fewshot.data.streaming import open_source
     from fewshot.encoders import get_encoder
+    from fewshot.jobs.embed import embed_file
 
-    enc = get_encoder(encoder, ds.modality, device=device, batch_size=batch_size,
-                      **text_encoder_options(long_texts, ds.modality))
-    vectors = cached_embed(enc, ds.items, make_cache(cache_dir, no_cache))
-    meta = {"encoder": enc.name, "encoder_id": enc.id, "dim": enc.dim, "n": len(ds)}
-    with atomic_file(output) as f:
-        if suffix == ".npy":
-            np.save(f, vectors, allow_pickle=False)
-        else:
-            from safetensors.numpy import save
-
-            f.write(save({"embeddings": vectors}, metadata={k: str(v) for k, v in meta.items()}))
-    with atomic_file(sidecar, "w") as f:
-        json.dump({**meta, "ids": ds.ids, "labels": ds.labels}, f)
-        f.write("\n")
-    info(f"wrote {len(ds)} x {enc.dim} embeddings to {output} (ids in {sidecar})")
+    source = open_source(data, split, text_field=text_field, image_field=image_field,
+                         skip_bad_images=skip_bad_images, label_field=label_field,
+                         label_sep=label_sep)
+    enc = get_encoder(encoder, source.modality, device=device, batch_size=batch_size,
+                      **text_encoder_options(long_texts, source.modality))
+    done = embed_file(enc, source, output, cache=as_cache(make_cache(cache_dir, no_cache)),
+                      chunk_size=chunk_size, resume=resume, force=force)
+    where = f" (ids in {done.sidecar})" if done.sidecar else ""
+    resumed = f"; {done.resumed_from} of them before --resume" if done.resumed_from else ""
+    info(f"wrote {done.n} x {done.dim} embeddings to {output}{where}{resumed}")
