@@ -39,7 +39,9 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         an :class:`~fewshot.encoders.Encoder`, or ``None`` for the default of the
         data's modality (text: all-MiniLM-L6-v2; images: DINOv2 ViT-S/14).
     head:
-        ``"logreg"`` (default), ``"knn"``, ``"centroid"`` or a head instance.
+        ``"auto"`` (default: nearest centroid when the labelled rows are few, otherwise
+        the best of centroid and balanced logistic regression by 5-fold cross-validation
+        on the labelled rows), ``"logreg"``, ``"knn"``, ``"centroid"`` or a head instance.
     calibration:
         ``"temperature"`` (default, as ``fewshot train``), ``"isotonic"`` or ``None``
         (the head's own probabilities). Fitted on out-of-fold predictions over the labelled set
@@ -95,7 +97,7 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         encoder: str | Encoder | None = None,
-        head: str | Head = "logreg",
+        head: str | Head = "auto",
         *,
         calibration: str | None = DEFAULT_CALIBRATION,
         calibration_folds: int = 5,

@@ -29,7 +29,7 @@ def distill(
     items: Sequence[Any],
     student: Any,
     *,
-    head: Any = "logreg",
+    head: Any = "auto",
     tune: bool | dict[str, Any] = True,
     max_items: int | None = 20000,
     seed: int = 0,

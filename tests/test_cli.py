@@ -55,7 +55,8 @@ def enc(tiny_text_model_dir: Path) -> list[str]:
 @pytest.fixture
 def model(tmp_path: Path, sentiment_jsonl: Path, enc: list[str], cache_dir: Path) -> Path:
     out = tmp_path / "model"
-    ok("train", sentiment_jsonl, "-o", out, *enc, "--cache-dir", cache_dir, "--device", "cpu")
+    ok("train", sentiment_jsonl, "-o", out, *enc, "--head", "logreg", "--cache-dir", cache_dir,
+       "--device", "cpu")
     return out
 
 

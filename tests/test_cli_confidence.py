@@ -25,7 +25,7 @@ def common(tiny_text_model_dir: Path, cache_dir: Path) -> list[object]:
 @pytest.fixture
 def model(tmp_path: Path, sentiment_jsonl: Path, common: list[object]) -> Path:
     out = tmp_path / "model"
-    result = ok("train", sentiment_jsonl, "-o", out, *common)
+    result = ok("train", sentiment_jsonl, "-o", out, "--head", "logreg", *common)
     assert "calibration: temperature" in result.stderr
     return out
 
@@ -240,7 +240,7 @@ def test_train_with_label_descriptions_zero_shot(
     out = tmp_path / "zero"
     result = ok("train", sentiment_jsonl, "-o", out, "--shots", "0", "--label-descriptions",
                 desc, *common)
-    assert "trained logreg on 0 text examples, 2 classes (+ 2 label descriptions)" in result.stderr
+    assert "trained auto on 0 text examples, 2 classes (+ 2 label descriptions)" in result.stderr
     report = json.loads(ok("evaluate", out, sentiment_jsonl, "--json", *common).stdout)
     assert report["accuracy"] >= 0.8
     manifest = json.loads((out / "fewshot.json").read_text())

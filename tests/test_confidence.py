@@ -211,7 +211,8 @@ def test_logreg_fold_clone_keeps_penalty_per_example() -> None:
 # -- the classifier ---------------------------------------------------------------------------
 @pytest.fixture
 def calibrated(tiny_text_encoder) -> FewShotClassifier:
-    return FewShotClassifier(tiny_text_encoder, calibration="temperature", cache=False).fit(
+    return FewShotClassifier(tiny_text_encoder, head="logreg", calibration="temperature",
+                             cache=False).fit(
         TEXTS, LABELS
     )
 
@@ -221,7 +222,8 @@ def test_classifier_calibration(calibrated: FewShotClassifier, tiny_text_encoder
     assert calibrated.calibration_info_["n_held_out"] == 16
     assert calibrated.oof_proba_.shape == (16, 2) and calibrated.oof_labels_.shape == (16,)
     raw = calibrated.predict_proba(TEXTS, calibrated=False)
-    plain = FewShotClassifier(tiny_text_encoder, calibration=None, cache=False).fit(TEXTS, LABELS)
+    plain = FewShotClassifier(tiny_text_encoder, head="logreg", calibration=None,
+                              cache=False).fit(TEXTS, LABELS)
     np.testing.assert_allclose(raw, plain.predict_proba(TEXTS), atol=1e-6)
     cal = calibrated.predict_proba(TEXTS)
     assert not np.allclose(cal, raw)
@@ -258,7 +260,7 @@ def test_uncalibrated_folder_loads_as_before(tiny_text_encoder, tmp_path: Path) 
 
 
 def test_isotonic_on_few_examples_falls_back(tiny_text_encoder) -> None:
-    clf = FewShotClassifier(tiny_text_encoder, calibration="isotonic", cache=False)
+    clf = FewShotClassifier(tiny_text_encoder, head="logreg", calibration="isotonic", cache=False)
     clf.fit(TEXTS, LABELS)
     assert clf.calibration_info_["method"] == "temperature"
     assert "isotonic needs" in clf.calibration_info_["fallback"]
@@ -558,13 +560,13 @@ def test_self_training_keeps_pseudo_labels_out_of_the_calibration_folds(
     rng = np.random.default_rng(0)
     texts = sorted({" ".join(rng.choice(TINY_VOCAB, 4)) for _ in range(80)})[:60]
     labels = rng.choice(["a", "b", "c"], len(texts)).tolist()  # no signal at all
-    clf = FewShotClassifier(tiny_text_encoder, calibration="temperature",
+    clf = FewShotClassifier(tiny_text_encoder, head="logreg", calibration="temperature",
                             pseudo_label_threshold=0.0, pseudo_labels_per_class=20,
                             self_training_rounds=2, cache=False)
     clf.fit(texts, labels, unlabelled=texts)  # the pool holds copies of the labelled rows
     assert clf.self_training_["added"] > 0
     oof_accuracy = float(np.mean(clf.oof_proba_.argmax(1) == clf.oof_labels_))
-    base = FewShotClassifier(tiny_text_encoder, calibration="temperature",
+    base = FewShotClassifier(tiny_text_encoder, head="logreg", calibration="temperature",
                              cache=False).fit(texts, labels)
     np.testing.assert_allclose(clf.oof_proba_, base.oof_proba_, rtol=1e-6)
     assert oof_accuracy < 0.5

@@ -81,11 +81,14 @@ def test_human_in_the_loop_script_runs(minilm_dir, tmp_path: Path) -> None:
     assert "most likely mislabelled (top 3)" in res.stdout
 
 
-def _typed_commands() -> list[list[str]]:
-    """The README's hand-typed ``fewshot`` commands (bash blocks), as argument lists."""
+def _typed_commands(*sections: str) -> list[list[str]]:
+    """The hand-typed ``fewshot`` commands (bash blocks) of the README's ``## `` sections
+    named, in order, as argument lists."""
     import shlex
 
-    blocks = re.findall(r"```bash\n(.*?)```", README, flags=re.S)
+    parts = re.split(r"^## ", README, flags=re.M)
+    text = "".join(part for part in parts if part.split("\n", 1)[0].strip() in sections)
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.S)
     return [shlex.split(line)[1:] for block in blocks for line in block.splitlines()
             if line.startswith("fewshot ")]
 
@@ -93,12 +96,13 @@ def _typed_commands() -> list[list[str]]:
 def test_readme_commands_read_only_what_the_repo_or_an_earlier_command_has() -> None:
     """Each path a README command reads is in the repository or written by a command
     before it, so the commands run as shown from a fresh clone."""
-    commands = _typed_commands()
-    assert [c[0] for c in commands] == ["train", "evaluate", "predict"]
+    commands = _typed_commands("Run it", "Deploy")
+    assert [c[0] for c in commands] == ["train", "evaluate", "predict", "export", "predict",
+                                        "serve"]
     written: set[str] = set()
     for args in commands:
         output = args[args.index("--output") + 1] if "--output" in args else None
-        inputs = [a for a in args[1:] if not a.startswith("-") and a != output]
+        inputs = [a for a in args[1:] if "/" in a and not a.startswith("-") and a != output]
         for path in inputs:
             assert path in written or (REPO / path).exists(), (args, path)
         if output is not None:
@@ -121,7 +125,7 @@ def test_readme_commands_run_as_typed(minilm_dir, monkeypatch: pytest.MonkeyPatc
     shutil.copytree(REPO / "examples", root / "examples")
     monkeypatch.chdir(root)
     monkeypatch.setenv("FEWSHOT_CACHE", str(tmp_path / "cache"))
-    for args in _typed_commands():
+    for args in _typed_commands("Run it"):
         result = CliRunner().invoke(app, args)
         assert result.exit_code == 0, (args, result.output)
     rows = (root / "runs/support.predictions.jsonl").read_text().splitlines()

@@ -43,7 +43,7 @@ def distill(
         typer.Option("--student", help="Student encoder: a name, local folder or local-dir:PATH."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
-    head: Annotated[str, typer.Option("--head", help="logreg, knn or centroid.")] = "logreg",
+    head: Annotated[str, typer.Option("--head", help="auto, logreg, knn or centroid.")] = "auto",
     teacher_encoder: Annotated[
         str | None,
         typer.Option("--teacher-encoder",

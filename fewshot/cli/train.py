@@ -45,7 +45,7 @@ def train(
     output: Annotated[Path, typer.Option("--output", "-o", help="Model folder to write.")],
     encoder: EncoderOpt = None,
     long_texts: LongTextsOpt = "truncate",
-    head: Annotated[str, typer.Option("--head", help="logreg, knn or centroid.")] = "logreg",
+    head: Annotated[str, typer.Option("--head", help="auto, logreg, knn or centroid.")] = "auto",
     head_param: Annotated[
         list[str] | None,
         typer.Option("--head-param", metavar="KEY=VALUE",
