@@ -293,10 +293,10 @@ def _few_shot_many_classes(seed: int = 0):
 
 def _cv_by_hand(X, y, folds=5, random_state=0):
     """Each candidate's held-out accuracy, computed apart from AutoHead."""
-    from fewshot.heads.auto import _fold_ids
+    from fewshot.heads.base import fold_ids
 
     y_idx = np.unique(y, return_inverse=True)[1]
-    fold = _fold_ids(y_idx, folds, random_state)
+    fold = fold_ids(y_idx, folds, random_state)
     out = {}
     for name, (cls, params) in AutoHead.CANDIDATES.items():
         right = 0
@@ -311,16 +311,16 @@ def _cv_by_hand(X, y, folds=5, random_state=0):
 
 
 def test_auto_fold_ids_hold_out_no_singleton_and_keep_every_class() -> None:
-    from fewshot.heads.auto import _fold_ids
+    from fewshot.heads.base import fold_ids
 
     y_idx = np.array([0] * 7 + [1] * 2 + [2])
-    fold = _fold_ids(y_idx, 5, 0)
+    fold = fold_ids(y_idx, 5, 0)
     assert fold[-1] == -1  # one example: never held out
     assert sorted(np.bincount(fold[:7])) == [1, 1, 1, 2, 2]  # 7 rows dealt over 5 folds
     assert sorted(fold[7:9].tolist()) == sorted(set(fold[7:9].tolist()))  # 2 rows, 2 folds
     for f in range(5):
         assert set(y_idx[fold != f]) == {0, 1, 2}
-    assert (_fold_ids(np.arange(4), 5, 0) == -1).all()  # all singletons: nothing held out
+    assert (fold_ids(np.arange(4), 5, 0) == -1).all()  # all singletons: nothing held out
 
 
 def test_auto_picks_logreg_where_centroids_cannot_separate() -> None:

@@ -22,6 +22,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import softmax
 
+from fewshot.heads.base import fold_ids
+
 __all__ = [
     "CALIBRATORS",
     "Calibrator",
@@ -43,28 +45,6 @@ CHI2_95 = {1: 3.841, 2: 5.991}
 
 
 # -- out-of-fold predictions -------------------------------------------------------------
-def fold_ids(y_idx: Any, n_splits: int = 5, random_state: int = 0) -> np.ndarray:
-    """Stratified fold of each row, ``-1`` for rows never held out.
-
-    Each class's rows are shuffled and dealt round-robin over the folds from a
-    random start, so every fold holds out at most ``ceil(count / n_splits)`` rows of
-    a class and its training part keeps at least one. Classes with one row are
-    never held out. Unlike ``StratifiedKFold`` this works with any class counts.
-    """
-    y_idx = np.asarray(y_idx)
-    rng = np.random.default_rng(random_state)
-    folds = np.full(len(y_idx), -1, dtype=np.int64)
-    counts = np.bincount(y_idx) if len(y_idx) else np.zeros(0, int)
-    k = int(min(n_splits, counts.max(initial=0)))
-    if k < 2:
-        return folds
-    for c in np.flatnonzero(counts >= 2):
-        rows = rng.permutation(np.flatnonzero(y_idx == c))
-        start = int(rng.integers(k))
-        folds[rows] = (start + np.arange(len(rows))) % k
-    return folds
-
-
 def out_of_fold_proba(
     head: Any,
     Z: Any,

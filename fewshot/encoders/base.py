@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -371,6 +372,17 @@ class Encoder(TransformerMixin, BaseEstimator):
             ref["tuned"] = True
             ref["base_id"] = (self.tuned_ or {})["base_id"]
         return ref
+
+    _inputs_warned = False
+
+    @contextlib.contextmanager
+    def inputs_warned(self) -> Iterator[None]:
+        """Encode without warning again: the caller warned about all the items at once."""
+        self._inputs_warned = True
+        try:
+            yield
+        finally:
+            self._inputs_warned = False
 
     def encode(
         self,

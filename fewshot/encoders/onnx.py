@@ -16,11 +16,10 @@ The encoder's id hashes the three files, so a replaced graph never matches the m
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -251,17 +250,6 @@ class OnnxTextEncoder(OnnxEncoder):
             warnings.warn(
                 f"{cut} of {len(texts)} texts are longer than the model's {limit} tokens and "
                 "were cut (an exported model reads the first tokens only)", stacklevel=3)
-
-    @contextlib.contextmanager
-    def inputs_warned(self) -> Iterator[None]:
-        """Encode without warning again: the caller warned about all the items at once."""
-        self._inputs_warned = True
-        try:
-            yield
-        finally:
-            self._inputs_warned = False
-
-    _inputs_warned = False
 
     def _encode(
         self, items: Sequence[Any], batch_size: int, show_progress: bool | None

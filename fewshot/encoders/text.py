@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import unicodedata
 import warnings
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -198,17 +197,6 @@ class TextEncoder(Encoder):
                 f"{cut} of {len(texts)} texts are longer than the model's "
                 f"{self.model_.max_seq_length} tokens and were cut; pass long_texts='chunk' "
                 "(--long-texts chunk) to embed the whole text", stacklevel=3)
-
-    @contextlib.contextmanager
-    def inputs_warned(self) -> Iterator[None]:
-        """Encode without warning again: the caller warned about all the items at once."""
-        self._inputs_warned = True
-        try:
-            yield
-        finally:
-            self._inputs_warned = False
-
-    _inputs_warned = False
 
     def _encode(
         self, items: Sequence[Any], batch_size: int, show_progress: bool | None

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from fewshot.heads.base import Head
+from fewshot.heads.base import Head, fold_ids
 from fewshot.heads.centroid import CentroidHead
 from fewshot.heads.logreg import LogisticRegressionHead
 
@@ -102,7 +102,7 @@ class AutoHead(Head):
             self.chosen_ = "centroid"
             self.head_ = self._candidate("centroid").fit(X, y_idx)
             return
-        folds = _fold_ids(y_idx, self.folds, self.random_state)
+        folds = fold_ids(y_idx, self.folds, self.random_state)
         correct = dict.fromkeys(self.CANDIDATES, 0)
         held = folds >= 0
         for f in np.unique(folds[held]):
@@ -165,21 +165,3 @@ class AutoHead(Head):
 
 
 _TYPES: dict[str, type[Head]] = {"centroid": CentroidHead, "logreg": LogisticRegressionHead}
-
-
-def _fold_ids(y_idx: np.ndarray, n_splits: int, random_state: int) -> np.ndarray:
-    """Stratified fold of each row, ``-1`` for rows never held out: each class's rows
-    shuffled and dealt round-robin from a random start, so a fold's training part
-    keeps at least one row of every class; classes with one row are never held out.
-    (The dealing of ``confidence.calibration.fold_ids``, which sits a layer above.)"""
-    rng = np.random.default_rng(random_state)
-    folds = np.full(len(y_idx), -1, dtype=np.int64)
-    counts = np.bincount(y_idx) if len(y_idx) else np.zeros(0, int)
-    k = int(min(n_splits, counts.max(initial=0)))
-    if k < 2:
-        return folds
-    for c in np.flatnonzero(counts >= 2):
-        rows = rng.permutation(np.flatnonzero(y_idx == c))
-        start = int(rng.integers(k))
-        folds[rows] = (start + np.arange(len(rows))) % k
-    return folds

@@ -219,3 +219,25 @@ def l2n(x: np.ndarray) -> np.ndarray:
     input on each call: some 30 times slower on the one-row queries of kNN search.)"""
     norms = np.linalg.norm(x, axis=1, keepdims=True)
     return np.divide(x, norms, out=np.zeros_like(x), where=norms > 0)
+
+
+def fold_ids(y_idx: Any, n_splits: int = 5, random_state: int = 0) -> np.ndarray:
+    """Stratified fold of each row, ``-1`` for rows never held out.
+
+    Each class's rows are shuffled and dealt round-robin over the folds from a
+    random start, so every fold holds out at most ``ceil(count / n_splits)`` rows of
+    a class and its training part keeps at least one. Classes with one row are
+    never held out. Unlike ``StratifiedKFold`` this works with any class counts.
+    """
+    y_idx = np.asarray(y_idx)
+    rng = np.random.default_rng(random_state)
+    folds = np.full(len(y_idx), -1, dtype=np.int64)
+    counts = np.bincount(y_idx) if len(y_idx) else np.zeros(0, int)
+    k = int(min(n_splits, counts.max(initial=0)))
+    if k < 2:
+        return folds
+    for c in np.flatnonzero(counts >= 2):
+        rows = rng.permutation(np.flatnonzero(y_idx == c))
+        start = int(rng.integers(k))
+        folds[rows] = (start + np.arange(len(rows))) % k
+    return folds
