@@ -7,33 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from fewshot.cli import app
-
-runner = CliRunner()
-
-
-def invoke(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def ok(*args: object):
-    result = invoke(*args)
-    assert result.exit_code == 0, (result.output, result.exception)
-    return result
-
-
-def one_line_error(result, code: int) -> str:
-    assert result.exit_code == code, (result.exit_code, result.output)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
+from test_streaming import invoke, ok, one_line_error
 
 
 @pytest.fixture(scope="module")
 def local_ray():
-    ray = pytest.importorskip("ray")  # an extra: absent, the module has nothing to test
+    import ray  # the `ray` extra, which dev installs: its absence is a failure here
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     yield ray
