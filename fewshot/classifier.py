@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_is_fitted
 
+from fewshot._estimator import BaseEstimator, ClassifierMixin, check_is_fitted, clone
 from fewshot.cache import EmbeddingCache, as_cache, embed
 from fewshot.encoders import Encoder, get_encoder, guess_modality
 from fewshot.encoders.base import item_list
@@ -378,8 +377,6 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
     ) -> FewShotClassifier:
         """A classifier holding ``model``, with the parameters that refit it the same way
         (so ``clone(clf).fit(...)`` tunes and calibrates as ``model`` was made)."""
-        from sklearn.base import clone
-
         tuning = model.tuning or {}
         info = model.calibration.info if model.calibration else {}
         self = cls(

@@ -28,11 +28,14 @@ NEW_TEXTS = ["a great story", "the movie was awful", "boring plot", "i loved it"
 runner = CliRunner()
 
 #: Runs the fewshot CLI with torch, transformers, sentence-transformers, timm and
-#: torchvision unimportable: any import of them fails the command.
+#: torchvision unimportable (and the packages in $ALSO_BLOCKED): any import of them
+#: fails the command.
 BLOCKED_CLI = """
+import os
 import sys
 
-BLOCKED = ("torch", "transformers", "sentence_transformers", "timm", "torchvision")
+BLOCKED = ("torch", "transformers", "sentence_transformers", "timm", "torchvision",
+           *filter(None, os.environ.get("ALSO_BLOCKED", "").split(",")))
 
 
 class Blocker:
@@ -128,9 +131,11 @@ def test_predict_and_evaluate_import_no_torch(text_model: Path, text_export: Pat
     script.write_text(BLOCKED_CLI)
     env = {**os.environ, "FEWSHOT_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "pred.jsonl"
+    # Predicting needs neither scikit-learn nor scipy (2.5 s of imports at start-up).
     run = subprocess.run([sys.executable, str(script), "predict", str(text_export),
                           str(sentiment_jsonl), "-o", str(out)],
-                         capture_output=True, text=True, env=env, timeout=300)
+                         capture_output=True, text=True, timeout=300,
+                         env={**env, "ALSO_BLOCKED": "sklearn,scipy,pandas"})
     assert run.returncode == 0, run.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     expected = FewShotClassifier.load(text_model, cache=False).predict_proba(TEXTS)

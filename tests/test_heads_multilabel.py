@@ -274,7 +274,7 @@ def test_tampered_state_is_a_value_error(make, data) -> None:
 def test_tampered_arrays_are_value_errors(data) -> None:
     X, Y, _, _ = data
     config, arrays = LogisticRegressionHead().fit(X, Y).get_state()
-    with pytest.raises(ValueError, match="do not make one binary model per label"):
+    with pytest.raises(ValueError, match="do not fit 4 labels of 16 features"):
         LogisticRegressionHead.from_state(config, {**arrays, "intercept": arrays["intercept"][:1]})
     config, arrays = KNNHead().fit(X, Y).get_state()
     labels = arrays["support_labels"].copy()

@@ -227,10 +227,12 @@ def train(
     if options:  # an encoder built here carries the setting into the saved model
         from fewshot.encoders import get_encoder
 
-        encoder = get_encoder(encoder, ds.modality, device=device, batch_size=batch_size,
-                              **options)
+        built: Any = get_encoder(encoder, ds.modality, device=device,
+                                 batch_size=batch_size, **options)
+    else:
+        built = encoder
     clf = FewShotClassifier(
-        encoder, head_obj, cache=make_cache(cache_dir, no_cache), batch_size=batch_size,
+        built, head_obj, cache=make_cache(cache_dir, no_cache), batch_size=batch_size,
         device=device, calibration=calibration,
         calibration_folds=calibration_folds, label_descriptions=descriptions,
         self_training_rounds=self_train_rounds, pseudo_label_threshold=pseudo_label_threshold,

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import softmax
 
+from fewshot._math import expit, softmax
 from fewshot.heads.base import fold_ids
 
 __all__ = [
@@ -358,7 +358,6 @@ def _platt(z: np.ndarray, y: np.ndarray, centre: tuple[float, float], penalty: f
     """``(a, b)`` minimising the summed log-loss of ``sigmoid(a z + b)`` against ``y`` plus
     ``penalty / 2 * |(a, b) - centre|^2``."""
     from scipy.optimize import minimize
-    from scipy.special import expit
 
     z, y = z.ravel(), y.ravel().astype(np.float64)
     c = np.asarray(centre, dtype=np.float64)
@@ -414,8 +413,6 @@ class LabelCalibration:
         return self
 
     def transform(self, proba: np.ndarray) -> np.ndarray:
-        from scipy.special import expit
-
         if self.a is None or self.b is None:
             return np.asarray(proba, dtype=np.float32)
         return expit(self.a * _logit(proba) + self.b).astype(np.float32)

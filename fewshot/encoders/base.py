@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
 
+from fewshot._estimator import BaseEstimator, TransformerMixin
 from fewshot.errors import FewShotError
 
 __all__ = ["Encoder", "MissingTorchError", "item_list", "require_torch", "resolve_device"]
@@ -121,6 +121,9 @@ class Encoder(TransformerMixin, BaseEstimator):
     pretrained: bool = True
     #: Set by tuning (:meth:`mark_tuned`): what changed, from which base.
     tuned_: dict[str, Any] | None = None
+    #: The loaded model and its name (set on first use by the subclass).
+    model_: Any
+    name_: str
 
     def __init__(
         self,

@@ -232,7 +232,7 @@ class OnnxTextEncoder(OnnxEncoder):
     def check_items(self, items: Sequence[Any]) -> None:
         from fewshot.encoders.text import TextEncoder
 
-        TextEncoder.check_items(self, items)
+        TextEncoder.check_items(self, items)  # type: ignore[arg-type]  # borrows the checks
 
     def _tokenize(self, texts: list[str]) -> list[Any]:
         return list(self.tokenizer_.encode_batch(
@@ -301,7 +301,7 @@ class OnnxImageEncoder(OnnxEncoder):
     def item_key(self, item: Any) -> bytes:
         from fewshot.encoders.image import ImageEncoder
 
-        return ImageEncoder.item_key(self, item)
+        return ImageEncoder.item_key(self, item)  # type: ignore[arg-type]  # same keys
 
     def _encode(
         self, items: Sequence[Any], batch_size: int, show_progress: bool | None

@@ -6,6 +6,7 @@ import json
 import numbers
 from typing import Any
 
+from fewshot._estimator import clone
 from fewshot.errors import UsageError
 from fewshot.heads.auto import AutoHead
 from fewshot.heads.base import Head
@@ -36,8 +37,6 @@ def make_head(head: str | Head, **params: Any) -> Head:
             defaults = head.get_params()
         _check_settings(head.name, defaults, params)
         # A copy with the settings changed: the caller's instance stays as it was.
-        from sklearn.base import clone
-
         return _checked(clone(head).set_params(**params))
     try:
         cls = HEADS[head]

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from fewshot._estimator import clone
 from fewshot.heads.base import Head, fold_ids
 from fewshot.heads.centroid import CentroidHead
 from fewshot.heads.logreg import LogisticRegressionHead
@@ -77,8 +78,6 @@ class AutoHead(Head):
         folds of out-of-fold calibration need no cross-validation of their own;
         unfitted, a clone with the thresholds scaled alike, so that a fold is judged
         "few" as all the rows are."""
-        from sklearn.base import clone
-
         if hasattr(self, "chosen_") and not self.multi_label_:
             return self._candidate(self.chosen_, fraction)
         return clone(self).set_params(few_rows=self.few_rows * fraction,

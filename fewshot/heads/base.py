@@ -5,9 +5,14 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets, type_of_target
-from sklearn.utils.validation import check_array, check_is_fitted, check_X_y
+
+from fewshot._estimator import (
+    BaseEstimator,
+    ClassifierMixin,
+    as_float_matrix,
+    check_is_fitted,
+    clone,
+)
 
 __all__ = ["Head"]
 
@@ -34,6 +39,9 @@ class Head(ClassifierMixin, BaseEstimator):
     zero_probabilities: ClassVar[bool] = False
 
     def fit(self, X: Any, y: Any) -> Head:
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import check_X_y
+
         self._check_params()
         if _is_indicator(y):
             return self._fit_indicator(X, y)
@@ -46,6 +54,8 @@ class Head(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_indicator(self, X: Any, y: Any) -> Head:
+        from sklearn.utils.validation import check_X_y
+
         if not self._supports_multi_label():
             raise ValueError(f"head '{self.name}' has no multi-label mode; give one label "
                              "per row")
@@ -79,7 +89,7 @@ class Head(ClassifierMixin, BaseEstimator):
         """Class probabilities, columns in the order of ``classes_`` (float32); for a
         multi-label head each label's own probability."""
         check_is_fitted(self)
-        X = check_array(X, dtype=np.float32)
+        X = as_float_matrix(X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
@@ -106,8 +116,6 @@ class Head(ClassifierMixin, BaseEstimator):
         Cross-validation uses it so that fold models behave like the final model;
         heads whose regularisation does not depend on the data size return a clone.
         """
-        from sklearn.base import clone
-
         return clone(self)
 
     # -- subclass hooks -----------------------------------------------------------
@@ -207,6 +215,8 @@ def _is_indicator(y: Any) -> bool:
             return False
     elif len(shape) != 2 or shape[1] < 2:
         return False  # the common case, decided without looking at the values
+    from sklearn.utils.multiclass import type_of_target
+
     try:
         with np.errstate(invalid="ignore"):  # NaN: check_X_y names the problem
             return bool(type_of_target(y) == "multilabel-indicator")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, softmax
 
+from fewshot._math import expit, softmax
 from fewshot.heads.base import Head, l2n
 
 __all__ = ["CentroidHead"]

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, logit
 
+from fewshot._estimator import clone
+from fewshot._math import expit, logit, softmax
 from fewshot.heads.base import Head
 
 __all__ = ["LogisticRegressionHead"]
@@ -59,8 +60,6 @@ class LogisticRegressionHead(Head):
         scikit-learn minimises ``C * sum(loss) + |w|^2 / 2``, so with fewer examples
         the same ``C`` regularises more and gives less confident probabilities.
         """
-        from sklearn.base import clone
-
         return clone(self).set_params(C=self.C / fraction)
 
     def _fit(self, X: np.ndarray, y_idx: np.ndarray) -> None:
@@ -69,11 +68,17 @@ class LogisticRegressionHead(Head):
                 f"logistic regression needs at least 2 classes, got {len(self.classes_)} "
                 "class; give labelled examples of two or more classes"
             )
-        self.model_ = self._model().fit(X, y_idx)
-        self.n_iter_ = self.model_.n_iter_
+        model = self._model().fit(X, y_idx)
+        self.coef_, self.intercept_, self.n_iter_ = model.coef_, model.intercept_, model.n_iter_
 
     def _proba(self, X: np.ndarray) -> np.ndarray:
-        return self.model_.predict_proba(X).astype(np.float32)
+        # LogisticRegression.predict_proba, from the saved arrays alone: one column of
+        # coefficients for two classes (the second class's log-odds), else a softmax.
+        logits = X.astype(np.float64) @ self.coef_.T + self.intercept_
+        if self.coef_.shape[0] == 1:
+            p = expit(logits[:, 0])
+            return np.stack([1.0 - p, p], axis=1).astype(np.float32)
+        return softmax(logits, axis=1).astype(np.float32)
 
     def _fit_multilabel(self, X: np.ndarray, Y: np.ndarray) -> None:
         n_labels = Y.shape[1]
@@ -97,21 +102,14 @@ class LogisticRegressionHead(Head):
         return expit(logits).astype(np.float32)
 
     def _arrays(self) -> dict[str, np.ndarray]:
-        if self.multi_label_:
-            return {"coef": self.coef_, "intercept": self.intercept_}
-        return {"coef": self.model_.coef_, "intercept": self.model_.intercept_}
+        return {"coef": self.coef_, "intercept": self.intercept_}
 
     def _restore(self, arrays: dict[str, np.ndarray]) -> None:
-        if self.multi_label_:
-            coef, intercept = arrays["coef"], arrays["intercept"]
-            if coef.ndim != 2 or intercept.shape != (coef.shape[0],):
-                raise ValueError(f"coef {coef.shape} and intercept {intercept.shape} do not "
-                                 "make one binary model per label")
-            self.coef_, self.intercept_ = coef, intercept
-            return
-        model = self._model()
-        model.coef_ = arrays["coef"]
-        model.intercept_ = arrays["intercept"]
-        model.classes_ = np.arange(len(self.classes_))
-        model.n_features_in_ = self.n_features_in_
-        self.model_ = model
+        coef, intercept = arrays["coef"], arrays["intercept"]
+        k = len(self.classes_)
+        rows = k if self.multi_label_ or k > 2 else 1
+        if coef.shape != (rows, self.n_features_in_) or intercept.shape != (rows,):
+            raise ValueError(f"coef {coef.shape} and intercept {intercept.shape} do not fit "
+                             f"{k} {'labels' if self.multi_label_ else 'classes'} of "
+                             f"{self.n_features_in_} features")
+        self.coef_, self.intercept_ = coef, intercept
