@@ -226,7 +226,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--max-request", type=int, default=32, help="Items per request: 1..N.")
     parser.add_argument("--max-requests", type=int, default=100_000)
-    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-batch", type=int, default=256)
     parser.add_argument("--max-wait-ms", type=float, default=5.0)
     parser.add_argument("--shots", type=int, default=8)
     parser.add_argument("--reference-items", type=int, default=600)

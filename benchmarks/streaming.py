@@ -6,6 +6,7 @@ after kill -9, and the Ray engine against the local one.
     python benchmarks/streaming.py speed 100000          # in-memory path vs chunked, same run
     python benchmarks/streaming.py resume 20000          # kill -9 at 3 random points, resume
     python benchmarks/streaming.py ray 20000             # local engine vs --engine ray
+    python benchmarks/streaming.py scale 100000          # in memory, chunked, ray: one input
     python benchmarks/streaming.py rate 2000             # rows/s of one short run
     python benchmarks/streaming.py static 100000 1000000 # memory of the pipeline itself
 
@@ -288,10 +289,54 @@ def cmd_ray(n: int, workers: int | None) -> None:
            identical=same, same_labels=labels)
 
 
+def _compare(a: dict[str, dict[str, Any]], b: dict[str, dict[str, Any]]) -> tuple[bool, int, float]:
+    """Same ids and fields, the number of same labels, the largest probability gap."""
+    same_labels, gap = 0, 0.0
+    for k, row in a.items():
+        other = b.get(k)
+        if other is None or set(other) != set(row):
+            continue
+        same_labels += row["label"] == other["label"]
+        gap = max([gap] + [abs(row[f] - other[f]) for f in row
+                           if isinstance(row[f], float)])
+    return set(a) == set(b), same_labels, gap
+
+
+def cmd_scale(n: int, workers: int | None) -> None:
+    """The in-memory path, the chunked local engine and the Ray engine on one JSONL
+    input, one after another in this run: the speed and the Ray targets together."""
+    from fewshot.jobs.ray_engine import read_output
+
+    data = make_data(n)
+    whole = run([sys.executable, __file__, "_in_memory", str(data), str(WORK / "whole.jsonl")])
+    chunked = predict(data, WORK / "chunked.jsonl")
+    ray_out = WORK / "ray.jsonl"
+    ray = predict(data, ray_out, "--engine", "ray",
+                  *(["--workers", str(workers)] if workers else []))
+    identical = _same(WORK / "whole.jsonl", WORK / "chunked.jsonl")
+    local = {r["id"]: r for r in map(json.loads, (WORK / "chunked.jsonl").open())}
+    ids_same, labels, gap = _compare(local, {r["id"]: r for r in read_output(ray_out)})
+    print("| path | seconds (whole process) | rows/s | peak RSS (MiB) |\n"
+          "| --- | ---: | ---: | ---: |")
+    for name, r in (("in memory (load all, predict all)", whole),
+                    ("chunked, local engine (4096)", chunked), ("--engine ray", ray)):
+        print(f"| {name} | {r['seconds']:.0f} | {n / r['seconds']:.0f} | "
+              f"{r['peak_rss_mib']:.0f} |")
+    speed, ray_ratio = whole["seconds"] / chunked["seconds"], chunked["seconds"] / ray["seconds"]
+    print(f"\nchunked / in memory: {speed:.3f} (outputs byte-identical: {identical}); "
+          f"ray / local: {ray_ratio:.3f} (same ids: {ids_same}, same labels {labels}/{n}, "
+          f"largest probability gap {gap:.2e})")
+    record("speed", n=n, in_memory=whole["seconds"], chunked=chunked["seconds"],
+           in_memory_rss=whole["peak_rss_mib"], chunked_rss=chunked["peak_rss_mib"],
+           ratio=speed, identical=identical)
+    record("ray", n=n, input="jsonl", local=chunked["seconds"], ray=ray["seconds"],
+           ratio=ray_ratio, same_ids=ids_same, same_labels=labels, max_probability_gap=gap)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["model", "rate", "memory", "speed", "resume",
-                                            "ray", "static", "_in_memory"])
+                                            "ray", "scale", "static", "_in_memory"])
     parser.add_argument("args", nargs="*")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=None)
@@ -313,6 +358,8 @@ def main() -> None:
         cmd_static(sizes)
     elif a.command == "ray":
         cmd_ray(sizes[0], a.workers)
+    elif a.command == "scale":
+        cmd_scale(sizes[0], a.workers)
 
 
 if __name__ == "__main__":

@@ -425,7 +425,7 @@ def test_info_docs_and_openapi(server, text_model):
                               "fewshot_version": __version__, "encoder": "torch"}
     assert info["limits"] == {"max_items": MAX_ITEMS, "max_text_chars": MAX_CHARS,
                               "max_body_kb": MAX_KB, "api_key": True}
-    assert info["batching"]["max_batch"] == 64 and info["batching"]["max_wait_ms"] == 50.0
+    assert info["batching"]["max_batch"] == 256 and info["batching"]["max_wait_ms"] == 50.0
     assert "export" not in info  # a folder from fewshot train has no export figures
     docs = httpx.get(f"{url}/docs", headers=AUTH)
     assert docs.status_code == 200 and "swagger-ui" in docs.text

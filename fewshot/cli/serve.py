@@ -45,7 +45,7 @@ def serve(
     max_batch: Annotated[
         int, typer.Option("--max-batch", min=1,
                           help="Items of concurrent requests joined into one model call.")
-    ] = 64,
+    ] = 256,
     max_wait_ms: Annotated[
         float, typer.Option("--max-wait-ms", min=0.0,
                             help="How long a request waits for others to join its batch.")

@@ -73,7 +73,7 @@ class ServeSettings:
     max_items: int = 256
     max_text_chars: int = 10_000
     max_body_kb: int = 16_384
-    max_batch: int = 64
+    max_batch: int = 256
     max_wait_ms: float = 5.0
     api_key: str | None = None
 

@@ -69,7 +69,7 @@ class MicroBatcher:
     """
 
     def __init__(
-        self, predict_fn: Callable[[list[Any]], np.ndarray], *, max_batch: int = 64,
+        self, predict_fn: Callable[[list[Any]], np.ndarray], *, max_batch: int = 256,
         max_wait: float = 0.005,
     ) -> None:
         if max_batch < 1:
