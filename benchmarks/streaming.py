@@ -5,6 +5,7 @@ after kill -9, and the Ray engine against the local one.
     python benchmarks/streaming.py memory 10000 100000  # peak RSS per size (+ rows/s)
     python benchmarks/streaming.py speed 100000          # in-memory path vs chunked, same run
     python benchmarks/streaming.py resume 20000          # kill -9 at 3 random points, resume
+    python benchmarks/streaming.py resume 200000 --static  # the same with a static encoder
     python benchmarks/streaming.py ray 20000             # local engine vs --engine ray
     python benchmarks/streaming.py scale 100000          # in memory, chunked, ray: one input
     python benchmarks/streaming.py rate 2000             # rows/s of one short run
@@ -101,11 +102,12 @@ def run(args: list[str], kill_when: Any = None) -> dict[str, Any]:
             "stderr": err, "killed": killed}
 
 
-def predict(data: Path, out: Path, *extra: str, kill_when: Any = None) -> dict[str, Any]:
+def predict(data: Path, out: Path, *extra: str, kill_when: Any = None,
+            model: Path = MODEL) -> dict[str, Any]:
     for p in (out, Path(f"{out}.progress.json"), Path(f"{out}.partial")):
         if p.is_file() and "--resume" not in extra:
             p.unlink()
-    return run([*FEWSHOT, "predict", str(MODEL), str(data), "-o", str(out), "--no-cache",
+    return run([*FEWSHOT, "predict", str(model), str(data), "-o", str(out), "--no-cache",
                 "--force", *extra], kill_when)
 
 
@@ -214,11 +216,16 @@ def cmd_speed(n: int) -> None:
            ratio=ratio, identical=same)
 
 
-def cmd_resume(n: int, seed: int = 0) -> None:
+def cmd_resume(n: int, seed: int = 0, static: bool = False) -> None:
+    """``static``: the static-embedding model, so a 200k-row job takes minutes (what is
+    checked, every row once and the same bytes, does not depend on the encoder's cost;
+    its short chunks put more kills in the middle of a write)."""
     data = make_data(n)
-    whole = WORK / "resume-whole.jsonl"
+    model = static_model() if static else MODEL
+    tag = "-static" if static else ""
+    whole = WORK / f"resume-whole{tag}-{n}.jsonl"
     if not whole.exists():  # the uninterrupted run (kept between runs of this command)
-        predict(data, whole, "--chunk-size", "512")
+        predict(data, whole, "--chunk-size", "512", model=model)
     out = WORK / "resume.jsonl"
     for p in (out, Path(f"{out}.progress.json"), Path(f"{out}.partial")):
         p.unlink(missing_ok=True)
@@ -244,13 +251,13 @@ def cmd_resume(n: int, seed: int = 0) -> None:
             return bool(reached) and time.monotonic() - reached[0] >= delay
 
         r = predict(data, out, "--chunk-size", "512", *(["--resume"] if k else []),
-                    kill_when=when)
+                    kill_when=when, model=model)
         state = json.loads(state_file.read_text())
         kills.append({"target_rows": target, "delay_s": round(delay, 2), "code": r["code"],
                       "killed": r["killed"], "rows_recorded": state["rows_written"],
                       "bytes_on_disk": Path(f"{out}.partial").stat().st_size,
                       "bytes_recorded": state["stream"]["bytes"]})
-    final = predict(data, out, "--chunk-size", "512", "--resume")
+    final = predict(data, out, "--chunk-size", "512", "--resume", model=model)
     ids = [json.loads(line)["id"] for line in out.read_text().splitlines()]
     once = sorted(ids, key=int) == [str(k) for k in range(n)] and len(set(ids)) == n
     same = _same(whole, out)
@@ -262,7 +269,8 @@ def cmd_resume(n: int, seed: int = 0) -> None:
               f"{kill['bytes_recorded']:,} |")
     print(f"\n{n:,} rows; each id exactly once: {once}; byte-identical to the uninterrupted "
           f"run: {same}; last resume {final['seconds']:.0f} s")
-    record("resume", n=n, kills=kills, each_once=once, identical=same)
+    record("resume", n=n, model="static" if static else "all-MiniLM-L6-v2", kills=kills,
+           each_once=once, identical=same)
 
 
 def cmd_ray(n: int, workers: int | None) -> None:
@@ -340,6 +348,8 @@ def main() -> None:
     parser.add_argument("args", nargs="*")
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--chunk-size", type=int, default=None)
+    parser.add_argument("--static", action="store_true",
+                        help="resume: the static-embedding model instead of MiniLM")
     a = parser.parse_args()
     if a.command == "_in_memory":
         in_memory(*a.args)
@@ -353,7 +363,7 @@ def main() -> None:
     elif a.command == "speed":
         cmd_speed(sizes[0])
     elif a.command == "resume":
-        cmd_resume(sizes[0])
+        cmd_resume(sizes[0], static=a.static)
     elif a.command == "static":
         cmd_static(sizes)
     elif a.command == "ray":

@@ -332,6 +332,39 @@ def test_early_stopping_restores_the_best_epoch(tiny_text_model_dir: Path,
     assert any(not torch.equal(final[k], v) for k, v in saved[4].items())
 
 
+def test_refit_trains_again_on_every_item_for_the_best_epoch_count(
+        tiny_text_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = iter([(0.4, 0.0), (0.5, 0.0), (0.9, 0.0), (0.8, 0.0), (0.7, 0.0)])
+    monkeypatch.setattr(ContrastiveTuner, "_validate", lambda *a: next(scores))
+    settings = {"learning_rate": 1e-2, "batch_size": 4, "per_class": 2}
+    enc = fresh_text(tiny_text_model_dir)
+    report = ContrastiveTuner(epochs=10, validation_fraction=0.25, refit=True,
+                              **settings).tune(enc, TEXTS, LABELS)
+    assert (report.best_epoch, report.stopped, report.refit_epochs) == (2, "early_stopping", 2)
+    # The same weights as two epochs on every item from the untuned body.
+    direct = fresh_text(tiny_text_model_dir)
+    again = ContrastiveTuner(epochs=2, **settings).tune(direct, TEXTS, LABELS)
+    # Held out 2 of 8 per class: 12 items, 3 batches of 4 an epoch, 4 epochs; then
+    # 16 items, 4 batches an epoch, 2 epochs.
+    assert (report.steps, again.steps) == (4 * 3 + 2 * 4, 2 * 4)
+    final, expected = state(enc), state(direct)
+    assert all(torch.equal(final[k], v) for k, v in expected.items())
+    assert enc.is_tuned and enc.id == direct.id
+
+
+def test_refit_keeps_the_untuned_body_when_it_scores_best(
+        tiny_text_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    scores = iter([(0.9, 0.0), (0.5, 0.0), (0.6, 0.0)])
+    monkeypatch.setattr(ContrastiveTuner, "_validate", lambda *a: next(scores))
+    enc = fresh_text(tiny_text_model_dir)
+    before = state(enc)
+    report = ContrastiveTuner(epochs=10, learning_rate=1e-2, validation_fraction=0.25,
+                              refit=True).tune(enc, TEXTS, LABELS)
+    assert (report.best_epoch, report.refit_epochs, report.stopped) == (0, 0, "early_stopping")
+    after = state(enc)
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+
+
 def test_batchnorm_statistics_stay_fixed_while_tuning(image_folder: Path) -> None:
     enc = ImageEncoder("test_efficientnet", pretrained=False, device="cpu", show_progress=False)
     enc.fit()

@@ -284,6 +284,10 @@ METHODS: dict[str, Callable[[], Method]] = {
     "tuned-supcon-logreg": lambda: TunedMethod("tuned-supcon-logreg", "logreg",
                                                objective="supcon"),
     "tuned-pairs-logreg": lambda: TunedMethod("tuned-pairs-logreg", "logreg", objective="pairs"),
+    # Half of the labelled rows held out to pick the epoch count (the untuned body a
+    # candidate), then tuned again on all of them for that many epochs.
+    "tuned-refit-logreg": lambda: TunedMethod("tuned-refit-logreg", "logreg",
+                                              validation_fraction=0.5, refit=True),
     # Multi-label data: pairs positive when the rows share a label (the default grades
     # them by Jaccard overlap); the same on one-label data.
     "tuned-shared-logreg": lambda: TunedMethod("tuned-shared-logreg", "logreg",

@@ -33,6 +33,7 @@ def bench(
         str, typer.Option("--methods", help="Comma-separated: logreg, knn, centroid, "
                           "centroid-cl2n, tuned-logreg, tuned-centroid, tuned-cosine-logreg, "
                           "tuned-supcon-logreg, tuned-pairs-logreg, tuned-shared-logreg, "
+                          "tuned-refit-logreg, "
                           "setfit-lib. "
                           "Multi-label datasets (label lists) are scored by macro-F1 over "
                           "labels, micro-F1, samples-F1, subset accuracy and Hamming loss.")

@@ -56,6 +56,9 @@ class TuningReport:
     epoch_losses: list[float] = field(default_factory=list)
     validation_scores: list[float] = field(default_factory=list)
     best_epoch: int | None = None
+    #: With ``refit``: epochs of the second run on every labelled item (0: the
+    #: untuned body scored best on the held-out items and was kept).
+    refit_epochs: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -118,6 +121,12 @@ class ContrastiveTuner(BaseEstimator):
         each epoch, stop after ``patience`` epochs without improvement and keep
         the best weights. ``tune(..., validation=(items, labels))`` gives an
         explicit validation set instead.
+    refit:
+        With ``validation_fraction``: once the held-out items have picked the best
+        epoch, start again from the untuned weights and train on every labelled item
+        for that many epochs; when no epoch beat the untuned body there, keep it
+        untuned. Without it the weights of the best epoch, trained on the items not
+        held out, are kept.
     label_overlap:
         Label lists (multi-label rows): ``"jaccard"`` (default) makes a pair's
         target its Jaccard overlap (shared labels over the labels of either row),
@@ -154,6 +163,7 @@ class ContrastiveTuner(BaseEstimator):
         augment: bool = False,
         validation_fraction: float = 0.0,
         patience: int = 2,
+        refit: bool = False,
         label_overlap: str = "jaccard",
         mixed_precision: str = "auto",
         seed: int = 0,
@@ -175,6 +185,7 @@ class ContrastiveTuner(BaseEstimator):
         self.augment = augment
         self.validation_fraction = validation_fraction
         self.patience = patience
+        self.refit = refit
         self.label_overlap = label_overlap
         self.mixed_precision = mixed_precision
         self.seed = seed
@@ -313,8 +324,12 @@ class ContrastiveTuner(BaseEstimator):
             for p in module.parameters():
                 p.requires_grad_(id(p) in trained)
             try:
+                initial = ({n: p.detach().to("cpu", copy=True) for n, p in named}
+                           if self.refit and val_prepared and validation is None else None)
                 self._train(encoder, module, named, prepared, y_train, val_prepared, val_y,
                             report)
+                if initial is not None:
+                    self._refit(encoder, module, named, initial, items, y, report)
             finally:
                 self._indicator = None
                 random.setstate(random_state)
@@ -324,6 +339,32 @@ class ContrastiveTuner(BaseEstimator):
                 module.eval()
         encoder.mark_tuned(info)
         return report
+
+    def _refit(self, encoder: Any, module: Any, named: list[Any], initial: dict[str, Any],
+               items: list[Any], y: np.ndarray, report: TuningReport) -> None:
+        """Train again from ``initial`` on every item for the best epoch count; the
+        untuned weights stay when epoch 0 was best."""
+        import torch
+
+        best = int(report.best_epoch or 0)
+        report.refit_epochs = best
+        if best == 0:
+            return  # _train restored the untuned weights
+        with torch.no_grad():
+            for n, p in named:
+                p.copy_(initial[n].to(p.device))
+        # Seeded as tune() seeds a run: the result is the run tune(epochs=best) makes.
+        torch.manual_seed(self.seed)
+        random.seed(self.seed)
+        chosen, self.epochs_ = self.epochs_, best
+        again = TuningReport(objective=report.objective)
+        try:
+            self._train(encoder, module, named, encoder.training_items(items), y, [],
+                        np.zeros(0, int), again)
+        finally:
+            self.epochs_ = chosen
+        report.steps += again.steps
+        report.seconds = round(report.seconds + again.seconds, 3)
 
     def _label_lists(
         self, labels: list[Any], validation: Any
