@@ -639,6 +639,63 @@ def test_trainable_fraction_skips_weights_the_embedding_never_uses(tmp_path: Pat
     assert all(torch.equal(after[n], before[n]) for n in after if "pooler" in n)
 
 
+@pytest.mark.parametrize("layers", [1, 2])
+def test_top_layers_on_cached_inputs_embed_what_encode_embeds(tmp_path: Path,
+                                                               layers: int) -> None:
+    enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
+    expected = enc.encode(TEXTS, show_progress=False)
+    cached = enc.training_items(TEXTS, train_layers=layers)
+    assert enc.training_layers() == 2 and all(c.cut == 2 - layers for c in cached)
+    with torch.no_grad():
+        got = enc.training_forward(enc.training_batch(cached)).numpy()
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # The body is whole again afterwards.
+    assert len(enc.training_module()[0].auto_model.encoder.layer) == 2
+
+
+def test_train_layers_updates_only_the_top_layers(tmp_path: Path) -> None:
+    enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
+    before = state(enc)
+    tuner = ContrastiveTuner(epochs=3, learning_rate=1e-2, train_layers=1)
+    report = tuner.tune(enc, TEXTS, LABELS)
+    trained = enc.tuned_["parameters"]
+    assert trained and all(".encoder.layer.1." in n for n in trained)
+    top = enc.training_module()[0].auto_model.encoder.layer[1]
+    assert report.trainable_parameters == sum(p.numel() for p in top.parameters())
+    after = state(enc)
+    assert all(torch.equal(after[n], before[n]) for n in after if n not in trained)
+    assert all(not torch.equal(after[n], before[n]) for n in trained if "weight" in n)
+    again = TextEncoder(_tiny_bert(tmp_path / "bert2"), device="cpu", show_progress=False)
+    ContrastiveTuner(epochs=3, learning_rate=1e-2, train_layers=1).tune(again, TEXTS, LABELS)
+    assert all(torch.equal(v, state(again)[k]) for k, v in after.items())  # deterministic
+    assert all(p.requires_grad for p in enc.training_module().parameters())
+
+
+def test_train_layers_with_validation_and_refit(tmp_path: Path) -> None:
+    enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
+    tuner = ContrastiveTuner(epochs=3, learning_rate=1e-2, train_layers=1,
+                             validation_fraction=0.3, patience=5, refit=True)
+    report = tuner.tune(enc, TEXTS, LABELS)
+    assert len(report.validation_scores) == 3 and report.refit_epochs == report.best_epoch
+
+
+def test_train_layers_errors(tmp_path: Path, tiny_text_model_dir: Path,
+                             image_folder: Path) -> None:
+    bert = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
+    with pytest.raises(UsageError, match=r"train_layers must be between 1 and 2 .*, got 3"):
+        ContrastiveTuner(train_layers=3).tune(bert, TEXTS, LABELS)
+    with pytest.raises(UsageError, match="tuning train_layers must be at least 1, got 0"):
+        ContrastiveTuner(train_layers=0).tune(bert, TEXTS, LABELS)
+    with pytest.raises(UsageError, match="train_layers needs a transformer body .* "
+                                         "StaticEmbedding. Tune it with trainable_fraction"):
+        ContrastiveTuner(train_layers=1).tune(fresh_text(tiny_text_model_dir), TEXTS, LABELS)
+    image = ImageEncoder("test_vit", pretrained=False, device="cpu", show_progress=False)
+    paths = sorted(image_folder.rglob("*.png"))
+    with pytest.raises(UsageError, match="train_layers applies to text encoders .*ImageEncoder"):
+        ContrastiveTuner(train_layers=1).tune(image, paths, [p.parent.name for p in paths])
+
+
 def test_tuning_leaves_no_gradients_behind(tiny_text_model_dir: Path) -> None:
     enc = fresh_text(tiny_text_model_dir)
     ContrastiveTuner(epochs=2, freeze_embeddings=False).tune(enc, TEXTS, LABELS)

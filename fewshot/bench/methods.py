@@ -292,6 +292,9 @@ METHODS: dict[str, Callable[[], Method]] = {
     # them by Jaccard overlap); the same on one-label data.
     "tuned-shared-logreg": lambda: TunedMethod("tuned-shared-logreg", "logreg",
                                                label_overlap="shared"),
+    # Only the top one or two transformer layers trained, on cached lower-layer outputs.
+    "tuned-top1-logreg": lambda: TunedMethod("tuned-top1-logreg", "logreg", train_layers=1),
+    "tuned-top2-logreg": lambda: TunedMethod("tuned-top2-logreg", "logreg", train_layers=2),
 }
 
 

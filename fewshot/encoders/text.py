@@ -274,18 +274,22 @@ class TextEncoder(Encoder):
         return out
 
     # -- training hooks -------------------------------------------------------------
-    def training_items(self, items: Sequence[Any]) -> list[Any]:
-        return [str(t) for t in items]
+    def training_items(self, items: Sequence[Any], *, train_layers: int | None = None
+                       ) -> list[Any]:
+        """Texts; with ``train_layers``, each text's tokens and the output of the layers
+        below the top ``train_layers``, computed once here (eval mode, no gradients) so
+        that training steps run the top layers alone."""
+        texts = [str(t) for t in items]
+        if train_layers is None:
+            return texts
+        return self._cache_lower_layers(texts, int(train_layers))
 
     #: Texts per forward pass inside a training batch (grouped by length).
     _TRAIN_CHUNK = 8
 
-    def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
-        """Length-sorted chunks of the batch, so short texts are not padded to the longest."""
-        import torch
-
+    def _tokenizer_fn(self) -> Any:
+        """Texts -> model inputs, with the prompt encode() puts in front."""
         st = self.model_
-        # Train on what encode() embeds: the model's default prompt goes in front.
         prompt = _default_prompt(st)
         preprocess = getattr(st, "preprocess", None)  # sentence-transformers >= 6
         if preprocess is not None:
@@ -294,6 +298,15 @@ class TextEncoder(Encoder):
         else:  # sentence-transformers < 6 tokenizes, and encode() prepends the prompt as text
             def prepare(texts: list[str]) -> Any:
                 return st.tokenize([prompt + t for t in texts] if prompt else texts)
+        return prepare
+
+    def training_batch(self, items: Sequence[Any], *, augment: bool = False) -> Any:
+        """Length-sorted chunks of the batch, so short texts are not padded to the longest."""
+        import torch
+
+        if items and isinstance(items[0], _CachedText):
+            return _cached_batch(list(items), self._TRAIN_CHUNK)
+        prepare = self._tokenizer_fn()
         texts = list(items)
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         chunks = []
@@ -308,7 +321,17 @@ class TextEncoder(Encoder):
     def training_forward(self, batch: Any) -> Any:
         import torch
 
-        emb = torch.cat([self.model_(f)["sentence_embedding"] for f in batch["chunks"]])
+        cut = batch.get("cut")
+        if cut is None:
+            emb = torch.cat([self.model_(f)["sentence_embedding"] for f in batch["chunks"]])
+        else:
+            with self._replaying(cut) as replay:
+                parts = []
+                for chunk in batch["chunks"]:
+                    replay.hidden = chunk["hidden"]
+                    features = {k: v for k, v in chunk.items() if k != "hidden"}
+                    parts.append(self.model_(features)["sentence_embedding"])
+            emb = torch.cat(parts)
         truncate_dim = getattr(self.model_, "truncate_dim", None)
         if truncate_dim is not None:  # as encode() cuts its vectors
             emb = emb[:, : int(truncate_dim)]
@@ -316,6 +339,174 @@ class TextEncoder(Encoder):
         inverse[torch.as_tensor(batch["order"], device=emb.device)] = torch.arange(
             len(batch["order"]), device=emb.device)
         return emb[inverse]
+
+    # -- training the top layers alone ----------------------------------------------
+    def training_layers(self) -> int:
+        """How many transformer layers the body has (``train_layers`` counts from the top)."""
+        self._ensure_loaded()
+        return len(self._layer_stack()[2])
+
+    def _layer_stack(self) -> tuple[Any, Any, Any, str]:
+        """``(transformers model, owner of the layer list, the list, its attribute name)``
+        of a body whose embeddings module feeds a list of layers (BERT, RoBERTa, MPNet,
+        DistilBERT, ...); any other body is refused in one line."""
+        import torch
+
+        from fewshot.errors import UsageError
+
+        first = self.model_[0] if len(self.model_) else None
+        hf = getattr(first, "auto_model", None)
+        if hf is not None and isinstance(getattr(hf, "embeddings", None), torch.nn.Module):
+            for path in ("encoder.layer", "transformer.layer", "encoder.layers", "layers"):
+                *parents, attr = path.split(".")
+                owner = hf
+                for name in parents:
+                    owner = getattr(owner, name, None)
+                layers = getattr(owner, attr, None) if owner is not None else None
+                if isinstance(layers, torch.nn.ModuleList) and len(layers):
+                    return hf, owner, layers, attr
+        kind = type(hf if hf is not None else first).__name__
+        raise UsageError(
+            f"train_layers needs a transformer body (an embeddings module feeding a list of "
+            f"layers); {self.name_} has a {kind}. Tune it with trainable_fraction instead"
+        )
+
+    def _replaying(self, cut: int) -> Any:
+        """Context in which the body starts at layer ``cut``: its embeddings module
+        returns ``replay.hidden`` (the cached output of the layers below) and only the
+        layers from ``cut`` up run."""
+        import contextlib
+
+        import torch
+
+        hf, owner, layers, attr = self._layer_stack()
+
+        @contextlib.contextmanager
+        def swapped() -> Any:
+            replay, embeddings = _replay_module(), hf.embeddings
+            hf.embeddings = replay
+            setattr(owner, attr, torch.nn.ModuleList(list(layers)[cut:]))
+            try:
+                yield replay
+            finally:
+                hf.embeddings = embeddings
+                setattr(owner, attr, layers)
+
+        return swapped()
+
+    def _cache_lower_layers(self, texts: list[str], train_layers: int) -> list[Any]:
+        import contextlib
+
+        import torch
+
+        from fewshot.errors import UsageError
+
+        hf, _, layers, _ = self._layer_stack()
+        if not 1 <= train_layers <= len(layers):
+            raise UsageError(f"train_layers must be between 1 and {len(layers)} (the layers "
+                             f"of {self.name_}), got {train_layers}")
+        cut = len(layers) - train_layers
+        captured: dict[str, Any] = {}
+
+        def hook(module: Any, args: Any, output: Any) -> None:
+            captured["hidden"] = output[0] if isinstance(output, tuple) else output
+            raise _Captured  # the layers above are not needed here
+
+        prepare = self._tokenizer_fn()
+        st = self.model_
+        cached: list[Any] = [None] * len(texts)
+        was_training = st.training
+        handle = (layers[cut - 1] if cut else hf.embeddings).register_forward_hook(hook)
+        st.eval()
+        try:
+            order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+            with torch.no_grad():
+                for start in range(0, len(order), 32):
+                    idx = order[start : start + 32]
+                    features = {k: v.to(self.device_) if isinstance(v, torch.Tensor) else v
+                                for k, v in prepare([texts[i] for i in idx]).items()}
+                    with contextlib.suppress(_Captured):
+                        st[0](dict(features))
+                    hidden, mask = captured.pop("hidden"), features["attention_mask"].bool()
+                    for row, i in enumerate(idx):
+                        keep = mask[row]
+                        tokens = {k: v[row][keep] for k, v in features.items()
+                                  if isinstance(v, torch.Tensor) and v.shape == mask.shape}
+                        cached[i] = _CachedText(tokens, hidden[row][keep].clone(), cut)
+        finally:
+            handle.remove()
+            st.train(was_training)
+        self._check_replay(texts[:4], cached[:4])
+        return cached
+
+    def _check_replay(self, texts: list[str], cached: list[Any]) -> None:
+        """The top layers run on cached outputs must embed as the whole body does: a body
+        whose layers take more than the hidden states and a mask is refused here."""
+        import torch
+
+        from fewshot.errors import UsageError
+
+        st = self.model_
+        was_training = st.training
+        st.eval()
+        try:
+            with torch.no_grad():
+                replayed = self.training_forward(self.training_batch(cached))
+                whole = self.training_forward(self.training_batch(texts))
+        finally:
+            st.train(was_training)
+        gap = float((replayed - whole).abs().max()) / max(float(whole.abs().max()), 1e-12)
+        if not gap < 1e-4:
+            raise UsageError(
+                f"train_layers cannot split {self.name_} ({type(self._layer_stack()[0]).__name__}"
+                f"): its top layers on cached inputs differ from the whole model by {gap:.2g}; "
+                "tune it with trainable_fraction instead"
+            )
+
+
+class _Captured(Exception):
+    """Raised by the hook that caches the lower layers' output, to stop the forward pass."""
+
+
+class _CachedText:
+    """One training text: its tokens and the output of the frozen layers below ``cut``."""
+
+    __slots__ = ("tokens", "hidden", "cut")
+
+    def __init__(self, tokens: dict[str, Any], hidden: Any, cut: int) -> None:
+        self.tokens, self.hidden, self.cut = tokens, hidden, cut
+
+
+def _replay_module() -> Any:
+    import torch
+
+    class Replay(torch.nn.Module):
+        """Stands in for the embeddings module: returns the cached hidden states."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.hidden: Any = None
+
+        def forward(self, *args: Any, **kwargs: Any) -> Any:
+            return self.hidden
+
+    return Replay()
+
+
+def _cached_batch(items: list[_CachedText], chunk: int) -> dict[str, Any]:
+    """Length-sorted chunks of cached texts, each padded to its longest text."""
+    import torch
+
+    order = sorted(range(len(items)), key=lambda i: len(items[i].hidden))
+    chunks = []
+    for start in range(0, len(order), chunk):
+        part = [items[i] for i in order[start : start + chunk]]
+        pad = {k: torch.nn.utils.rnn.pad_sequence([p.tokens[k] for p in part], batch_first=True)
+               for k in part[0].tokens}
+        pad["hidden"] = torch.nn.utils.rnn.pad_sequence([p.hidden for p in part],
+                                                        batch_first=True)
+        chunks.append(pad)
+    return {"chunks": chunks, "order": order, "cut": items[0].cut}
 
 
 def _default_prompt(st: Any) -> str | None:

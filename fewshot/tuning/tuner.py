@@ -112,6 +112,11 @@ class ContrastiveTuner(BaseEstimator):
         Update only the top layers: the last parameter tensors, in the module's
         order (input to output), that hold this fraction of the trainable
         weights. Backpropagation then stops below them, which is cheaper.
+    train_layers:
+        Text encoders with a transformer body: train only its top this many layers
+        (and the modules after them). The layers below run once over the training
+        items before the first step and their output is reused, so each step costs
+        only the top layers' forward and backward pass. ``None``: every layer.
     augment:
         Image encoders: random crops of each image every epoch (off by
         default: it lowered accuracy on both image benchmarks).
@@ -160,6 +165,7 @@ class ContrastiveTuner(BaseEstimator):
         pairs_per_item: int = 4,
         freeze_embeddings: bool = True,
         trainable_fraction: float = 1.0,
+        train_layers: int | None = None,
         augment: bool = False,
         validation_fraction: float = 0.0,
         patience: int = 2,
@@ -182,6 +188,7 @@ class ContrastiveTuner(BaseEstimator):
         self.pairs_per_item = pairs_per_item
         self.freeze_embeddings = freeze_embeddings
         self.trainable_fraction = trainable_fraction
+        self.train_layers = train_layers
         self.augment = augment
         self.validation_fraction = validation_fraction
         self.patience = patience
@@ -201,7 +208,7 @@ class ContrastiveTuner(BaseEstimator):
             raise UsageError(
                 f"unknown tuning objective '{self.objective}'; choose {', '.join(OBJECTIVES)}"
             )
-        for name in ("epochs", "batch_size", "per_class", "pairs_per_item"):
+        for name in ("epochs", "batch_size", "per_class", "pairs_per_item", "train_layers"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise UsageError(f"tuning {name} must be at least 1, got {getattr(self, name)}")
         for name in ("learning_rate", "temperature", "time_budget"):
@@ -292,16 +299,21 @@ class ContrastiveTuner(BaseEstimator):
          self.per_class_) = self._resolved(encoder, self.objective_)
         train_idx, val_items, val_y = self._validation_split(items, y, classes, validation)
         module = encoder.training_module()
+        if self.train_layers is not None and not hasattr(encoder, "training_layers"):
+            raise UsageError(f"train_layers applies to text encoders with a transformer body, "
+                             f"not {type(encoder).__name__}; use trainable_fraction")
         # A second tuning run builds on the first: the base stays the pretrained files.
         previous = dict(encoder.tuned_) if encoder.is_tuned else {}
         base_id = previous.get("base_id") or encoder.id
-        prepared = encoder.training_items([items[i] for i in train_idx])
+        prepared = self._prepare(encoder, [items[i] for i in train_idx])
         y_train = y[train_idx]
         if self._indicator is not None:
             self._indicator = self._indicator[train_idx]
-        val_prepared = encoder.training_items(val_items) if val_items else []
+        val_prepared = self._prepare(encoder, val_items) if val_items else []
+        # Below the top train_layers nothing is in the graph, so the used parameters are
+        # exactly the top layers' (and whatever comes after them).
         used = (self._used_parameters(encoder, module, prepared)
-                if self.trainable_fraction < 1.0 else None)
+                if self.trainable_fraction < 1.0 or self.train_layers is not None else None)
         named = self._trainable(module, named=True, used=used)
         names = [n for n, _ in named]
         if previous.get("parameters"):
@@ -359,12 +371,17 @@ class ContrastiveTuner(BaseEstimator):
         chosen, self.epochs_ = self.epochs_, best
         again = TuningReport(objective=report.objective)
         try:
-            self._train(encoder, module, named, encoder.training_items(items), y, [],
+            self._train(encoder, module, named, self._prepare(encoder, items), y, [],
                         np.zeros(0, int), again)
         finally:
             self.epochs_ = chosen
         report.steps += again.steps
         report.seconds = round(report.seconds + again.seconds, 3)
+
+    def _prepare(self, encoder: Any, items: list[Any]) -> list[Any]:
+        if self.train_layers is None:
+            return list(encoder.training_items(items))
+        return list(encoder.training_items(items, train_layers=self.train_layers))
 
     def _label_lists(
         self, labels: list[Any], validation: Any
@@ -594,8 +611,7 @@ class ContrastiveTuner(BaseEstimator):
 
         module.eval()
         try:
-            zt, zv = (normalize_rows(encoder.encode(xs, show_progress=False))
-                      for xs in (prepared, val_prepared))
+            zt, zv = (normalize_rows(self._embed(encoder, xs)) for xs in (prepared, val_prepared))
         finally:
             self._set_train_mode(module)
         centroids = np.stack([zt[y == c].mean(0) for c in range(int(y.max()) + 1)])
@@ -604,6 +620,18 @@ class ContrastiveTuner(BaseEstimator):
         sims[np.arange(len(val_y)), val_y] = -np.inf
         accuracy = float(np.mean(true > sims.max(axis=1)))
         return accuracy, float(np.mean(true - sims.max(axis=1)))
+
+    def _embed(self, encoder: Any, prepared: list[Any]) -> np.ndarray:
+        """Embeddings of prepared items (eval mode): ``encode`` for plain items, the
+        training forward pass for items that carry cached lower layers."""
+        import torch
+
+        if self.train_layers is None:
+            return np.asarray(encoder.encode(prepared, show_progress=False))
+        with torch.no_grad():
+            return np.concatenate([
+                encoder.training_forward(encoder.training_batch(prepared[i : i + 64]))
+                .float().cpu().numpy() for i in range(0, len(prepared), 64)])
 
     # -- torch details -------------------------------------------------------------
     @staticmethod
