@@ -654,6 +654,23 @@ def test_top_layers_on_cached_inputs_embed_what_encode_embeds(tmp_path: Path,
     assert len(enc.training_module()[0].auto_model.encoder.layer) == 2
 
 
+def test_top_layers_keep_a_prompt_that_pooling_leaves_out(tmp_path: Path) -> None:
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Pooling
+
+    body = _tiny_bert(tmp_path / "bert")[0]
+    st = SentenceTransformer(modules=[body, Pooling(16, "mean", include_prompt=False)],
+                             device="cpu", prompts={"query": "good "},
+                             default_prompt_name="query")
+    enc = TextEncoder(st, device="cpu", show_progress=False)
+    expected = enc.encode(TEXTS, show_progress=False)
+    with torch.no_grad():
+        got = enc.training_forward(enc.training_batch(
+            enc.training_items(TEXTS, train_layers=1))).numpy()
+    got /= np.linalg.norm(got, axis=1, keepdims=True)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
 def test_train_layers_updates_only_the_top_layers(tmp_path: Path) -> None:
     enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
     before = state(enc)
@@ -675,9 +692,55 @@ def test_train_layers_updates_only_the_top_layers(tmp_path: Path) -> None:
 def test_train_layers_with_validation_and_refit(tmp_path: Path) -> None:
     enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
     tuner = ContrastiveTuner(epochs=3, learning_rate=1e-2, train_layers=1,
-                             validation_fraction=0.3, patience=5, refit=True)
+                             validation_fraction=0.3, patience=5, refit=True, seed=3)
     report = tuner.tune(enc, TEXTS, LABELS)
-    assert len(report.validation_scores) == 3 and report.refit_epochs == report.best_epoch
+    assert report.validation_scores == [0.5, 0.25, 0.0]
+    assert report.best_epoch == report.refit_epochs == 1
+    # The refit is the run epochs=1 makes on every item.
+    again = TextEncoder(_tiny_bert(tmp_path / "bert2"), device="cpu", show_progress=False)
+    ContrastiveTuner(epochs=1, learning_rate=1e-2, train_layers=1, seed=3).tune(
+        again, TEXTS, LABELS)
+    assert all(torch.equal(v, state(again)[k]) for k, v in state(enc).items())
+
+
+def test_replay_puts_the_body_back_when_a_layer_fails(tmp_path: Path, monkeypatch) -> None:
+    enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
+    cached = enc.training_items(TEXTS, train_layers=1)
+    body = enc.training_module()[0].auto_model
+    embeddings, layers = body.embeddings, body.encoder.layer
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("layer failed")
+
+    monkeypatch.setattr(layers[1], "forward", fail)
+    with pytest.raises(RuntimeError, match="layer failed"):
+        enc.training_forward(enc.training_batch(cached))
+    assert body.embeddings is embeddings and body.encoder.layer is layers
+
+
+def test_train_layers_refuses_a_body_it_cannot_split(tmp_path: Path, monkeypatch) -> None:
+    enc = TextEncoder(_tiny_bert(tmp_path / "bert"), device="cpu", show_progress=False)
+    enc.fit()
+    replaying = TextEncoder._replaying
+    # A body whose top layers do not reproduce the whole: one layer too many is skipped.
+    monkeypatch.setattr(TextEncoder, "_replaying", lambda self, cut: replaying(self, cut + 1))
+    with pytest.raises(UsageError, match=r"train_layers cannot split .*BertModel.*differ from "
+                                         r"the whole model by .*tune it with trainable_fraction"):
+        ContrastiveTuner(train_layers=2).tune(enc, TEXTS, LABELS)
+    assert not enc.is_tuned
+
+
+def test_classifier_tuned_with_train_layers_round_trips(tmp_path: Path) -> None:
+    folder = tmp_path / "st"
+    _tiny_bert(tmp_path / "bert").save(str(folder))
+    clf = FewShotClassifier(str(folder), tune={"epochs": 3, "learning_rate": 1e-2,
+                                               "train_layers": 1},
+                            cache=False, show_progress=False).fit(TEXTS, LABELS)
+    assert all(".encoder.layer.1." in n for n in clf.encoder_.tuned_["parameters"])
+    proba = clf.predict_proba(TEXTS)
+    loaded = FewShotClassifier.load(clf.save(tmp_path / "model"), cache=False)
+    np.testing.assert_array_equal(loaded.predict_proba(TEXTS), proba)
+    assert loaded.get_params()["tune"]["train_layers"] == 1
 
 
 def test_train_layers_errors(tmp_path: Path, tiny_text_model_dir: Path,

@@ -117,6 +117,9 @@ class ContrastiveTuner(BaseEstimator):
         (and the modules after them). The layers below run once over the training
         items before the first step and their output is reused, so each step costs
         only the top layers' forward and backward pass. ``None``: every layer.
+        The cached layers run in eval mode (no dropout), and the embedding layer is
+        never trained this way, even with ``freeze_embeddings=False`` and
+        ``train_layers`` set to the body's layer count.
     augment:
         Image encoders: random crops of each image every epoch (off by
         default: it lowered accuracy on both image benchmarks).
