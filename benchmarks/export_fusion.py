@@ -12,14 +12,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from export_speed import read_jsonl as rd
 
 W = Path("/tmp/ox")
-DATA = Path("/work/shared/data")
-
-
-def rd(p):
-    rows = [json.loads(line) for line in Path(p).read_text().splitlines()]
-    return [r["text"] for r in rows], [str(r["label"]) for r in rows]
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def prepare():

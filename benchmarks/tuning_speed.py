@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from export_speed import read_jsonl
 from sklearn.metrics import matthews_corrcoef
 
 from fewshot.data.splits import few_shot_indices
@@ -25,10 +26,6 @@ from fewshot.training.fitting import fit_embeddings
 from fewshot.tuning import ContrastiveTuner
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
-
-
-def read(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.open(encoding="utf-8") if line.strip()]
 
 
 def main() -> None:
@@ -40,10 +37,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     folder = SHARED / "data" / args.dataset
-    train, test = read(folder / "train.jsonl"), read(folder / "test.jsonl")
-    idx = few_shot_indices([r["label"] for r in train], args.shots, args.seed)
-    x, y = [train[i]["text"] for i in idx], [str(train[i]["label"]) for i in idx]
-    x_test, y_test = [r["text"] for r in test], [str(r["label"]) for r in test]
+    texts, labels = read_jsonl(folder / "train.jsonl")
+    idx = few_shot_indices(labels, args.shots, args.seed)
+    x, y = [texts[i] for i in idx], [labels[i] for i in idx]
+    x_test, y_test = read_jsonl(folder / "test.jsonl")
     base = TextEncoder("all-MiniLM-L6-v2", device="cpu", show_progress=False)
     base.fit()
     for spec in args.settings:
